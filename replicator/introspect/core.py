@@ -1,0 +1,250 @@
+"""Read a database's structure from the system catalogs into a :class:`Schema`.
+
+One query per object kind (a constant number of round-trips whatever the number of tables), all
+plain SELECTs, run inside one transaction (a savepoint when the caller already has one open, so a
+shared snapshot is respected). The transaction is always rolled back at the end: it only read, and
+rolling back restores the caller's search_path, which is pinned to ``pg_catalog`` meanwhile so
+that every name in types and definitions comes out schema-qualified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence as Seq
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from . import queries
+from .models import (
+    Column,
+    Constraint,
+    Domain,
+    Enum,
+    Extension,
+    Function,
+    Grant,
+    Index,
+    Namespace,
+    Policy,
+    RowCount,
+    Schema,
+    Sequence,
+    Table,
+    Trigger,
+    View,
+    ViewColumn,
+)
+
+DEFAULT_SCHEMAS: tuple[str, ...] = ("public",)
+
+#: Schemas created and managed by Supabase; skipped by ``all_schemas=True``.
+MANAGED_SCHEMAS: frozenset[str] = frozenset(
+    {
+        "auth",
+        "storage",
+        "realtime",
+        "extensions",
+        "graphql",
+        "graphql_public",
+        "pgsodium",
+        "pgsodium_masks",
+        "vault",
+        "supabase_functions",
+        "supabase_migrations",
+        "cron",
+        "net",
+        "_realtime",
+        "_analytics",
+        "pgbouncer",
+    }
+)
+
+#: PostgreSQL's own schemas (pg_temp_N / pg_toast_temp_N are matched by the ``pg_`` prefix).
+SYSTEM_SCHEMAS: frozenset[str] = frozenset({"pg_catalog", "information_schema", "pg_toast"})
+
+#: replicator's own bookkeeping schema (copy checkpoints): never part of the compared structure
+#: unless named explicitly.
+REPLICATOR_SCHEMA = "_replicator"
+
+EXCLUDED_SCHEMAS: frozenset[str] = MANAGED_SCHEMAS | SYSTEM_SCHEMAS | {REPLICATOR_SCHEMA}
+
+# At most this many count(*) subqueries per UNION ALL statement.
+_COUNT_CHUNK = 500
+
+
+def introspect(
+    conn: psycopg.Connection,
+    schemas: Iterable[str] | None = None,
+    all_schemas: bool = False,
+    with_privileges: bool = False,
+    exact_counts: bool = False,
+    count_threshold: int = 100_000,
+) -> Schema:
+    """Introspect ``conn``'s database.
+
+    ``schemas`` defaults to ``["public"]``; ``all_schemas=True`` takes every schema except
+    PostgreSQL's own, Supabase's managed ones (:data:`MANAGED_SCHEMAS`) and ``_replicator``.
+    Row counts are exact (``count(*)``) when the planner estimate is below ``count_threshold``,
+    when the table was never analyzed, or with ``exact_counts=True``; otherwise the estimate.
+    Grants are read only with ``with_privileges=True``.
+    """
+    with conn.transaction(force_rollback=True):
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(queries.load("settings"))
+            cur.execute(queries.load("server"))
+            server = cur.fetchone()
+            assert server is not None
+            if isinstance(schemas, str):
+                raise TypeError("schemas must be a list of names, not a string")
+            if all_schemas:
+                cur.execute(queries.load("all_schemas"), {"excluded": sorted(EXCLUDED_SCHEMAS)})
+                names = [r["name"] for r in cur.fetchall()]
+            else:
+                names = list(dict.fromkeys(schemas if schemas is not None else DEFAULT_SCHEMAS))
+            params = {"schemas": names}
+
+            def rows(name: str) -> list[dict[str, Any]]:
+                cur.execute(queries.load(name), params)
+                return cur.fetchall()
+
+            result = Schema(
+                server_version=server["server_version"],
+                database=server["database"],
+                schemas=names,
+                with_privileges=with_privileges,
+            )
+            for r in rows("namespaces"):
+                result.namespaces[r["key"]] = Namespace(**r)
+            for r in rows("extensions"):
+                result.extensions[r["name"]] = Extension(**r)
+
+            reltuples: dict[str, float] = {}
+            for r in rows("tables"):
+                reltuples[r["key"]] = r.pop("reltuples")
+                result.tables[r["key"]] = Table(**r)
+            for r in rows("views"):
+                result.views[r["key"]] = View(**r)
+
+            for r in rows("columns"):
+                rel = r.pop("relation")
+                if (t := result.tables.get(rel)) is not None:
+                    t.columns[r["name"]] = Column(**r)
+                elif (v := result.views.get(rel)) is not None:
+                    v.columns[r["name"]] = ViewColumn(
+                        name=r["name"], type=r["type"], comment=r["comment"]
+                    )
+            for r in rows("constraints"):
+                if (t := result.tables.get(r.pop("relation"))) is not None:
+                    t.constraints[r["name"]] = Constraint(**r)
+            for r in rows("indexes"):
+                rel = r.pop("relation")
+                owner = result.tables.get(rel) or result.views.get(rel)
+                if owner is not None:
+                    owner.indexes[r["name"]] = Index(**r)
+            for r in rows("triggers"):
+                rel = r.pop("relation")
+                owner = result.tables.get(rel) or result.views.get(rel)
+                if owner is not None:
+                    owner.triggers[r["name"]] = Trigger(**r)
+            for r in rows("policies"):
+                if (t := result.tables.get(r.pop("relation"))) is not None:
+                    t.policies[r["name"]] = Policy(**r)
+
+            for r in rows("sequences"):
+                result.sequence_values[r["key"]] = r.pop("last_value")
+                result.sequences[r["key"]] = Sequence(**r)
+            for r in rows("enums"):
+                result.enums[r["key"]] = Enum(**r)
+            for r in rows("domains"):
+                result.domains[r["key"]] = Domain(**r)
+            for r in rows("functions"):
+                result.functions[r["key"]] = Function(**r)
+
+            if with_privileges:
+                _attach_grants(result, rows("grants"))
+
+            result.row_counts = _row_counts(
+                cur, result, reltuples, exact_counts=exact_counts, threshold=count_threshold
+            )
+    return result
+
+
+def _attach_grants(result: Schema, grant_rows: list[dict[str, Any]]) -> None:
+    for r in grant_rows:
+        kind, key = r.pop("object_type"), r.pop("object_key")
+        target: Any
+        if kind == "schema":
+            target = result.namespaces.get(key)
+        elif kind == "sequence":
+            target = result.sequences.get(key)
+        elif kind == "function":
+            target = result.functions.get(key)
+        else:
+            target = result.tables.get(key) or result.views.get(key)
+        if target is not None:
+            target.grants.append(Grant(**r))
+
+
+def _row_counts(
+    cur: psycopg.Cursor[Any],
+    result: Schema,
+    reltuples: dict[str, float],
+    *,
+    exact_counts: bool,
+    threshold: int,
+) -> dict[str, RowCount]:
+    """Decide per table between the estimate and an exact count, then run every exact count in
+    one UNION ALL statement (chunked), identifiers composed with psycopg.sql."""
+
+    children: dict[str, list[str]] = {}
+    for t in result.tables.values():
+        if t.partition_of is not None:
+            children.setdefault(t.partition_of, []).append(t.key)
+
+    def estimate(key: str) -> float:
+        """reltuples, summed over the leaves for a partitioned table; -1 if anything is unknown."""
+        table = result.tables[key]
+        if table.kind != "partitioned table":
+            return reltuples[key]
+        total = 0.0
+        for child in children.get(key, []):
+            e = estimate(child)
+            if e < 0:
+                return -1.0
+            total += e
+        return total
+
+    counts: dict[str, RowCount] = {}
+    to_count: list[Table] = []
+    for key, table in result.tables.items():
+        est = estimate(key)
+        if exact_counts or est < 0 or est < threshold:
+            to_count.append(table)
+        else:
+            counts[key] = RowCount(rows=int(est), exact=False)
+
+    for start in range(0, len(to_count), _COUNT_CHUNK):
+        chunk = to_count[start : start + _COUNT_CHUNK]
+        parts: list[sql.Composable] = [
+            sql.SQL("SELECT {} AS i, count(*) AS n FROM {}").format(
+                sql.Literal(i), sql.Identifier(t.schema_name, t.name)
+            )
+            for i, t in enumerate(chunk)
+        ]
+        cur.execute(sql.SQL(" UNION ALL ").join(parts))
+        for r in cur.fetchall():
+            t = chunk[r["i"]]
+            counts[t.key] = RowCount(rows=r["n"], exact=True)
+    return {k: counts[k] for k in result.tables if k in counts}
+
+
+__all__: Seq[str] = [
+    "DEFAULT_SCHEMAS",
+    "EXCLUDED_SCHEMAS",
+    "MANAGED_SCHEMAS",
+    "REPLICATOR_SCHEMA",
+    "SYSTEM_SCHEMAS",
+    "introspect",
+]

@@ -1,0 +1,358 @@
+"""Pydantic models describing a database's structure, one small class per object kind.
+
+Every top-level object carries a ``key``: its schema-qualified name quoted exactly as PostgreSQL's
+``quote_ident`` does (``public.leads``, ``public."end"``, ``"MySchema"."Tbl"``), computed by the
+server. Functions are keyed with their identity arguments (``public.touch(integer, text)``).
+Objects nested in a table (columns, constraints, indexes, triggers, policies) are keyed by their
+plain, unquoted name; columns keep their attnum order.
+
+Names and definitions are captured with ``search_path`` pinned to ``pg_catalog``, so every type,
+relation and function in types, defaults and definitions is schema-qualified and independent of the
+session that ran the introspection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Grant(_Model):
+    """One privilege held by one role (``PUBLIC`` for everyone)."""
+
+    grantee: str
+    privilege: str
+    grantable: bool = False
+
+
+class Namespace(_Model):
+    """A schema (``CREATE SCHEMA``)."""
+
+    key: str
+    name: str
+    comment: str | None = None
+    grants: list[Grant] = Field(default_factory=list)
+
+
+class Column(_Model):
+    name: str
+    type: str
+    nullable: bool = True
+    default: str | None = None
+    identity: Literal["always", "by default"] | None = None
+    generated: str | None = None  # expression of a STORED generated column
+    collation: str | None = None  # only when it differs from the type's default collation
+    comment: str | None = None
+    is_local: bool = True  # False when inherited from a parent table / partitioned table
+
+
+ConstraintKind = Literal["primary key", "foreign key", "unique", "check", "exclusion"]
+
+
+class Constraint(_Model):
+    name: str
+    kind: ConstraintKind
+    definition: str  # pg_get_constraintdef
+    columns: list[str] = Field(default_factory=list)
+    referenced_table: str | None = None  # quoted qualified key, foreign keys only
+    referenced_columns: list[str] | None = None
+    on_update: str | None = None  # NO ACTION / RESTRICT / CASCADE / SET NULL / SET DEFAULT
+    on_delete: str | None = None
+    match: str | None = None  # SIMPLE / FULL / PARTIAL
+    deferrable: bool = False
+    initially_deferred: bool = False
+    validated: bool = True
+    index: str | None = None  # backing index (primary key / unique / exclusion)
+    inherited: bool = False  # cloned from a parent (partition) or inherited
+    comment: str | None = None
+
+
+class Index(_Model):
+    name: str
+    definition: str  # pg_get_indexdef
+    unique: bool = False
+    primary: bool = False
+    method: str = "btree"
+    predicate: str | None = None  # partial index WHERE clause
+    columns: list[str | None] = Field(default_factory=list)  # key columns; None = expression
+    expressions: list[str] = Field(default_factory=list)  # text of the expression key columns
+    include: list[str] = Field(default_factory=list)  # INCLUDE (...) columns
+    valid: bool = True
+    immediate: bool = True  # False when the uniqueness check is deferrable
+    constraint: str | None = None  # name of the constraint this index backs, if any
+    inherited: bool = False  # attached to an index of the partitioned parent
+    comment: str | None = None
+
+    @property
+    def has_expressions(self) -> bool:
+        return any(c is None for c in self.columns)
+
+
+class Trigger(_Model):
+    name: str
+    definition: str  # pg_get_triggerdef
+    function: str  # key of the trigger function
+    enabled: Literal["origin", "disabled", "replica", "always"] = "origin"
+    is_constraint: bool = False
+    inherited: bool = False  # cloned from the partitioned parent's trigger
+    comment: str | None = None
+
+
+class Policy(_Model):
+    name: str
+    command: Literal["ALL", "SELECT", "INSERT", "UPDATE", "DELETE"]
+    permissive: bool = True
+    roles: list[str] = Field(default_factory=list)
+    using: str | None = None
+    with_check: str | None = None
+    comment: str | None = None
+
+
+class Table(_Model):
+    key: str
+    schema_name: str
+    name: str
+    kind: Literal["table", "partitioned table"] = "table"
+    unlogged: bool = False
+    rls_enabled: bool = False
+    rls_forced: bool = False
+    comment: str | None = None
+    options: list[str] = Field(default_factory=list)  # reloptions, e.g. fillfactor=70
+    partition_of: str | None = None  # key of the partitioned parent
+    partition_bound: str | None = None  # FOR VALUES ... / DEFAULT
+    partition_key: str | None = None  # RANGE (created_at), partitioned tables only
+    inherits: list[str] = Field(default_factory=list)  # classic (non-partition) inheritance
+    columns: dict[str, Column] = Field(default_factory=dict)
+    constraints: dict[str, Constraint] = Field(default_factory=dict)
+    indexes: dict[str, Index] = Field(default_factory=dict)
+    triggers: dict[str, Trigger] = Field(default_factory=dict)
+    policies: dict[str, Policy] = Field(default_factory=dict)
+    grants: list[Grant] = Field(default_factory=list)
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def primary_key(self) -> list[str] | None:
+        """Columns of the primary key, in key order, or None when the table has none."""
+        for con in self.constraints.values():
+            if con.kind == "primary key":
+                return list(con.columns)
+        return None
+
+    @property
+    def foreign_keys(self) -> list[Constraint]:
+        return [c for c in self.constraints.values() if c.kind == "foreign key"]
+
+    @property
+    def check_constraints(self) -> list[Constraint]:
+        return [c for c in self.constraints.values() if c.kind == "check"]
+
+    def unique_not_null_index(self) -> Index | None:
+        """A unique index usable as a row key when there is no primary key.
+
+        It must be valid, immediate (not deferrable), without predicate or expressions, and every
+        key column NOT NULL. Among candidates the one with fewest columns wins, then by name.
+        """
+        candidates = []
+        for idx in self.indexes.values():
+            if not idx.unique or not idx.valid or not idx.immediate:
+                continue
+            if idx.predicate is not None or idx.has_expressions or not idx.columns:
+                continue
+            cols = [self.columns.get(c) for c in idx.columns]  # type: ignore[arg-type]
+            if any(c is None or c.nullable for c in cols):
+                continue
+            candidates.append(idx)
+        if not candidates:
+            return None
+        return min(candidates, key=lambda i: (len(i.columns), i.name))
+
+    def key_columns(self) -> list[str] | None:
+        """The primary key, else the columns of :meth:`unique_not_null_index`, else None."""
+        pk = self.primary_key
+        if pk:
+            return pk
+        idx = self.unique_not_null_index()
+        return [c for c in idx.columns if c is not None] if idx else None
+
+
+class ViewColumn(_Model):
+    name: str
+    type: str
+    comment: str | None = None
+
+
+class View(_Model):
+    key: str
+    schema_name: str
+    name: str
+    materialized: bool = False
+    definition: str  # pg_get_viewdef
+    options: list[str] = Field(default_factory=list)  # security_barrier, check_option, ...
+    populated: bool | None = None  # materialized views only
+    comment: str | None = None
+    columns: dict[str, ViewColumn] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)  # keys of relations read by the view
+    depends_on_functions: list[str] = Field(default_factory=list)  # keys of user functions used
+    indexes: dict[str, Index] = Field(default_factory=dict)  # materialized views only
+    triggers: dict[str, Trigger] = Field(default_factory=dict)  # INSTEAD OF triggers
+    grants: list[Grant] = Field(default_factory=list)
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class Sequence(_Model):
+    key: str
+    schema_name: str
+    name: str
+    data_type: str = "bigint"
+    start: int = 1
+    increment: int = 1
+    min_value: int = 1
+    max_value: int = 9223372036854775807
+    cache: int = 1
+    cycle: bool = False
+    owned_by_table: str | None = None  # key of the owning table
+    owned_by_column: str | None = None
+    owned_by: str | None = None  # OWNED BY target as written: public.leads.id
+    identity: bool = False  # backs an identity column (its OWNED BY is implicit)
+    comment: str | None = None
+    grants: list[Grant] = Field(default_factory=list)
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class Enum(_Model):
+    key: str
+    schema_name: str
+    name: str
+    labels: list[str] = Field(default_factory=list)  # in sort order
+    comment: str | None = None
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class DomainConstraint(_Model):
+    name: str
+    definition: str
+    validated: bool = True
+
+
+class Domain(_Model):
+    key: str
+    schema_name: str
+    name: str
+    base_type: str
+    not_null: bool = False
+    default: str | None = None
+    collation: str | None = None
+    constraints: list[DomainConstraint] = Field(default_factory=list)
+    comment: str | None = None
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class Function(_Model):
+    key: str  # schema.name(identity arguments)
+    schema_name: str
+    name: str
+    kind: Literal["function", "procedure", "aggregate", "window"] = "function"
+    identity_arguments: str = ""
+    arguments: str = ""
+    result: str | None = None
+    language: str
+    security_definer: bool = False
+    volatility: Literal["immutable", "stable", "volatile"] = "volatile"
+    definition: str | None = None  # pg_get_functiondef; None for aggregates
+    comment: str | None = None
+    grants: list[Grant] = Field(default_factory=list)
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class Extension(_Model):
+    name: str
+    schema_name: str
+    version: str
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class RowCount(_Model):
+    """Rows in a table: exact ``count(*)``, or the planner's estimate (``exact=False``)."""
+
+    rows: int
+    exact: bool
+
+
+# Fields of Schema that describe the data or the server rather than the structure.
+NON_STRUCTURAL_FIELDS = frozenset({"server_version", "database", "row_counts", "sequence_values"})
+
+
+class Schema(_Model):
+    """Everything introspected from one database."""
+
+    server_version: int  # server_version_num, e.g. 150004
+    database: str
+    schemas: list[str]  # the schema names that were looked at
+    namespaces: dict[str, Namespace] = Field(default_factory=dict)
+    extensions: dict[str, Extension] = Field(default_factory=dict)  # keyed by extension name
+    tables: dict[str, Table] = Field(default_factory=dict)
+    views: dict[str, View] = Field(default_factory=dict)
+    sequences: dict[str, Sequence] = Field(default_factory=dict)
+    enums: dict[str, Enum] = Field(default_factory=dict)
+    domains: dict[str, Domain] = Field(default_factory=dict)
+    functions: dict[str, Function] = Field(default_factory=dict)
+    with_privileges: bool = False
+    # Data, not structure: excluded by structure_dump().
+    row_counts: dict[str, RowCount] = Field(default_factory=dict)
+    sequence_values: dict[str, int | None] = Field(default_factory=dict)  # last_value per sequence
+
+    def structure_dump(self) -> dict[str, Any]:
+        """A JSON-compatible dict of the structure only (no counts, versions or sequence values),
+        suitable for a structural comparison."""
+        return self.model_dump(mode="json", exclude=set(NON_STRUCTURAL_FIELDS))
+
+    def find_table(self, schema: str, name: str) -> Table | None:
+        """Look a table up by its raw (unquoted) schema and name."""
+        for t in self.tables.values():
+            if t.schema_name == schema and t.name == name:
+                return t
+        return None
+
+    def find_view(self, schema: str, name: str) -> View | None:
+        for v in self.views.values():
+            if v.schema_name == schema and v.name == name:
+                return v
+        return None
+
+    def row_count(self, key: str) -> int | None:
+        rc = self.row_counts.get(key)
+        return rc.rows if rc else None
+
+    def partitions_of(self, key: str) -> list[Table]:
+        return [t for t in self.tables.values() if t.partition_of == key]
+

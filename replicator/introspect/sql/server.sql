@@ -1,0 +1,3 @@
+-- Server facts: version number and the database we are looking at.
+SELECT current_setting('server_version_num')::int AS server_version,
+       current_database() AS database

@@ -1,0 +1,35 @@
+-- Ordinary and partitioned tables (including partitions), not owned by an extension.
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key,
+       n.nspname AS schema_name,
+       c.relname AS name,
+       CASE c.relkind WHEN 'p' THEN 'partitioned table' ELSE 'table' END AS kind,
+       c.relpersistence = 'u' AS unlogged,
+       c.relrowsecurity AS rls_enabled,
+       c.relforcerowsecurity AS rls_forced,
+       obj_description(c.oid, 'pg_class') AS comment,
+       coalesce(c.reloptions, '{}'::text[]) AS options,
+       CASE WHEN c.relispartition THEN (
+           SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.relname)
+           FROM pg_catalog.pg_inherits i
+           JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+           JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+           WHERE i.inhrelid = c.oid) END AS partition_of,
+       CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS partition_bound,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
+       CASE WHEN c.relispartition THEN '{}'::text[] ELSE ARRAY(
+           SELECT quote_ident(pn.nspname) || '.' || quote_ident(p.relname)
+           FROM pg_catalog.pg_inherits i
+           JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+           JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+           WHERE i.inhrelid = c.oid
+           ORDER BY i.inhseqno) END AS inherits,
+       c.reltuples::float8 AS reltuples
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname = ANY (%(schemas)s::text[])
+  AND NOT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_depend d
+        WHERE d.classid = 'pg_catalog.pg_class'::regclass
+          AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY n.nspname, c.relname
