@@ -1,0 +1,42 @@
+"""Options every command shares, and the run context they produce."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ..config import Config, load_config
+
+
+@dataclass
+class RunContext:
+    config: Config
+    out_dir: Path
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.out_dir / "reports"
+
+    @property
+    def schemas_dir(self) -> Path:
+        return self.out_dir / "schemas"
+
+
+def common_options(fn):
+    """--master, --replica, --config, --out-dir; passes `run: RunContext` to the command."""
+
+    @click.option("--master", "master", metavar="URL", help="master URL (or REPLICATOR_MASTER_URL).")
+    @click.option("--replica", "replica", metavar="URL", help="replica URL (or REPLICATOR_REPLICA_URL).")
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+                  help="config file (default: ./replicator.toml if present).")
+    @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+                  show_default=True, help="where reports/ and schemas/ are written.")
+    @functools.wraps(fn)
+    def wrapper(*args, master, replica, config_path, out_dir, **kwargs):
+        cfg = load_config(config_path, master=master, replica=replica)
+        return fn(*args, run=RunContext(config=cfg, out_dir=out_dir), **kwargs)
+
+    return wrapper

@@ -1,0 +1,135 @@
+"""`replicator.toml` + environment, validated with pydantic.
+
+Precedence for the two URLs: command-line flag > environment (`REPLICATOR_MASTER_URL`,
+`REPLICATOR_REPLICA_URL`) > `master_url`/`replica_url` in the config file. A URL may be any libpq
+connection string (URL or `key=value`), so `PG*` variables, `~/.pgpass` and `sslmode` work as usual;
+passwords belong there rather than in the config file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "replicator.toml"
+MASTER_ENV = "REPLICATOR_MASTER_URL"
+REPLICA_ENV = "REPLICATOR_REPLICA_URL"
+
+
+class Policy(str, Enum):
+    """What `replicator copy` does with rows whose key already exists on the replica."""
+
+    MASTER_WINS = "master-wins"
+    KEEP_REPLICA = "keep-replica"
+    FAIL = "fail"
+    MIRROR = "mirror"
+    REPLACE = "replace"
+
+
+class FixedValue(BaseModel):
+    """Mask rule that replaces every value of a column with one literal."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: str | int | float | bool
+
+
+MaskRule = Annotated[
+    Union[Literal["null", "hash", "phone", "email"], FixedValue],
+    Field(description='"null", "hash", "phone", "email", or { value = "..." }'),
+]
+
+
+class TableConfig(BaseModel):
+    """Per-table settings under `[tables.<name>]` (name as on the master, optionally schema-qualified)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Policy | None = Field(None, description="conflict policy for `copy` into a non-empty table")
+    renames: dict[str, str] = Field(
+        default_factory=dict,
+        description="replica column name = master column name; emitted as RENAME COLUMN, honoured by copy",
+    )
+    cursor: str | None = Field(None, description="column for `copy --incremental` (e.g. updated_at)")
+    lag_seconds: int = Field(0, ge=0, description="incremental: re-read rows this many seconds behind the watermark")
+    mask: dict[str, MaskRule] = Field(default_factory=dict, description="column = masking rule")
+    batch_size: int | None = Field(None, gt=0, description="rows per batch for this table")
+
+
+class Config(BaseModel):
+    """The whole `replicator.toml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master_url: str | None = Field(None, description="libpq URL of the master (prefer the environment)")
+    replica_url: str | None = Field(None, description="libpq URL of the replica (prefer the environment)")
+    schemas: list[str] = Field(default_factory=lambda: ["public"], description="schemas to compare and copy")
+    batch_size: int = Field(10_000, gt=0, description="default rows per copy batch")
+    batch_bytes: int = Field(64 * 1024 * 1024, gt=0, description="upper bound of one copy batch, in bytes")
+    mask_key: str | None = Field(
+        None, description="key for `hash` masking; default from REPLICATOR_MASK_KEY (keep it out of git)"
+    )
+    tables: dict[str, TableConfig] = Field(default_factory=dict)
+
+    @field_validator("schemas")
+    @classmethod
+    def _schemas_not_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must name at least one schema")
+        return v
+
+    def table(self, name: str) -> TableConfig:
+        """Settings for a table, looked up by bare or `schema.name` key; defaults when absent."""
+        if name in self.tables:
+            return self.tables[name]
+        bare = name.split(".", 1)[1] if name.startswith("public.") else None
+        if bare and bare in self.tables:
+            return self.tables[bare]
+        return TableConfig()
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    master: str | None = None,
+    replica: str | None = None,
+) -> Config:
+    """Read the config file (explicit path, or ./replicator.toml if present) and apply env and flags."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+    else:
+        p = Path(DEFAULT_CONFIG_FILE)
+        p = p if p.is_file() else None
+    if p is not None:
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: invalid TOML: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise ConfigError(f"{p}: {where}: {err['msg']}") from None
+    cfg.master_url = master or os.environ.get(MASTER_ENV) or cfg.master_url
+    cfg.replica_url = replica or os.environ.get(REPLICA_ENV) or cfg.replica_url
+    return cfg
+
+
+def require_url(cfg: Config, side: Literal["master", "replica"]) -> str:
+    url = cfg.master_url if side == "master" else cfg.replica_url
+    if not url:
+        env = MASTER_ENV if side == "master" else REPLICA_ENV
+        raise ConfigError(f"no {side} URL: pass --{side}, set {env}, or {side}_url in {DEFAULT_CONFIG_FILE}")
+    return url
