@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ..errors import GuardViolation
 from . import queries
 from .models import (
     Column,
@@ -92,7 +93,7 @@ def introspect(
     """
     with conn.transaction(force_rollback=True):
         with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(queries.load("settings"))
+            pinned = _pin_settings(cur)
             cur.execute(queries.load("server"))
             server = cur.fetchone()
             assert server is not None
@@ -114,6 +115,8 @@ def introspect(
                 database=server["database"],
                 schemas=names,
                 with_privileges=with_privileges,
+                search_path=server["search_path"],
+                settings_pinned=pinned,
             )
             for r in rows("namespaces"):
                 result.namespaces[r["key"]] = Namespace(**r)
@@ -169,6 +172,19 @@ def introspect(
                 cur, result, reltuples, exact_counts=exact_counts, threshold=count_threshold
             )
     return result
+
+
+def _pin_settings(cur: psycopg.Cursor[Any]) -> bool:
+    """Pin search_path and the literal-rendering settings for this transaction (sql/settings.sql).
+
+    A guarded master connection refuses set_config() before anything is sent; introspection then
+    goes on with the session's settings and says so in ``Schema.settings_pinned``.
+    """
+    try:
+        cur.execute(queries.load("settings"))
+    except GuardViolation:
+        return False
+    return True
 
 
 def _attach_grants(result: Schema, grant_rows: list[dict[str, Any]]) -> None:

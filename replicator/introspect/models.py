@@ -309,7 +309,9 @@ class RowCount(_Model):
 
 
 # Fields of Schema that describe the data or the server rather than the structure.
-NON_STRUCTURAL_FIELDS = frozenset({"server_version", "database", "row_counts", "sequence_values"})
+NON_STRUCTURAL_FIELDS = frozenset(
+    {"server_version", "database", "search_path", "settings_pinned", "row_counts", "sequence_values"}
+)
 
 
 class Schema(_Model):
@@ -327,6 +329,11 @@ class Schema(_Model):
     domains: dict[str, Domain] = Field(default_factory=dict)
     functions: dict[str, Function] = Field(default_factory=dict)
     with_privileges: bool = False
+    # How the introspection ran (not structure). settings_pinned is False when the connection
+    # refused set_config (a guarded master): expressions and definitions then render names as
+    # seen from ``search_path`` (types are still always schema-qualified).
+    search_path: str = ""
+    settings_pinned: bool = True
     # Data, not structure: excluded by structure_dump().
     row_counts: dict[str, RowCount] = Field(default_factory=dict)
     sequence_values: dict[str, int | None] = Field(default_factory=dict)  # last_value per sequence

@@ -2,7 +2,10 @@
 SELECT quote_ident(n.nspname) || '.' || quote_ident(t.typname) AS key,
        n.nspname AS schema_name,
        t.typname AS name,
-       format_type(t.typbasetype, t.typtypmod) AS base_type,
+       CASE WHEN bt.typnamespace = 'pg_catalog'::regnamespace
+                 OR starts_with(format_type(t.typbasetype, t.typtypmod), quote_ident(btn.nspname) || '.')
+            THEN format_type(t.typbasetype, t.typtypmod)
+            ELSE quote_ident(btn.nspname) || '.' || format_type(t.typbasetype, t.typtypmod) END AS base_type,
        t.typnotnull AS not_null,
        t.typdefault AS "default",
        CASE WHEN t.typcollation <> 0 AND t.typcollation <> bt.typcollation THEN (
@@ -20,6 +23,7 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(t.typname) AS key,
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype
+JOIN pg_catalog.pg_namespace btn ON btn.oid = bt.typnamespace
 WHERE t.typtype = 'd'
   AND n.nspname = ANY (%(schemas)s::text[])
   AND NOT EXISTS (
