@@ -177,7 +177,10 @@ def test_master_has_indexes_checks_and_comments(master):
     assert "whatsapp_messages_sender_number_idx" in indexes
     assert "conversations_lead_id_idx" in indexes
     assert any(" WHERE " in d for d in indexes.values()), "expected a partial index"
-    checks = rows(master, "SELECT conname FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace")
+    checks = rows(
+        master,
+        "SELECT conname FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace",
+    )
     assert len(checks) >= 2
     comments = rows(
         master,
@@ -387,7 +390,8 @@ def test_generator_output_matches_committed_files():
     first = gen.render()
     assert first == gen.render(), "generator is not deterministic"
     for name, text in first.items():
-        assert example_sql(name.removesuffix(".sql")) == text, f"{name} is stale: run schemas/examples/generate.py"
+        stale = f"{name} is stale: run schemas/examples/generate.py"
+        assert example_sql(name.removesuffix(".sql")) == text, stale
 
 
 def test_generator_counts_agree_with_tests():
@@ -408,7 +412,8 @@ def test_sql_files_have_no_copy_blocks_or_clock():
 def test_example_config():
     data = tomllib.loads(example_path("replicator.toml").read_text(encoding="utf-8"))
     assert data["schemas"] == ["public"]
-    assert data["tables"]["leads"] == {"policy": "master-wins", "renames": {"project_id": "current_project_id"}}
+    leads = {"policy": "master-wins", "renames": {"project_id": "current_project_id"}}
+    assert data["tables"]["leads"] == leads
     assert data["tables"]["clients"]["policy"] == data["tables"]["projects"]["policy"] == "keep-replica"
     assert data["tables"]["whatsapp_messages"]["cursor"] == "created_at"
     assert data["tables"]["whatsapp_messages"]["mask"] == {"sender_number": "phone"}
