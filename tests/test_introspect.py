@@ -344,6 +344,20 @@ def test_row_counts_exact_and_estimated(db, sql_on):
     assert est.row_counts["public.events"].exact
 
 
+def test_unreadable_or_rls_filtered_tables_keep_the_estimate(db):
+    with psycopg.connect(db) as conn:
+        conn.execute("SET ROLE intro_reader")
+        conn.commit()
+        s = introspect(conn, all_schemas=True)
+        assert conn.execute("SELECT current_user").fetchone()[0] == "intro_reader"
+    # clients: readable but filtered by (forced) row-level security; "end": no SELECT privilege
+    assert not s.row_counts["public.clients"].exact
+    assert not s.row_counts['public."end"'].exact
+    # the structure is still fully visible to an unprivileged role
+    assert s.tables["public.clients"].policies["own"].roles == ["intro_reader", "postgres"]
+    assert s.sequence_values["public.clients_id_seq"] is None  # no privilege on the sequence
+
+
 def test_json_round_trip_and_structure_dump(schema):
     again = Schema.model_validate_json(schema.model_dump_json())
     assert again == schema
@@ -389,9 +403,11 @@ def test_guarded_master_connection(db):
     assert set(s.tables) >= {"public.clients", 'public."end"', '"MySchema"."Tbl"'}
 
 
-def test_empty_database(master_url):
-    with psycopg.connect(master_url) as conn:
-        s = introspect(conn)
+def test_empty_database_and_connection_left_idle(master_url):
+    for autocommit in (False, True):
+        with psycopg.connect(master_url, autocommit=autocommit) as conn:
+            s = introspect(conn)
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert s.tables == {} and s.views == {} and s.functions == {}
     assert s.server_version >= 140000
     assert s.schemas == ["public"] and "public" in s.namespaces

@@ -124,8 +124,11 @@ def introspect(
                 result.extensions[r["name"]] = Extension(**r)
 
             reltuples: dict[str, float] = {}
+            countable: set[str] = set()
             for r in rows("tables"):
                 reltuples[r["key"]] = r.pop("reltuples")
+                if r.pop("countable"):
+                    countable.add(r["key"])
                 result.tables[r["key"]] = Table(**r)
             for r in rows("views"):
                 result.views[r["key"]] = View(**r)
@@ -169,7 +172,12 @@ def introspect(
                 _attach_grants(result, rows("grants"))
 
             result.row_counts = _row_counts(
-                cur, result, reltuples, exact_counts=exact_counts, threshold=count_threshold
+                cur,
+                result,
+                reltuples,
+                countable,
+                exact_counts=exact_counts,
+                threshold=count_threshold,
             )
     return result
 
@@ -207,12 +215,17 @@ def _row_counts(
     cur: psycopg.Cursor[Any],
     result: Schema,
     reltuples: dict[str, float],
+    countable: set[str],
     *,
     exact_counts: bool,
     threshold: int,
 ) -> dict[str, RowCount]:
     """Decide per table between the estimate and an exact count, then run every exact count in
-    one UNION ALL statement (chunked), identifiers composed with psycopg.sql."""
+    one UNION ALL statement (chunked), identifiers composed with psycopg.sql.
+
+    Tables the role cannot read, or reads through active row-level security, keep the estimate
+    (0 when never analyzed) with ``exact=False``.
+    """
 
     children: dict[str, list[str]] = {}
     for t in result.tables.values():
@@ -236,7 +249,9 @@ def _row_counts(
     to_count: list[Table] = []
     for key, table in result.tables.items():
         est = estimate(key)
-        if exact_counts or est < 0 or est < threshold:
+        if key not in countable:
+            counts[key] = RowCount(rows=max(int(est), 0), exact=False)
+        elif exact_counts or est < 0 or est < threshold:
             to_count.append(table)
         else:
             counts[key] = RowCount(rows=int(est), exact=False)

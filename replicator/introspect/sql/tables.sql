@@ -23,7 +23,10 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key,
            JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
            WHERE i.inhrelid = c.oid
            ORDER BY i.inhseqno) END AS inherits,
-       c.reltuples::float8 AS reltuples
+       c.reltuples::float8 AS reltuples,
+       -- count(*) would fail without SELECT, and under active row-level security it would only
+       -- count the visible rows: such tables keep the planner estimate.
+       has_table_privilege(c.oid, 'SELECT') AND NOT row_security_active(c.oid) AS countable
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
