@@ -39,6 +39,10 @@ SIDE_EFFECT_FUNCTIONS = frozenset(
     }
 )
 
+# set_config() may pin these, transaction-locally only (is_local = true): they change how values are
+# rendered, never what the session may write. Read-only settings are deliberately absent.
+PRESENTATION_SETTINGS = frozenset({"search_path", "timezone", "datestyle", "intervalstyle", "extra_float_digits"})
+
 # Node types that make a query something other than a read.
 _WRITE_NODES = tuple(
     getattr(exp, name)
@@ -238,6 +242,23 @@ def _query(sql_text: str) -> Verdict:
                 return Verdict(allowed=False, kind="query", reason=f"contains {type(node).__name__.upper()}")
             if isinstance(node, exp.Func):
                 name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+                if name == "set_config" and _is_local_presentation_setting(node):
+                    continue
                 if name in SIDE_EFFECT_FUNCTIONS:
                     return Verdict(allowed=False, kind="query", reason=f"calls {name}()")
     return Verdict(allowed=True, kind="select")
+
+
+def _is_local_presentation_setting(node: exp.Func) -> bool:
+    """`set_config('search_path', 'x', true)`: a literal setting name we allow, scoped to the transaction."""
+    args = node.expressions
+    if len(args) != 3:
+        return False
+    name, _value, is_local = args
+    return (
+        isinstance(name, exp.Literal)
+        and name.is_string
+        and name.this.lower() in PRESENTATION_SETTINGS
+        and isinstance(is_local, exp.Boolean)
+        and is_local.this is True
+    )

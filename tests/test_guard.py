@@ -24,6 +24,7 @@ READS = [
     "SELECT pg_export_snapshot()",
     "SELECT sum(hashtextextended(t::text, 0)) FROM t",
     "WITH x AS (SELECT 1 AS a) SELECT a FROM x UNION ALL SELECT 2",
+    "SELECT set_config('search_path', 'pg_catalog', true), set_config('TimeZone', 'UTC', true)",
 ]
 
 WRITES = [
@@ -45,6 +46,9 @@ WRITES = [
     "SELECT nextval('s')",
     "SELECT pg_catalog.setval('s', 1)",
     "SELECT set_config('default_transaction_read_only', 'off', false)",
+    "SELECT set_config('transaction_read_only', 'off', true)",
+    "SELECT set_config('search_path', 'public', false)",
+    "SELECT set_config(%s, 'x', true)",
     "SELECT pg_terminate_backend(1)",
     "SELECT 1; DELETE FROM t",
     "BEGIN READ WRITE",

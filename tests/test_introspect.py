@@ -395,9 +395,16 @@ def test_runs_inside_callers_transaction(db):
 def test_guarded_master_connection(db):
     from replicator.connect import open_master
 
-    with open_master(db) as conn:
+    from replicator.guard import MasterGuard
+
+    guard = MasterGuard()
+    with open_master(db, guard) as conn:
         s = introspect(conn, all_schemas=True, with_privileges=True)
-    assert not s.settings_pinned  # the guard refuses set_config(); introspection still works
+    # The guard lets transaction-local presentation settings through, so definitions render the same
+    # on both sides whatever the master's search_path.
+    assert s.settings_pinned
+    assert any("set_config" in e.statement for e in guard.audit)
+    assert all(e.allowed for e in guard.audit)
     assert s.tables["public.clients"].columns["m"].type == "public.mood"
     assert s.row_counts["public.clients"].rows == 3
     assert set(s.tables) >= {"public.clients", 'public."end"', '"MySchema"."Tbl"'}
