@@ -153,3 +153,80 @@ def url_with(url: str, **changes) -> str:
     params = conninfo_to_dict(url)
     params.update(changes)
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+# --- A transaction-mode pooler in front of the master (pgbouncer), like Supabase's port 6543 ---------
+
+
+@dataclass
+class Pooler:
+    host: str
+    port: int
+
+    def url_for(self, url: str) -> str:
+        """The same database and credentials, reached through the pooler."""
+        return url_with(url, host=self.host, port=str(self.port))
+
+
+@pytest.fixture(scope="session")
+def pooler(pg_servers) -> Iterator[Pooler]:
+    """pgbouncer in transaction mode on 127.0.0.x:6543 (the port replicator recognises as a pooler)."""
+    import random
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
+    if not exe:
+        pytest.skip("pgbouncer is not installed")
+    master = conninfo_to_dict(pg_servers[0].admin_url)
+    if master.get("host") not in ("127.0.0.1", "localhost"):
+        pytest.skip("pooler tests need a local master server")
+    # Not under pytest's tmp dir: that is private to root, and pgbouncer runs unprivileged.
+    workdir = Path(tempfile.mkdtemp(prefix="replicator-pgbouncer-"))
+    # A random loopback address so concurrent test sessions can each have their own port 6543.
+    host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    (workdir / "users.txt").write_text(f'"{master["user"]}" "{master["password"]}"\n')
+    (workdir / "pgbouncer.ini").write_text(f"""
+[databases]
+* = host={master['host']} port={master['port']}
+
+[pgbouncer]
+listen_addr = {host}
+listen_port = 6543
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {workdir}/users.txt
+pool_mode = transaction
+max_client_conn = 200
+default_pool_size = 5
+logfile = {workdir}/pgbouncer.log
+pidfile = {workdir}/pgbouncer.pid
+""")
+    run_as = None
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        run_as = "postgres"
+        shutil.chown(workdir, run_as)
+        for f in workdir.iterdir():
+            shutil.chown(f, run_as)
+    proc = subprocess.Popen([exe, str(workdir / "pgbouncer.ini")], user=run_as,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection((host, 6543), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.skip(f"pgbouncer did not start: {proc.stderr.read().decode()[-200:] if proc.stderr else ''}")
+            time.sleep(0.1)
+    try:
+        yield Pooler(host, 6543)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)
