@@ -44,6 +44,7 @@ PGPASS_FILE = "pgpass"
 MASTER_DB = "master"
 REPLICA_DB = "replica"
 READONLY_ROLE = "replicator_ro"
+MASK_KEY_ENV = "REPLICATOR_MASK_KEY"
 
 # The tables whose figures the migration plan promises (missing on the replica before the demo).
 HEADLINE_TABLES = ("conversations", "whatsapp_messages")
@@ -78,6 +79,7 @@ class DemoRecord:
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     master_url: str | None = None  # without password (the password is in the pgpass file)
     replica_url: str | None = None
+    mask_key: str = field(default_factory=lambda: "demo-" + secrets.token_hex(8))
 
     @property
     def pgpass(self) -> Path:
@@ -86,7 +88,7 @@ class DemoRecord:
     def save(self) -> None:
         data = {"id": self.id, "data_parent": str(self.data_parent), "clusters": [str(c) for c in self.clusters],
                 "kept": self.kept, "pid": self.pid, "started": self.started, "master_url": self.master_url,
-                "replica_url": self.replica_url}
+                "replica_url": self.replica_url, "mask_key": self.mask_key}
         path = self.record_dir / RECORD_FILE
         path.write_text(json.dumps(data, indent=2))
         path.chmod(0o600)
@@ -97,7 +99,7 @@ class DemoRecord:
         return cls(id=data["id"], record_dir=record_dir, data_parent=Path(data["data_parent"]),
                    clusters=[Path(c) for c in data["clusters"]], kept=data.get("kept", False),
                    pid=data.get("pid", 0), started=data.get("started", ""), master_url=data.get("master_url"),
-                   replica_url=data.get("replica_url"))
+                   replica_url=data.get("replica_url"), mask_key=data.get("mask_key", ""))
 
     @classmethod
     def create(cls) -> "DemoRecord":
@@ -447,6 +449,12 @@ def run_demo(out_dir: Path, *, keep: bool = False, console: Console | None = Non
     if not (out_dir / ".gitignore").exists():
         (out_dir / ".gitignore").write_text("# written by `replicator demo`\n*\n")
     rec = DemoRecord.create()
+    # The sample config masks phone numbers with a keyed hash: the demo brings its own key.
+    saved_key = os.environ.get(MASK_KEY_ENV)
+    if not saved_key:
+        os.environ[MASK_KEY_ENV] = rec.mask_key
+    else:
+        rec.mask_key = saved_key
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         servers = start_servers(rec, console)
@@ -481,6 +489,8 @@ def run_demo(out_dir: Path, *, keep: bool = False, console: Console | None = Non
             rec.destroy()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if saved_key is None:
+            os.environ.pop(MASK_KEY_ENV, None)
 
 
 def _print_keep(rec: DemoRecord, servers: DemoServers, console: Console) -> None:
@@ -491,6 +501,7 @@ def _print_keep(rec: DemoRecord, servers: DemoServers, console: Console) -> None
         f"  export PGPASSFILE={rec.pgpass}\n"
         f"  export REPLICATOR_MASTER_URL={rec.master_url}\n"
         f"  export REPLICATOR_REPLICA_URL={rec.replica_url}\n"
+        f"  export {MASK_KEY_ENV}={rec.mask_key}\n"
         f"  psql \"$REPLICATOR_REPLICA_URL\"\n"
         f"  replicator analyze --config {config}\n"
         f"  replicator verify --deep --config {config}\n"
