@@ -402,24 +402,53 @@ def row_figures(master_url: str, replica_url: str, schemas: list[str] | None = N
     return out
 
 
-def print_figures(figures: list[tuple[str, int, int | None]], console: Console) -> bool:
-    """Prints the table and the headline lines; True when every master row count is reached."""
-    table = Table(title="rows: replica / master", title_justify="left")
-    table.add_column("table")
+def promised_rows(plan_json: Path) -> dict[str, int]:
+    """Rows each table should have on the replica after the copy, from analyze's data migration plan:
+    the master's rows, plus the replica-only rows the table's policy keeps."""
+    try:
+        tables = json.loads(plan_json.read_text())["tables"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    out = {}
+    for t in tables:
+        try:
+            name = t["table"].removeprefix("public.")
+            ov = t.get("overlap")
+            if t.get("on_replica") and ov and ov.get("error") is None:
+                keeps = t.get("policy") not in ("mirror", "replace")
+                out[name] = ov["master_only"] + ov["both"] + (ov["replica_only"] if keeps else 0)
+            elif not t.get("on_replica"):
+                out[name] = t["master_rows"]
+        except (KeyError, TypeError):
+            continue
+    return out
+
+
+def print_figures(figures: list[tuple[str, int, int | None]], console: Console,
+                  promised: dict[str, int] | None = None) -> bool:
+    """Prints the table and the headline lines; True when every table has the rows it should."""
+    promised = promised or {}
+    table = Table(title="rows after the demo", title_justify="left")
+    table.add_column("table", no_wrap=True)
     table.add_column("replica", justify="right")
     table.add_column("master", justify="right")
+    table.add_column("promised", justify="right")
     table.add_column("")
     complete = True
     for name, n_master, n_replica in figures:
+        want = promised.get(name)
         if n_replica is None:
-            note, complete = "[red]missing on replica[/]", False
+            note, complete = "[red]missing[/]", False
+        elif want is not None and n_replica != want:
+            note, complete = f"[red]expected {want:,}[/]", False
         elif n_replica == n_master:
             note = "[green]✓[/]"
         elif n_replica > n_master:
-            note = f"[green]✓[/] +{n_replica - n_master:,} rows only on the replica"
+            note = f"[green]✓[/] (+{n_replica - n_master:,} replica-only)"
         else:
             note, complete = f"[red]{n_master - n_replica:,} rows short[/]", False
-        table.add_row(name, "-" if n_replica is None else f"{n_replica:,}", f"{n_master:,}", note)
+        table.add_row(name, "-" if n_replica is None else f"{n_replica:,}", f"{n_master:,}",
+                      "" if want is None else f"{want:,}", note)
     console.print(table)
     for name, n_master, n_replica in figures:
         if name in HEADLINE_TABLES:
@@ -461,7 +490,7 @@ def run_demo(out_dir: Path, *, keep: bool = False, console: Console | None = Non
         results = run_steps(servers, out_dir, console)
         console.rule("[bold]result[/]", align="left")
         figures = row_figures(servers.master_admin_url, servers.replica_url)
-        complete = print_figures(figures, console)
+        complete = print_figures(figures, console, promised_rows(out_dir / "reports" / "data-migration-plan.json"))
         all_ok = len(results) == len(demo_steps()) and all(r.ok for r in results)
         verify = next((r for r in results if r.name == "verify"), None)
         if verify is not None and verify.ok:
