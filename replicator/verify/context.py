@@ -1,0 +1,159 @@
+"""What every check shares: both connections (one snapshot each), both schemas, and the table pairs.
+
+Both sides run one `REPEATABLE READ READ ONLY` transaction for the whole run, so every check sees
+the same state. Each check runs inside a savepoint, so an error in one check (say, a type mismatch in
+an anti-join) is reported against that check and the others still run. Work on the two sides can run
+concurrently (`both`), one thread per connection.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Callable, Iterator, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from ..config import Config
+from ..introspect import Column, Schema, Table
+
+T = TypeVar("T")
+
+#: Session settings that change how values are rendered as text. The replica's session is aligned
+#: to the master's so both sides produce the same canonical text (timestamptz, floats, bytea...).
+RENDER_SETTINGS = ("TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output")
+
+
+@cache
+def load_sql(name: str) -> str:
+    """Text of `sql/<name>.sql` next to this module."""
+    return resources.files(__package__).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def ident(qualified_schema: str, name: str) -> sql.Identifier:
+    return sql.Identifier(qualified_schema, name)
+
+
+@dataclass
+class TablePair:
+    """A table present on both sides, with the mapping of its columns."""
+
+    key: str  # master key, e.g. public.leads
+    label: str  # schema.name, unquoted, for reports and config lookups
+    master: Table
+    replica: Table
+    columns: dict[str, str]  # master column -> replica column, shared columns in master order
+    masked: list[str] = field(default_factory=list)  # master columns excluded from content comparison
+    only_master: list[str] = field(default_factory=list)
+    only_replica: list[str] = field(default_factory=list)
+
+    @property
+    def master_ident(self) -> sql.Identifier:
+        return ident(self.master.schema_name, self.master.name)
+
+    @property
+    def replica_ident(self) -> sql.Identifier:
+        return ident(self.replica.schema_name, self.replica.name)
+
+    def key_columns(self) -> list[str] | None:
+        """The master's key (primary key, else a unique not-null index), if every column is shared."""
+        key = self.master.key_columns()
+        if not key or any(c not in self.columns for c in key):
+            return None
+        return key
+
+    def master_column(self, name: str) -> Column:
+        return self.master.columns[name]
+
+    def replica_column(self, master_name: str) -> Column:
+        return self.replica.columns[self.columns[master_name]]
+
+
+def pair_tables(cfg: Config, master: Schema, replica: Schema) -> dict[str, TablePair]:
+    """Tables on both sides (same schema and name), keyed by the master's table key."""
+    pairs: dict[str, TablePair] = {}
+    for key, mt in master.tables.items():
+        if mt.kind == "partitioned table":
+            continue  # its partitions are checked; the parent holds no rows of its own
+        rt = replica.find_table(mt.schema_name, mt.name)
+        if rt is None:
+            continue
+        label = f"{mt.schema_name}.{mt.name}"
+        tc = cfg.table(label)
+        # renames: replica column = master column
+        to_replica = {m: r for r, m in tc.renames.items()}
+        columns: dict[str, str] = {}
+        only_master = []
+        for c in mt.columns:
+            rc = to_replica.get(c, c)
+            if rc in rt.columns:
+                columns[c] = rc
+            else:
+                only_master.append(c)
+        used = set(columns.values())
+        only_replica = [c for c in rt.columns if c not in used]
+        masked = [c for c in tc.mask if c in mt.columns]
+        pairs[key] = TablePair(key, label, mt, rt, columns, masked, only_master, only_replica)
+    return pairs
+
+
+class Sides:
+    """The two connections of a run, with a helper to work on both at once."""
+
+    def __init__(self, master: psycopg.Connection, replica: psycopg.Connection, *, parallel: bool = True):
+        self.master = master
+        self.replica = replica
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") if parallel else None
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True)
+
+    def both(self, on_master: Callable[[psycopg.Connection], T], on_replica: Callable[[psycopg.Connection], T]) -> tuple[T, T]:
+        """Run one function per side, concurrently when allowed; both finish before any error is raised."""
+        if self._pool is None:
+            return on_master(self.master), on_replica(self.replica)
+        fm = self._pool.submit(on_master, self.master)
+        fr = self._pool.submit(on_replica, self.replica)
+        errors = []
+        results = []
+        for f in (fm, fr):
+            try:
+                results.append(f.result())
+            except BaseException as e:  # noqa: BLE001 - re-raised below once both sides are done
+                errors.append(e)
+                results.append(None)
+        if errors:
+            raise errors[0]
+        return results[0], results[1]
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A savepoint on both sides: an error inside rolls both back to it, the snapshot is kept."""
+        with self.master.transaction(), self.replica.transaction():
+            yield
+
+
+def fetchall(conn: psycopg.Connection, query: Any, params: Any = None) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def fetchone(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple | None:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchone()
+
+
+def align_render_settings(sides: Sides) -> dict[str, dict[str, str]]:
+    """Make the replica session render values like the master's; returns both sides' settings."""
+    master_vals = {s: fetchone(sides.master, "SELECT current_setting(%s)", (s,))[0] for s in RENDER_SETTINGS}  # type: ignore[index]
+    replica_before = {s: fetchone(sides.replica, "SELECT current_setting(%s)", (s,))[0] for s in RENDER_SETTINGS}  # type: ignore[index]
+    for s, v in master_vals.items():
+        fetchone(sides.replica, "SELECT set_config(%s, %s, true)", (s, v))
+    return {"master": master_vals, "replica_before": replica_before}

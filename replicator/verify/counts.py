@@ -1,0 +1,33 @@
+"""Row counts: exact `count(*)` of each table on both sides, in the run's snapshot."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from .context import Sides, TablePair, fetchone
+from .model import VerifyReport
+
+
+def count_rows(sides: Sides, pair: TablePair) -> tuple[int, int]:
+    q = "SELECT count(*) FROM {}"
+    m, r = sides.both(
+        lambda c: fetchone(c, sql.SQL(q).format(pair.master_ident))[0],  # type: ignore[index]
+        lambda c: fetchone(c, sql.SQL(q).format(pair.replica_ident))[0],  # type: ignore[index]
+    )
+    return m, r
+
+
+def record_counts(report: VerifyReport, pair: TablePair, master_rows: int, replica_rows: int, source: str) -> None:
+    diff = replica_rows - master_rows
+    if diff == 0:
+        report.add("row_counts", "pass", f"{master_rows} rows on both sides", pair.label,
+                   master=master_rows, replica=replica_rows, counted_by=source)
+    else:
+        what = f"{-diff} missing on the replica" if diff < 0 else f"{diff} extra on the replica"
+        report.add("row_counts", "fail", f"master {master_rows}, replica {replica_rows} ({what})", pair.label,
+                   master=master_rows, replica=replica_rows, difference=diff, counted_by=source)
+
+
+def check_row_counts(report: VerifyReport, sides: Sides, pair: TablePair) -> None:
+    m, r = count_rows(sides, pair)
+    record_counts(report, pair, m, r, "count(*)")

@@ -1,0 +1,176 @@
+"""`run_verify`: open both sides in one read-only snapshot each, run every check, return the report."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+from psycopg import IsolationLevel
+
+from ..config import Config, require_url
+from ..connect import describe, open_master, open_replica, redact
+from ..errors import ConfigError, GuardViolation
+from ..guard import MasterGuard
+from ..introspect import Schema, introspect
+from .access import check_master_access
+from .content import ContentCheck, describe as describe_content
+from .context import Sides, TablePair, align_render_settings, fetchone, pair_tables
+from .counts import check_row_counts, record_counts
+from .foreign_keys import check_foreign_keys
+from .model import VerifyReport
+from .schema import check_schema, check_snapshot
+from .sequences import check_sequences
+
+DEFAULT_SNAPSHOT = Path("schemas") / "master-schema.json"
+
+
+def resolve_tables(names: list[str], master: Schema) -> list[str]:
+    """Master table keys for `--table` names (bare, schema.name, or quoted key)."""
+    keys = []
+    for name in names:
+        found = [t.key for t in master.tables.values()
+                 if name in (t.key, f"{t.schema_name}.{t.name}") or (t.name == name and t.schema_name == "public")]
+        if not found:
+            found = [t.key for t in master.tables.values() if t.name == name]
+        if len(found) != 1:
+            raise ConfigError(f"--table {name}: {'no such table' if not found else 'ambiguous'} on the master "
+                              f"(schemas: {', '.join(master.schemas)})")
+        keys.append(found[0])
+    return list(dict.fromkeys(keys))
+
+
+def run_verify(
+    config: Config,
+    *,
+    tables: list[str] | None = None,
+    deep: bool = False,
+    examples: int = 5,
+    require_readonly_role: bool = False,
+    snapshot: Path | str | None = DEFAULT_SNAPSHOT,
+    max_keys: int = 100,
+    parallel: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Verify the replica against the master; never writes to either.
+
+    Raises `ReplicatorError` (exit 2) for configuration and connection problems; every finding,
+    including a database error inside one check, is a `Check` in the report.
+    """
+    master_url, replica_url = require_url(config, "master"), require_url(config, "replica")
+    say = progress or (lambda _msg: None)
+    report = VerifyReport(started_at=datetime.now(timezone.utc), master=redact(master_url),
+                          replica=redact(replica_url), deep=deep, require_readonly_role=require_readonly_role)
+    guard = MasterGuard()
+    with ExitStack() as stack:
+        m = open_master(master_url, guard)
+        stack.callback(m.close)
+        r = open_replica(replica_url)
+        stack.callback(r.close)
+        for conn in (m, r):
+            conn.isolation_level = IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+        sides = Sides(m, r, parallel=parallel)
+        stack.callback(sides.close)
+        # One snapshot per side for the whole run; both transactions only read and are rolled back.
+        stack.enter_context(m.transaction(force_rollback=True))
+        stack.enter_context(r.transaction(force_rollback=True))
+        settings = align_render_settings(sides)
+
+        say("introspecting both sides")
+        ms, rs = sides.both(
+            lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
+            lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
+        )
+        pairs = pair_tables(config, ms, rs)
+        if tables:
+            keys = resolve_tables(tables, ms)
+        else:
+            keys = [k for k in ms.tables if k in pairs]
+        selected = [pairs[k] for k in keys if k in pairs]
+        report.tables = [pairs[k].label if k in pairs else k for k in keys]
+        for k in keys:
+            if k not in pairs:
+                t = ms.tables[k]
+                report.add("row_counts", "fail", "table missing on the replica", f"{t.schema_name}.{t.name}")
+
+        def guarded(name: str, table: str | None, fn: Callable[[], None]) -> None:
+            try:
+                with sides.savepoint():
+                    fn()
+            except (psycopg.Error, GuardViolation) as e:
+                report.add(name, "fail", f"error: {describe(e)}", table, error=type(e).__name__)
+
+        scope = set(keys) if tables else None
+        say("schema")
+        renames = {p.key: config.table(p.label).renames for p in pairs.values()}
+        check_schema(report, ms, rs, {k: v for k, v in renames.items() if v}, scope)
+        check_snapshot(report, ms, Path(snapshot) if snapshot else DEFAULT_SNAPSHOT, scope)
+
+        say("master access")
+        guarded("master_access", None, lambda: check_master_access(
+            report, sides, list(ms.schemas), [p.label for p in selected], require_readonly_role))
+
+        for pair in selected:
+            if deep:
+                say(f"content {pair.label}")
+                guarded("content", pair.label, lambda pair=pair: _content(report, sides, pair, max_keys))
+            else:
+                say(f"row counts {pair.label}")
+                guarded("row_counts", pair.label, lambda pair=pair: check_row_counts(report, sides, pair))
+        say("foreign keys")
+        for pair in selected:
+            guarded("foreign_keys", pair.label, lambda pair=pair: check_foreign_keys(report, sides, pair, pairs, examples))
+        say("sequences")
+        guarded("sequences", None, lambda: check_sequences(report, sides, rs, selected))
+
+        read_only = fetchone(m, "SELECT current_setting('transaction_read_only')")[0]  # type: ignore[index]
+    _audit(report, guard, read_only, settings)
+    report.finished_at = datetime.now(timezone.utc)
+    return report
+
+
+def _content(report: VerifyReport, sides: Sides, pair: TablePair, max_keys: int) -> None:
+    check = ContentCheck(sides, pair, max_keys=max_keys)
+    res = check.run()
+    record_counts(report, pair, res.master_rows, res.replica_rows, "content scan")
+    evidence = dict(
+        compared_columns=check.columns, key=check.key, masked_excluded=pair.masked,
+        only_on_master=pair.only_master, only_on_replica=pair.only_replica,
+        renamed={m: r for m, r in pair.columns.items() if m != r},
+        ranges=res.ranges, differing_ranges=res.differing_ranges, queries=res.queries,
+        seconds=round(res.seconds, 3), master_rows=res.master_rows, replica_rows=res.replica_rows,
+    )
+    notes = []
+    if pair.masked:
+        notes.append(f"masked columns not compared: {', '.join(pair.masked)}")
+    if not res.keyed:
+        notes.append("no usable key: whole-table checksum only")
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    if res.differences:
+        report.add("content", "fail", describe_content(res) + suffix, pair.label,
+                   differences=res.differences, truncated=res.truncated, **evidence)
+    elif res.differing_ranges:
+        what = "table checksums differ" if not res.keyed else "checksums differ but no differing row was isolated"
+        report.add("content", "fail", what + suffix, pair.label, **evidence)
+    else:
+        report.add("content", "pass", f"{res.master_rows} rows identical in {len(check.columns)} column(s){suffix}",
+                   pair.label, **evidence)
+
+
+def _audit(report: VerifyReport, guard: MasterGuard, read_only: str, settings: dict) -> None:
+    report.audit = guard.summary()
+    refused = [e for e in guard.audit if not e.allowed]
+    kinds: dict[str, int] = {}
+    for e in guard.audit:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    ev = dict(statements=len(guard.audit), distinct=len(report.audit), by_kind=kinds,
+              transaction_read_only=read_only, render_settings=settings["master"])
+    if refused:
+        report.add("audit_log", "fail", f"{len(refused)} statement(s) refused by the guard", None,
+                   refused=[{"statement": e.statement[:200], "reason": e.reason} for e in refused[:10]], **ev)
+    else:
+        report.add("audit_log", "pass", f"{len(guard.audit)} statement(s) sent to the master, all read-only "
+                   f"(transaction_read_only={read_only})", None, **ev)
