@@ -252,7 +252,7 @@ def classify_type_change(old: str, new: str) -> tuple[Classification, str]:
         return "destructive", f"narrowing {old} to {new}"
     if on in _INT_RANK and nn == "numeric" and not nm:
         return "safe", "integer to numeric"
-    if on in _INT_RANK | {"numeric", "real", "double precision"} and nn in {"double precision"} and on != "numeric":
+    if on in {*_INT_RANK, "numeric", "real", "double precision"} and nn in {"double precision"} and on != "numeric":
         return "safe", "widening to double precision"
     if nn in {"text"} or (nn in _TEXTY and not nm):
         return "safe", "any value has a text form"
@@ -286,8 +286,14 @@ def parse_statement(text: str) -> tuple[str, str]:
             return "sqlglot", kind
     except Exception:  # sqlglot raises several error types on PostgreSQL it does not know
         pass
-    m = _PARSE_HEAD.match(text)
-    head = " ".join(m.group(1).upper().split()) if m else text.split(None, 1)[0].upper()
+    words = text.split()
+    head = " ".join(w.upper() for w in words[:2])
+    if head in ("ALTER TABLE", "ALTER TYPE", "ALTER DOMAIN", "ALTER SEQUENCE", "ALTER EXTENSION") and len(words) > 3:
+        # ALTER TABLE <name> <action ...>: keep the action's first keywords
+        action = [w.upper() for w in words[3:5] if w.isalpha()]
+        head += " … " + " ".join(action)
+    elif head.startswith("CREATE") or head.startswith("COMMENT"):
+        head = " ".join(w.upper() for w in words[:3] if w.replace("_", "").isalpha())
     return "statement head", head
 
 
@@ -888,7 +894,7 @@ class _Builder:
                     lo, hi = {1: (-32768, 32767), 2: (-2147483648, 2147483647), 3: (-9223372036854775808, 9223372036854775807)}[_INT_RANK[name]]
                     test = sql.SQL("NOT ({c}::text ~ '^\\s*[-+]?[0-9]+\\s*$') OR {c}::text::numeric NOT BETWEEN {lo} AND {hi}").format(
                         c=cid, lo=sql.Literal(lo), hi=sql.Literal(hi))
-                    if _split_type(old)[0] in _INT_RANK | {"numeric", "real", "double precision"}:
+                    if _split_type(old)[0] in {*_INT_RANK, "numeric", "real", "double precision"}:
                         test = sql.SQL("round({c}::numeric) NOT BETWEEN {lo} AND {hi}").format(c=cid, lo=sql.Literal(lo), hi=sql.Literal(hi))
                 else:
                     num = sql.SQL("NOT ({c}::text ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$')").format(c=cid)
@@ -1053,7 +1059,7 @@ class _Builder:
                     self.add("comments", f"{key}.{quote(cn)}", f"COMMENT ON COLUMN {key}.{quote(cn)} IS {lit(col.comment)}",
                              f"COMMENT ON COLUMN {key}.{quote(cn)} IS NULL")
             for idx in v.indexes.values():
-                self.add("indexes", f"{key}/{idx.name}", idx.definition, f"DROP INDEX {index_ref(v, idx.name)}")
+                self.add("views", f"{key}/{idx.name}", idx.definition, f"DROP INDEX {index_ref(v, idx.name)}")
             for trg in v.triggers.values():
                 self.add_trigger(v, trg.model_dump(mode="json"))
 
