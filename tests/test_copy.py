@@ -70,3 +70,184 @@ def test_key_types_and_master_wins(master_url, replica_url, sql_on, keytype, exp
     t = res.tables[0]
     assert (t.inserted, t.updated, t.deleted) == (0, 0, 30)
     assert checksum(sql_on, master_url, "t") == checksum(sql_on, replica_url, "t")
+
+
+def test_no_key_table_needs_replace(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, "CREATE TABLE logs (at timestamptz, msg text)")
+    sql_on(master_url, "INSERT INTO logs SELECT now(), 'm' || i FROM generate_series(1, 300) i")
+    sql_on(replica_url, "INSERT INTO logs VALUES (now(), 'local')")
+    with pytest.raises(ReplicatorError, match="no primary key.*--policy replace"):
+        copy_tables(master_url, replica_url, ["logs"])
+    dry = copy_tables(master_url, replica_url, ["logs"], policy="replace", dry_run=True).tables[0]
+    assert (dry.inserted, dry.deleted) == (300, 1)
+    assert sql_on(replica_url, "SELECT count(*) FROM logs")[0][0] == 1
+    t = copy_tables(master_url, replica_url, ["logs"], policy="replace").tables[0]
+    assert (t.inserted, t.deleted) == (300, 1)
+    assert checksum(sql_on, master_url, "logs") == checksum(sql_on, replica_url, "logs")
+
+
+def test_not_null_unique_index_is_used_as_key(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, "CREATE TABLE u (code text NOT NULL, v int); CREATE UNIQUE INDEX ON u (code)")
+    sql_on(master_url, "INSERT INTO u SELECT 'c' || i, i FROM generate_series(1, 500) i")
+    t = copy_tables(master_url, replica_url, ["u"], batch_size=64).tables[0]
+    assert t.key == ["code"] and t.inserted == 500
+
+
+def _sample_pair(master_url, replica_url, sql_on):
+    from replicator.examples import load_example
+
+    load_example(master_url, "master")
+    load_example(replica_url, "replica")
+
+
+@pytest.mark.parametrize("policy", ["master-wins", "keep-replica", "mirror"])
+def test_sample_clients_projects_policies(master_url, replica_url, sql_on, policy):
+    _sample_pair(master_url, replica_url, sql_on)
+    m_clients = {r[0]: r for r in sql_on(master_url, "SELECT id, name FROM clients")}
+    r_before = {r[0]: r for r in sql_on(replica_url, "SELECT id, name FROM clients")}
+    clash = [k for k in r_before if k in m_clients and r_before[k] != m_clients[k]]
+    assert clash, "the sample replica has a clashing client"
+    if policy == "mirror":
+        # replica-only projects reference replica-only clients: mirror deletes children first
+        res = copy_tables(master_url, replica_url, ["projects", "clients"], policy="mirror", dry_run=True)
+        assert [t.table for t in res.tables] == ["public.clients", "public.projects"]
+        return
+    res = copy_tables(master_url, replica_url, ["clients", "projects"], policy=policy)
+    after = {r[0]: r for r in sql_on(replica_url, "SELECT id, name FROM clients")}
+    for k in clash:
+        assert after[k] == (m_clients[k] if policy == "master-wins" else r_before[k])
+    assert set(m_clients) <= set(after)
+    assert set(r_before) <= set(after)  # nothing deleted
+    t = res.table("clients")
+    assert t.deleted == 0 and t.updated == (len(clash) if policy == "master-wins" else 0)
+
+
+def test_fail_policy_reports_differing_columns_and_rolls_back(master_url, replica_url, sql_on):
+    _sample_pair(master_url, replica_url, sql_on)
+    before = checksum(sql_on, replica_url, "clients")
+    with pytest.raises(CopyConflict) as ei:
+        copy_tables(master_url, replica_url, ["clients"], policy="fail")
+    conflicts = ei.value.conflicts
+    assert conflicts and all(c.columns for c in conflicts)
+    assert "name" in {d.column for c in conflicts for d in c.columns}
+    assert checksum(sql_on, replica_url, "clients") == before
+    dry = copy_tables(master_url, replica_url, ["clients"], policy="keep-replica", dry_run=True).tables[0]
+    assert dry.conflicts == len(conflicts) and dry.inserted > 0
+
+
+def test_all_in_fk_order_consistent_with_sequences(master_url, replica_url, sql_on):
+    from replicator.examples import example_sql
+
+    _sample_pair(master_url, replica_url, sql_on)
+    schema_only = example_sql("master").split("-- Data")[0]
+    sql_on(replica_url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;" + schema_only)
+    res = copy_tables(master_url, replica_url, all_tables=True, batch_size=200)
+    order = [t.table for t in res.tables]
+    assert order.index("public.clients") < order.index("public.projects") < order.index("public.leads")
+    assert order.index("public.leads") < order.index("public.conversations") < order.index("public.agent_interaction_logs")
+    for t in ("clients", "projects", "leads", "conversations", "whatsapp_messages", "agent_interaction_logs",
+              "conversation_audit_log", "lead_status_history"):
+        assert checksum(sql_on, master_url, t) == checksum(sql_on, replica_url, t), t
+    assert sql_on(replica_url, "SELECT count(*) FROM whatsapp_messages")[0][0] == 1296
+    assert sql_on(replica_url, "SELECT count(*) FROM conversations")[0][0] == 499
+    seqs = {s.table: s.value for s in res.sequences}
+    assert "public.agent_interaction_logs" in seqs
+    nxt = sql_on(replica_url, "INSERT INTO agent_interaction_logs (lead_id, agent_name, action) "
+                 "SELECT id, 'a', 'b' FROM leads LIMIT 1 RETURNING id")[0][0]
+    assert nxt > sql_on(master_url, "SELECT max(id) FROM agent_interaction_logs")[0][0]
+
+
+def test_self_reference_is_dropped_and_revalidated(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, "CREATE TABLE n (id int PRIMARY KEY, parent int REFERENCES n (id))")
+    sql_on(master_url, "INSERT INTO n SELECT i, NULL FROM generate_series(1, 400) i; UPDATE n SET parent = 401 - id")
+    res = copy_tables(master_url, replica_url, ["n"], batch_size=50)
+    assert res.deferred_constraints and "n_parent_fkey" in res.deferred_constraints[0]
+    assert sql_on(replica_url, "SELECT convalidated FROM pg_constraint WHERE conname = 'n_parent_fkey'") == [(True,)]
+    assert checksum(sql_on, master_url, "n") == checksum(sql_on, replica_url, "n")
+
+
+def test_renames_generated_and_bad_input(master_url, replica_url, sql_on):
+    sql_on(master_url, "CREATE TABLE p (id int PRIMARY KEY, current_project text, total int GENERATED ALWAYS AS (id * 2) STORED)")
+    sql_on(replica_url, "CREATE TABLE p (id int PRIMARY KEY, project text, total int GENERATED ALWAYS AS (id * 2) STORED)")
+    sql_on(master_url, "INSERT INTO p (id, current_project) SELECT i, 'p' || i FROM generate_series(1, 50) i")
+    with pytest.raises(ReplicatorError, match="current_project is missing on the replica.*migrate"):
+        copy_tables(master_url, replica_url, ["p"])
+    cfg = Config(tables={"p": TableConfig(renames={"project": "current_project"})})
+    copy_tables(master_url, replica_url, ["p"], config=cfg)
+    assert sql_on(replica_url, "SELECT project, total FROM p WHERE id = 7") == [("p7", 14)]
+    with pytest.raises(ReplicatorError, match="not found on the master"):
+        copy_tables(master_url, replica_url, ["nope"])
+    with pytest.raises(ReplicatorError, match="unknown policy"):
+        copy_tables(master_url, replica_url, ["p"], policy="sideways")
+    sql_on(master_url, "CREATE TABLE q (id int PRIMARY KEY, v int)")
+    sql_on(replica_url, "CREATE TABLE q (id int PRIMARY KEY, v text)")
+    with pytest.raises(ReplicatorError, match="type mismatch"):
+        copy_tables(master_url, replica_url, ["q"])
+
+
+def test_masking_is_deterministic_and_keeps_joins(master_url, replica_url, sql_on, monkeypatch):
+    ddl = """CREATE TABLE leads (id uuid PRIMARY KEY, name text, phone varchar(20), email varchar(255), n int);
+             CREATE TABLE conv (id bigint PRIMARY KEY, lead_id uuid REFERENCES leads (id), body text);"""
+    both(sql_on, master_url, replica_url, ddl)
+    sql_on(master_url, """INSERT INTO leads SELECT md5(i::text)::uuid, 'Name ' || i, '+1555' || i, 'p' || i || '@x.com', i
+                          FROM generate_series(1, 200) i;
+                          INSERT INTO conv SELECT i, md5((i % 200 + 1)::text)::uuid, 'b' FROM generate_series(1, 600) i""")
+    monkeypatch.setenv("REPLICATOR_MASK_KEY", "s3cret")
+    cfg = Config(tables={
+        "leads": TableConfig(mask={"id": "hash", "name": "null", "phone": "phone", "email": "email", "n": "hash"}),
+        "conv": TableConfig(mask={"lead_id": "hash", "body": {"value": "x"}}),
+    })
+    res = copy_tables(master_url, replica_url, all_tables=True, config=cfg, batch_size=64)
+    assert res.table("leads").masked_columns
+    assert "s3cret" not in res.model_dump_json()
+    rows = sql_on(replica_url, "SELECT id::text, name, phone, email FROM leads")
+    master_ids = {r[0] for r in sql_on(master_url, "SELECT id::text FROM leads")}
+    assert not ({r[0] for r in rows} & master_ids)
+    assert all(r[1] is None and r[2].startswith("+44 7700 9") and len(r[2]) == 15 for r in rows)
+    assert all(r[3].startswith("user_") and r[3].endswith("@example.invalid") for r in rows)
+    join = "SELECT count(*) FROM conv c JOIN leads l ON l.id = c.lead_id"
+    assert sql_on(replica_url, join) == sql_on(master_url, join) == [(600,)]
+    assert sql_on(replica_url, "SELECT DISTINCT body FROM conv") == [("x",)]
+    # masked vs masked: a second master-wins run finds nothing to change
+    again = copy_tables(master_url, replica_url, ["leads", "conv"], config=cfg, policy="master-wins")
+    assert all(t.updated == 0 and t.inserted == 0 for t in again.tables)
+
+
+def test_incremental_uses_watermark_and_lag(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, "CREATE TABLE ev (id bigint PRIMARY KEY, v text, updated_at timestamptz NOT NULL)")
+    sql_on(master_url, "INSERT INTO ev SELECT i, 'v', now() - interval '1 day' - i * interval '1 minute' "
+                       "FROM generate_series(1, 1000) i")
+    cfg = Config(tables={"ev": TableConfig(cursor="updated_at", lag_seconds=90, policy="master-wins")})
+    copy_tables(master_url, replica_url, ["ev"], config=cfg, incremental=True)
+    sql_on(master_url, "UPDATE ev SET v = 'new', updated_at = now() WHERE id > 990; "
+                       "INSERT INTO ev SELECT i, 'n', now() FROM generate_series(1001, 1005) i")
+    t = copy_tables(master_url, replica_url, ["ev"], config=cfg, incremental=True).tables[0]
+    # 10 changed + 5 new + ids 1 and 2, inside the 90 s lag window below the watermark
+    assert t.mode == "incremental" and t.rows_copied == 17 and (t.inserted, t.updated) == (5, 10)
+    assert checksum(sql_on, master_url, "ev") == checksum(sql_on, replica_url, "ev")
+
+
+def test_cli_copy_status_and_errors(master_url, replica_url, sql_on, tmp_path):
+    from click.testing import CliRunner
+
+    from replicator.cli import main
+
+    both(sql_on, master_url, replica_url, "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE nokey (v text)")
+    sql_on(master_url, "INSERT INTO a SELECT i, 'x' FROM generate_series(1, 100) i")
+    base = ["--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path)]
+    r = CliRunner().invoke(main, ["copy", *base, "--table", "a", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["tables"][0]["inserted"] == 100
+    report = json.loads((tmp_path / out["report"].split(str(tmp_path) + "/")[1]).read_text())
+    assert report["audit"] and all(a["allowed"] for a in report["audit"])
+    r = CliRunner().invoke(main, ["status", "--replica", replica_url, "--json"])
+    assert json.loads(r.stdout)[0]["rows_copied"] == 100
+    for args, msg in [
+        (["--table", "missing"], "not found"),
+        (["--table", "nokey"], "--policy replace"),
+        (["--table", "a"], "not empty"),
+        (["--table", "a", "--policy", "sideways"], "sideways"),
+    ]:
+        r = CliRunner().invoke(main, ["copy", *base, *args])
+        assert r.exit_code == 2 and msg in r.output, r.output

@@ -96,7 +96,9 @@ class _Run:
     def _boundary(self, tp: TablePlan, lo, n: int, cur_pred, cur_params) -> tuple[list[str] | None, bool]:
         """The key closing a batch of n rows after `lo`, and whether more rows follow."""
         rng, params = self._range(tp, None, tp.key_m, lo, None)
-        keytext = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in tp.key_m)
+        # aliased so that ORDER BY names the table's columns, not these text outputs
+        keytext = sql.SQL(", ").join(
+            sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_k{i}")) for i, k in enumerate(tp.key_m))
         order = _cols(tp.key_m)
         q = sql.SQL("SELECT {k} FROM {t} WHERE {r} AND {c} ORDER BY {o} OFFSET %s LIMIT 1").format(
             k=keytext, t=tp.mident, r=rng, c=cur_pred, o=order)
@@ -182,8 +184,7 @@ class _Run:
         for srow, trow in rows:
             trow = {c: trow.get(c) for c in tp.rcols}
             srow = {c: srow.get(c) for c in tp.rcols}
-            dd = DeepDiff(trow, srow, ignore_order=False, verbose_level=0)
-            changed = sorted({p.split("']")[0].split("['", 1)[1] for p in dd.affected_paths})
+            changed = sorted(str(k) for k in DeepDiff(trow, srow).affected_root_keys)
             details.append(Conflict(
                 key={k: srow[k] for k in tp.key_r},
                 columns=[ColumnDiff(column=c, master=srow.get(c), replica=trow.get(c)) for c in changed]))

@@ -64,7 +64,7 @@ def mask_expr(rule, column: str, col_type: str, table: str) -> tuple[sql.Composa
             body = sql.SQL("{h}::uuid").format(h=md5)
         elif col_type in _INTS:
             bits = _INTS[col_type]
-            body = sql.SQL("((('x' || left({h}, 15))::bit(60)::bigint) % {m})::{t}").format(
+            body = sql.SQL("((('x' || left({h}, 15))::bit(60)::bigint) %% {m})::{t}").format(
                 h=md5, m=sql.Literal(2**bits - 1), t=typ
             )
         elif textlike:
@@ -74,7 +74,7 @@ def mask_expr(rule, column: str, col_type: str, table: str) -> tuple[sql.Composa
     elif rule == "phone":
         if not textlike:
             raise ConfigError(f"{table}.{column}: phone masking needs a text column, not {col_type}")
-        digits = sql.SQL("lpad(((('x' || left({h}, 8))::bit(32)::bigint) % 100000)::text, 5, '0')").format(h=sha)
+        digits = sql.SQL("lpad(((('x' || left({h}, 8))::bit(32)::bigint) %% 100000)::text, 5, '0')").format(h=sha)
         body = sql.SQL("{e}::{t}").format(e=fit(sql.SQL("'+44 7700 9' || {d}").format(d=digits)), t=typ)
     elif rule == "email":
         if not textlike:
