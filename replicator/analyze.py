@@ -176,6 +176,13 @@ def introspect_both(s: Sessions, cfg: Config, opts: AnalyzeOptions) -> tuple[Sch
     schemas = opts.schemas or list(cfg.schemas)
     master = _introspect(s.master, opts, schemas, "master")
     replica = _introspect(s.replica_reader, opts, schemas, "replica")
+    if opts.exact_counts:
+        for side, sch in (("master", master), ("replica", replica)):
+            uncounted = [k for k, rc in sch.row_counts.items() if not rc.exact]
+            if uncounted:
+                raise ReplicatorError(
+                    f"{side}: cannot count rows exactly (no SELECT privilege, or row level security) on "
+                    f"{', '.join(uncounted[:5])}{' …' if len(uncounted) > 5 else ''}; grant SELECT or drop --exact-counts")
     return master, replica
 
 
@@ -214,6 +221,10 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
                          "statements; prefer the direct port (5432) for copy and verify")
         if s.replica_pooled:
             notes.append("replica URL is a transaction pooler (port 6543)")
+        estimated = [k for k, rc in master.row_counts.items() if not rc.exact]
+        if estimated:
+            notes.append(f"master row counts of {len(estimated)} tables are planner estimates (large, or not readable "
+                         f"by this role): {', '.join(estimated[:5])}{' …' if len(estimated) > 5 else ''}")
         res = AnalyzeResult(
             master_url=redact(s.master_url), replica_url=redact(s.replica_url),
             master_pooled=s.master_pooled, replica_pooled=s.replica_pooled, notes=notes,

@@ -1,0 +1,81 @@
+"""`replicator migrate` through the CLI: dry run, destructive gating, pre-check stops, backups, plan files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from replicator.cli import main
+
+
+def _run(m, r, out, *args):
+    return CliRunner().invoke(main, ["migrate", "--master", m, "--replica", r, "--out-dir", str(out), *args])
+
+
+def _tables(sql_on, url):
+    return {r[0] for r in sql_on(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def test_dry_run_changes_nothing(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, "CREATE TABLE t (id int PRIMARY KEY)")
+    res = _run(master_url, replica_url, tmp_path, "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "CREATE TABLE public.t" in res.output
+    assert _tables(sql_on, replica_url) == set()
+    assert not (tmp_path / "reports" / "backups").exists()
+
+
+def test_destructive_needs_flag_and_is_backed_up(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, "CREATE TABLE keep (id int PRIMARY KEY)")
+    sql_on(replica_url, "CREATE TABLE keep (id int PRIMARY KEY, legacy text); CREATE TABLE old (id int);"
+                        "INSERT INTO keep VALUES (1, 'precious'); INSERT INTO old VALUES (7), (8);")
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "skipped" in res.output and "DROP" not in res.output.split("skipped")[0]
+    assert _tables(sql_on, replica_url) == {"keep", "old"}
+    res = _run(master_url, replica_url, tmp_path, "--allow-destructive")
+    assert res.exit_code == 0, res.output
+    assert _tables(sql_on, replica_url) == {"keep"}
+    backups = list((tmp_path / "reports" / "backups").iterdir())
+    files = {p.name for p in backups[-1].rglob("*")}
+    assert {"schema.sql", "replica-schema.json", "plan.sql", "rollback.sql", "public.old.copy", "public.keep.copy"} <= files
+    data = (backups[-1] / "data" / "public.old.copy").read_text()
+    assert data.split() == ["7", "8"]
+    assert "precious" in (backups[-1] / "data" / "public.keep.copy").read_text()
+    assert "CREATE TABLE public.old" in (backups[-1] / "schema.sql").read_text()
+
+
+def test_failing_precheck_stops_with_one_line(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, "CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL)")
+    sql_on(replica_url, "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, NULL), (2, NULL), (3, 'x')")
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 2
+    out = res.output.strip()
+    assert "\n" not in out and "public.t.note" in out and "2 rows" in out and "nothing was changed" in out
+    # --force attempts it; PostgreSQL refuses, everything rolls back, no data lost
+    res = _run(master_url, replica_url, tmp_path, "--force")
+    assert res.exit_code == 2 and "rolled back" in res.output
+    assert sql_on(replica_url, "SELECT count(*) FROM t")[0][0] == 3
+
+
+def test_new_enum_label_used_in_same_run(master_url, replica_url, sql_on, tmp_path):
+    sql_on(replica_url, "CREATE TYPE s AS ENUM ('a'); CREATE TABLE t (id int PRIMARY KEY, x s DEFAULT 'a')")
+    sql_on(master_url, "CREATE TYPE s AS ENUM ('a', 'b'); CREATE TABLE t (id int PRIMARY KEY, x s DEFAULT 'b', CHECK (x <> 'a'))")
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT enum_range(NULL::s)::text")[0][0] == "{a,b}"
+
+
+def test_apply_reviewed_plan_file(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, 'CREATE TABLE "end" ("Order" int PRIMARY KEY, "select" text)')
+    res = CliRunner().invoke(main, ["analyze", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    plan = tmp_path / "schemas" / "master-schema-replication.sql"
+    res = _run(master_url, replica_url, tmp_path, "--plan", str(plan))
+    assert res.exit_code == 0, res.output
+    assert _tables(sql_on, replica_url) == {"end"}
+    res = _run(master_url, replica_url, tmp_path)
+    assert "nothing to do" in res.output
+    res = _run(master_url, replica_url, tmp_path, "--plan", str(tmp_path / "missing.sql"))
+    assert res.exit_code == 2 and "plan file not found" in res.output
