@@ -214,8 +214,9 @@ def _create_db(cluster: ephemeral.Cluster, name: str) -> str:
 def create_readonly_role(admin_url: str, dbname: str, password: str) -> None:
     """The read-only role the README recommends for a real master."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS PASSWORD {} IN ROLE pg_read_all_data").format(
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} BYPASSRLS").format(
             sql.Identifier(READONLY_ROLE), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(READONLY_ROLE)))
         conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
             sql.Identifier(READONLY_ROLE)))
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
@@ -301,7 +302,8 @@ def demo_steps() -> list[Step]:
         Step("analyze", ["analyze"]),
         Step("migrate", ["migrate"]),
         Step("copy", ["copy", "--all"]),
-        Step("verify", ["verify", "--deep"]),
+        # --require-readonly-role: the demo's master role must pass the access audit, not just warn.
+        Step("verify", ["verify", "--deep", "--require-readonly-role"]),
     ]
 
 
