@@ -15,8 +15,8 @@ from psycopg.rows import dict_row
 
 from ..config import Config, Policy
 from ..connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo
-from ..errors import ReplicatorError
-from ..guard import MasterGuard
+from ..errors import GuardViolation, ReplicatorError
+from ..guard import AuditEntry, MasterGuard, Verdict, classify
 from ..introspect import Schema, introspect
 from . import checkpoint
 from .models import ColumnDiff, Conflict, CopyResult, SequenceFix, TableResult
@@ -33,6 +33,28 @@ class CopyConflict(ReplicatorError):
         super().__init__(message)
         self.table = table
         self.conflicts = conflicts
+
+
+class _RepeatingGuard(MasterGuard):
+    """The run's guard, remembering verdicts: each batch sends the same statement text (values are bound
+    parameters), so it is classified once and still recorded in the audit log every time it is sent."""
+
+    def __init__(self, inner: MasterGuard):
+        super().__init__()
+        self.audit = inner.audit
+        self._lock = inner._lock
+        self._verdicts: dict[str, Verdict] = {}
+
+    def check(self, statement: str) -> None:
+        verdict = self._verdicts.get(statement)
+        if verdict is None:
+            verdict = self._verdicts[statement] = classify(statement)
+        with self._lock:
+            self.audit.append(AuditEntry(at=_now(), statement=statement, kind=verdict.kind,
+                                         allowed=verdict.allowed, reason=verdict.reason))
+        if not verdict.allowed:
+            snippet = " ".join(statement.split())[:80]
+            raise GuardViolation(f"refused to send to the master ({verdict.reason}): {snippet}")
 
 
 def _now() -> datetime:
@@ -336,7 +358,7 @@ class _Run:
             before = (res.inserted, res.updated, res.deleted)
             if hi is None and not deletes:
                 rows = 0
-            elif (was_empty if tp.key_masked else not self._replica_has(tp, lo, upper)):
+            elif was_empty or (not tp.key_masked and not self._replica_has(tp, lo, upper)):
                 # nothing on the replica in this key range: straight COPY
                 if self.dry_run:
                     rows = self.m.execute(
@@ -570,7 +592,7 @@ def copy_tables(
     guard = guard or MasterGuard()
     started = time.monotonic()
     result = CopyResult(run_id=str(uuid.uuid4()), started_at=_now(), dry_run=dry_run, incremental=incremental)
-    master = open_master(master_url, guard)
+    master = open_master(master_url, _RepeatingGuard(guard))
     replica = open_replica(replica_url)
     replica._replicator_pooled = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
     try:
