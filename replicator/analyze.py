@@ -10,11 +10,9 @@ Outputs (under ``--out-dir``):
   column / constraint / index differences; a Mermaid ER diagram of the master; the guard's audit;
 * ``reports/data-migration-plan.md`` (+ ``.json``): tables in FK order, rows to move, key overlap.
 
-Both sides are introspected with the same rendering settings so that deparsed expressions compare
-equal: the master session gets them as startup options (the guard refuses ``set_config``), the
-replica pins them in its introspection transaction. Behind a transaction pooler startup options are
-not available; the replica is then read through the same kind of read-only session so that both
-render names relative to the default ``search_path``.
+Both sides are introspected with the same rendering settings (introspection pins search_path,
+TimeZone, ... transaction-locally, which the master guard allows), so deparsed expressions compare
+equal, also behind a transaction pooler.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from typing import Any, Iterator
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import BaseModel, Field
 
 from .config import Config, require_url
@@ -44,9 +41,6 @@ ROLLBACK_FILE = "master-schema-rollback.sql"
 SNAPSHOT_FILE = "master-schema.json"
 COMPARISON_STEM = "schema-comparison-report"
 DATA_PLAN_STEM = "data-migration-plan"
-
-# What the introspection pins with set_config, given as startup options where it cannot run it.
-RENDER_OPTIONS = "-c search_path=pg_catalog -c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3"
 
 
 class AnalyzeOptions(BaseModel):
@@ -119,12 +113,6 @@ def config_renames(cfg: Config) -> dict[str, dict[str, str]]:
     return {name: dict(tc.renames) for name, tc in cfg.tables.items() if tc.renames}
 
 
-def _with_render_options(url: str) -> str:
-    params = conninfo_to_dict(url)
-    params["options"] = (params.get("options", "") + " " + RENDER_OPTIONS).strip()
-    return make_conninfo("", **params)
-
-
 def _introspect(conn: psycopg.Connection, opts: AnalyzeOptions, schemas: list[str], side: str) -> Schema:
     try:
         return introspect(conn, schemas=schemas, all_schemas=opts.all_schemas,
@@ -146,20 +134,15 @@ class Sessions:
         self.master_pooled = is_transaction_pooler(mparams)
         self.replica_pooled = is_transaction_pooler(rparams)
         self.guard = guard
-        self.master = open_master(self.master_url if self.master_pooled else _with_render_options(self.master_url), guard)
+        self.master = open_master(self.master_url, guard)
         try:
             self.replica = open_replica(self.replica_url)
-            # Same rendering on both sides: when the master cannot take startup options, read the
-            # replica's structure through the same kind of unpinned, read-only session.
-            self.replica_reader: psycopg.Connection = (
-                open_master(self.replica_url, MasterGuard()) if self.master_pooled else self.replica
-            )
         except BaseException:
             self.master.close()
             raise
 
     def close(self) -> None:
-        for c in {id(x): x for x in (self.master, self.replica, self.replica_reader)}.values():
+        for c in (self.master, self.replica):
             try:
                 c.close()
             except Exception:
@@ -175,7 +158,7 @@ class Sessions:
 def introspect_both(s: Sessions, cfg: Config, opts: AnalyzeOptions) -> tuple[Schema, Schema]:
     schemas = opts.schemas or list(cfg.schemas)
     master = _introspect(s.master, opts, schemas, "master")
-    replica = _introspect(s.replica_reader, opts, schemas, "replica")
+    replica = _introspect(s.replica, opts, schemas, "replica")
     if opts.exact_counts:
         for side, sch in (("master", master), ("replica", replica)):
             uncounted = [k for k, rc in sch.row_counts.items() if not rc.exact]
