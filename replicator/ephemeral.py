@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -96,8 +97,12 @@ def system_bindir() -> Path | None:
 def embedded_bindir() -> Path | None:
     """Binaries shipped inside the `pgserver` wheel (PostgreSQL 16), if it is installed."""
     try:
-        import pgserver  # noqa: F401
-        from pgserver._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # pgserver resolves a runtime dir at import time and warns when XDG_RUNTIME_DIR is unset;
+            # we only want its binaries' path.
+            warnings.simplefilter("ignore")
+            import pgserver  # noqa: F401
+            from pgserver._commands import POSTGRES_BIN_PATH
     except ImportError:
         return None
     return Path(POSTGRES_BIN_PATH) if (Path(POSTGRES_BIN_PATH) / "initdb").exists() else None
