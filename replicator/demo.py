@@ -105,14 +105,13 @@ class DemoRecord:
     def create(cls) -> "DemoRecord":
         demo_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         record_dir = _private_dir(state_root() / demo_id)
+        # The data directories live in a short temporary path: each server's Unix socket is created
+        # in its directory, and socket paths are limited to 107 bytes. As root the servers run as an
+        # unprivileged user, who must be able to traverse the parent (each data directory itself is
+        # 0700 and owned by the server user).
+        data_parent = Path(tempfile.mkdtemp(prefix=f"replicator-demo-{demo_id}-"))
         if os.geteuid() == 0:
-            # The servers then run as an unprivileged user, who cannot reach into root's home:
-            # their data directories go to a temporary directory that user can traverse (each data
-            # directory itself is 0700 and owned by the server user).
-            data_parent = Path(tempfile.mkdtemp(prefix=f"replicator-demo-{demo_id}-"))
             data_parent.chmod(0o711)
-        else:
-            data_parent = record_dir
         rec = cls(id=demo_id, record_dir=record_dir, data_parent=data_parent)
         rec.save()
         return rec
