@@ -251,3 +251,105 @@ def test_cli_copy_status_and_errors(master_url, replica_url, sql_on, tmp_path):
     ]:
         r = CliRunner().invoke(main, ["copy", *base, *args])
         assert r.exit_code == 2 and msg in r.output, r.output
+
+
+# ------------------------------------------------------------------ the sequential path into empty tables
+ODD = "E'tab\\there \"q\" ''s'' \\n é ✓ 🐘 back\\\\slash'"
+DIRECT_TABLES = {
+    "uuid": ("id uuid PRIMARY KEY", "md5(i::text)::uuid"),
+    "bigint": ("id bigint PRIMARY KEY", "i::bigint * 1000000007"),
+    "text": ("id text PRIMARY KEY", "'key-' || i || E'\\tü'"),
+    "composite": ("a text NOT NULL, b int NOT NULL, PRIMARY KEY (a, b)", "'k' || (i % 7), i"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DIRECT_TABLES))
+def test_direct_sequential_copy_into_empty_table(master_url, replica_url, sql_on, kind):
+    keydef, keyexpr = DIRECT_TABLES[kind]
+    both(sql_on, master_url, replica_url, f"CREATE TABLE d ({keydef}, note text, j jsonb, n numeric, at timestamptz)")
+    sql_on(master_url, f"""
+        INSERT INTO d SELECT {keyexpr},
+               CASE WHEN i % 5 = 0 THEN NULL WHEN i % 5 = 1 THEN '' ELSE {ODD} || i END,
+               CASE WHEN i % 7 = 0 THEN NULL ELSE jsonb_build_object('i', i, 's', {ODD}, 'a', jsonb_build_array(1, NULL)) END,
+               CASE WHEN i % 3 = 0 THEN NULL ELSE i / 7.0 END, now() - i * interval '1 minute'
+        FROM generate_series(1, 2345) i""")
+    res = copy_tables(master_url, replica_url, ["d"], batch_size=300)
+    t = res.tables[0]
+    assert (t.rows_copied, t.inserted, t.batches, t.direct_batches) == (2345, 2345, 8, 8)
+    assert any("sequential" in n for n in t.notes)
+    assert checksum(sql_on, master_url, "d") == checksum(sql_on, replica_url, "d")
+    cp = sql_on(replica_url, "SELECT mode, status, rows_copied, inserted, batches, last_key, was_empty "
+                             "FROM _replicator.checkpoints")
+    assert cp == [("direct", "done", 2345, 2345, 8, None, True)]
+    sent = [a["statement"] for a in res.audit if '"public"."d"' in a["statement"]]
+    assert sum(s.startswith("COPY") for s in sent) == 1  # one sequential read
+    assert not [s for s in sent if "OFFSET" in s or "ORDER BY" in s]  # no boundary queries, no key order
+    again = copy_tables(master_url, replica_url, ["d"], policy="master-wins", batch_size=300).tables[0]
+    assert (again.inserted, again.updated, again.deleted, again.unchanged) == (0, 0, 0, 2345)
+
+
+def test_direct_empty_master_table_and_no_key_replace(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, "CREATE TABLE e (id int PRIMARY KEY, v text); CREATE TABLE nk (v text, j jsonb)")
+    t = copy_tables(master_url, replica_url, ["e"]).tables[0]
+    assert (t.rows_copied, t.batches) == (0, 1)
+    assert sql_on(replica_url, "SELECT mode, status, rows_copied FROM _replicator.checkpoints") == [("direct", "done", 0)]
+    sql_on(master_url, f"INSERT INTO nk SELECT CASE WHEN i % 4 = 0 THEN NULL ELSE {ODD} || i END, "
+                       f"jsonb_build_object('s', {ODD}) FROM generate_series(1, 999) i")
+    t = copy_tables(master_url, replica_url, ["nk"], policy="replace").tables[0]
+    assert (t.inserted, t.mode) == (999, "replace")
+    assert checksum(sql_on, master_url, "nk") == checksum(sql_on, replica_url, "nk")
+
+
+def test_binary_framing_check():
+    import struct
+
+    from replicator.copy.engine import CopyError as EngineCopyError
+    from replicator.copy.engine import _BinaryFrames
+
+    header = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+    row = struct.pack("!h", 2) + struct.pack("!i", 3) + b"abc" + struct.pack("!i", -1)
+    f = _BinaryFrames(2)
+    assert bytes(f.feed(header + row)) == row and f.header == header  # header in front of the first row
+    assert bytes(f.feed(row)) == row
+    assert f.feed(b"\xff\xff") is None
+    f.close()
+    f = _BinaryFrames(2)
+    assert f.feed(header) is None  # header on its own
+    for bad in (row + row, row[:-2], struct.pack("!h", 3) + row[2:], b"\x00"):
+        with pytest.raises(EngineCopyError, match="framing"):
+            _BinaryFrames.feed(f, bad)
+    with pytest.raises(EngineCopyError, match="signature"):
+        _BinaryFrames(2).feed(row)
+    with pytest.raises(EngineCopyError, match="trailer"):
+        g = _BinaryFrames(2)
+        g.feed(header + row)
+        g.close()
+
+
+def test_direct_corrupted_stream_fails_loudly_then_reconciles(master_url, replica_url, sql_on, monkeypatch):
+    from replicator.copy import engine
+
+    both(sql_on, master_url, replica_url, "CREATE TABLE c (id uuid PRIMARY KEY, v text)")
+    sql_on(master_url, "INSERT INTO c SELECT md5(i::text)::uuid, 'v' || i FROM generate_series(1, 3000) i")
+    real = engine._BinaryFrames.feed
+    seen = {"n": 0}
+
+    def corrupt(self, chunk):
+        seen["n"] += 1
+        if seen["n"] == 1100:  # a message that does not start a row of this table
+            chunk = b"\x00\x03" + bytes(chunk)[2:]
+        return real(self, chunk)
+
+    monkeypatch.setattr(engine._BinaryFrames, "feed", corrupt)
+    with pytest.raises(ReplicatorError, match="framing"):
+        copy_tables(master_url, replica_url, ["c"], batch_size=250)
+    cp = sql_on(replica_url, "SELECT mode, status, rows_copied, batches FROM _replicator.checkpoints")
+    assert cp == [("direct", "running", 1000, 4)]
+    assert sql_on(replica_url, "SELECT count(*) FROM c")[0][0] == 1000  # only the committed batches
+    monkeypatch.setattr(engine._BinaryFrames, "feed", real)
+    t = copy_tables(master_url, replica_url, ["c"], batch_size=250).tables[0]
+    assert any("reconciliation" in n for n in t.notes)
+    assert (t.rows_copied, t.inserted, t.updated, t.deleted, t.unchanged) == (3000, 2000, 0, 0, 1000)
+    assert checksum(sql_on, master_url, "c") == checksum(sql_on, replica_url, "c")
+    assert sql_on(replica_url, "SELECT mode, status, rows_copied, inserted FROM _replicator.checkpoints") == [
+        ("reconcile", "done", 3000, 3000)]

@@ -73,4 +73,45 @@ def test_sigkill_anywhere_then_resume(master_url, replica_url, sql_on, tmp_path,
         replica_url, "SELECT status, rows_copied, batches, last_key FROM _replicator.checkpoints")[0]
     assert status == "done" and batches > done_before
     assert rows == ROWS  # every master row was read exactly once across all the runs
-    assert last_key == [sql_on(master_url, "SELECT id::text FROM msgs ORDER BY id DESC LIMIT 1")[0][0]]
+    # a key walk ends on the master's last key; a sequential copy that was never interrupted keeps none
+    assert last_key in ([sql_on(master_url, "SELECT id::text FROM msgs ORDER BY id DESC LIMIT 1")[0][0]], None)
+
+
+@pytest.mark.parametrize("policy", [None, "mirror"])
+def test_sigkill_sequential_copy_then_master_changes(master_url, replica_url, sql_on, tmp_path, policy):
+    from replicator.copy import copy_tables
+
+    ddl = "CREATE TABLE msgs (id uuid PRIMARY KEY, body text, payload jsonb)"
+    sql_on(master_url, ddl)
+    sql_on(replica_url, ddl)
+    sql_on(master_url, f"""INSERT INTO msgs SELECT md5(i::text)::uuid, repeat('x', 300) || E'\\t\\n' || i,
+                           jsonb_build_object('i', i, 'pad', repeat('y', 200)) FROM generate_series(1, {ROWS}) i""")
+    os.chdir(tmp_path)
+    extra = ["--policy", policy] if policy else []
+    p = _start(master_url, replica_url, *extra)
+    deadline = time.monotonic() + 60
+    while _batches(replica_url) < 5 and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert p.poll() is None, "the copy finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    mode, status, committed, last_key = sql_on(
+        replica_url, "SELECT mode, status, rows_copied, last_key FROM _replicator.checkpoints")[0]
+    assert (mode, status, last_key) == ("direct", "running", None) and 0 < committed < ROWS
+    assert sql_on(replica_url, "SELECT count(*), count(DISTINCT id) FROM msgs")[0] == (committed, committed)
+    # the master moves on between the runs: a committed row changes, another goes, a new one comes
+    upd, gone = [r[0] for r in sql_on(replica_url, "SELECT id FROM msgs ORDER BY id LIMIT 2")]
+    sql_on(master_url, f"""UPDATE msgs SET body = 'changed' WHERE id = '{upd}';
+                           DELETE FROM msgs WHERE id = '{gone}';
+                           INSERT INTO msgs VALUES ('00000000-0000-0000-0000-000000000001', 'new', NULL)""")
+    t = copy_tables(master_url, replica_url, ["msgs"], policy=policy, batch_size=400).tables[0]
+    assert any("reconciliation" in n for n in t.notes)
+    assert (t.inserted, t.updated, t.deleted) == (ROWS - (committed - 1), 1, 1 if policy == "mirror" else 0)
+    mode, status, rows = sql_on(replica_url, "SELECT mode, status, rows_copied FROM _replicator.checkpoints")[0]
+    assert (mode, status, rows) == ("reconcile", "done", ROWS)  # master count at the new snapshot
+    if policy == "mirror":
+        assert sql_on(master_url, CHECKSUM) == sql_on(replica_url, CHECKSUM)
+    else:  # no policy deletes replica rows: the row the master dropped stays, everything else matches
+        assert sql_on(replica_url, f"SELECT count(*) FROM msgs WHERE id = '{gone}'") == [(1,)]
+        sql_on(replica_url, f"DELETE FROM msgs WHERE id = '{gone}'")
+        assert sql_on(master_url, CHECKSUM) == sql_on(replica_url, CHECKSUM)

@@ -1,4 +1,4 @@
-"""`replicator copy`: master rows into the replica, in checkpointed keyset batches.
+"""`replicator copy`: master rows into the replica, in checkpointed batches.
 
     from replicator.copy import copy_tables, CopyResult
     result: CopyResult = copy_tables(master_url, replica_url, ["whatsapp_messages"], policy="master-wins")
@@ -12,6 +12,16 @@ table is walked in keyset order over its primary key (else a NOT NULL unique ind
 key <= upper) TO STDOUT (FORMAT binary)`` whose chunks are written straight into the replica's
 ``COPY … FROM STDIN``: rows are never parsed in Python and a batch is never held in memory. Batches
 hold at most ``batch_size`` rows and about ``batch_bytes`` bytes (estimated from a 200-row sample).
+
+A table that is empty on the replica when a (non-incremental) copy begins takes the sequential path
+instead: one ``COPY (SELECT …) TO STDOUT (FORMAT binary)`` in heap order (no ORDER BY, no boundary
+queries; key-ordered reads of random keys such as uuids are random I/O), its row messages (one
+CopyData message per row; the binary header and trailer are checked, so a change of framing fails
+loudly) cut into replica transactions of the same batch size, each ``COPY … FROM STDIN`` committed
+with its checkpoint (mode ``direct``, no ``last_key``). A rerun after an interrupted sequential copy
+cannot resume after a key: it walks the whole key range comparing (mode ``reconcile``), master
+wins for rows on both sides (deleting replica-only keys only under ``mirror``), which converges the
+replica to the new snapshot; the result's notes say so. ``--restart`` starts over.
 
 When the replica has no row in the batch's key range the bytes go straight into the table. Otherwise
 they go into a temporary stage table and the policy is applied in SQL: rows are compared first
@@ -29,11 +39,11 @@ Checkpoint table, on the replica, committed in the same transaction as the batch
       table_name    text PRIMARY KEY  -- replica table, schema.name
       master_table  text              -- master table, schema.name
       run_id        uuid              -- run that wrote the row last
-      mode          text              -- full | incremental | replace
+      mode          text              -- full | incremental | replace | direct | reconcile
       policy        text              -- conflict policy (NULL: straight copy into an empty table)
       status        text              -- running | done
       key_columns   text[]            -- keyset columns (replica names)
-      last_key      text[]            -- text form of the last committed key; resume after it
+      last_key      text[]            -- text form of the last committed key; resume after it (NULL: direct)
       rows_copied, inserted, updated, deleted bigint; batches integer  -- totals since the copy began
       was_empty     boolean           -- the replica table was empty when the copy began
       snapshot_at   timestamptz       -- master snapshot time (now() of the master transaction)

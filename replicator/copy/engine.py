@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
+from dataclasses import replace as _dc_replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
@@ -73,6 +75,70 @@ def _row(names: list[str], alias: str | None = None) -> sql.Composable:
 
 def _key_params(types: list[str]) -> sql.Composable:
     return sql.SQL("({})").format(sql.SQL(", ").join(sql.SQL("%s::" + t) for t in types))
+
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_TRAILER = b"\xff\xff"
+
+
+class _BinaryFrames:
+    """Checks the framing of a binary `COPY … TO STDOUT` stream read message by message.
+
+    PostgreSQL sends one CopyData message per row; the file header (signature, flags, header extension)
+    arrives first, on its own or in front of the first row, and the trailer (int16 -1) last. `feed`
+    returns the row bytes of a message (None for a bare header or the trailer); anything else raises,
+    so a change of framing fails the copy instead of corrupting a batch. The first rows are walked field
+    by field; after that the field count is checked on every row."""
+
+    WALK = 64
+
+    def __init__(self, ncols: int):
+        self.ncols = ncols
+        self.header: bytes | None = None
+        self.ended = False
+        self.seen = 0
+
+    def _fail(self, why: str):
+        raise CopyError(f"unexpected binary COPY framing from the master ({why}); nothing of this batch was committed")
+
+    def feed(self, chunk) -> memoryview | None:
+        mv = memoryview(chunk)
+        if self.ended:
+            self._fail("data after the trailer")
+        if self.header is None:
+            if len(mv) < 19 or bytes(mv[:11]) != _SIGNATURE:
+                self._fail("no PGCOPY signature")
+            (ext,) = struct.unpack_from("!i", mv, 15)
+            end = 19 + ext
+            if ext < 0 or len(mv) < end:
+                self._fail("truncated header")
+            self.header = bytes(mv[:end])
+            mv = mv[end:]
+            if not len(mv):
+                return None
+        if len(mv) == 2 and mv[0] == 0xFF and mv[1] == 0xFF:
+            self.ended = True
+            return None
+        if len(mv) < 2:
+            self._fail("short message")
+        (nf,) = struct.unpack_from("!h", mv, 0)
+        if nf != self.ncols:
+            self._fail(f"a row with {nf} fields, expected {self.ncols}")
+        if self.seen < self.WALK:
+            pos = 2
+            for _ in range(nf):
+                if pos + 4 > len(mv):
+                    self._fail("truncated row")
+                (ln,) = struct.unpack_from("!i", mv, pos)
+                pos += 4 + max(ln, 0)
+            if pos != len(mv):
+                self._fail("a message that is not exactly one row")
+        self.seen += 1
+        return mv
+
+    def close(self) -> None:
+        if self.header is None or not self.ended:
+            self._fail("the stream ended without a trailer")
 
 
 class _Run:
@@ -297,11 +363,33 @@ class _Run:
         cp = None if self.dry_run else checkpoint.load(self.r, ckey)
         self.r.commit()
         mode = res.mode
-        resume = cp is not None and cp["status"] == "running" and not self.restart and cp["mode"] == mode
+        interrupted = cp is not None and cp["status"] == "running" and not self.restart
+        if interrupted and mode == "full" and cp["mode"] in ("direct", "reconcile"):
+            # An interrupted sequential copy committed some batches of an older snapshot, in heap order:
+            # walk the whole key range comparing, master winning, until the replica matches this snapshot.
+            tp = _dc_replace(tp, policy=Policy.MIRROR if tp.policy == Policy.MIRROR else Policy.MASTER_WINS)
+            cp_mode = "reconcile"
+            if cp["mode"] == "reconcile":
+                resume = True
+            else:
+                resume = False
+                res.notes.append(f"resumed an interrupted sequential copy (run {cp['run_id']}) by reconciliation: "
+                                 "every key compared, rows differing from this snapshot updated (master wins)")
+        else:
+            cp_mode = mode
+            resume = interrupted and cp["mode"] == mode
         lo: list[str] | None = None
         since = None
         run_watermark = None
-        if resume:
+        if resume and cp_mode == "reconcile":
+            lo = cp["last_key"]
+            was_empty = False
+            res.resumed_after = lo
+            run_watermark = cp["run_watermark"]
+            res.notes.append(f"resumed the reconciliation of an interrupted sequential copy after key {lo} "
+                             f"(run {cp['run_id']})" if lo else
+                             f"resumed the reconciliation of an interrupted sequential copy (run {cp['run_id']})")
+        elif resume:
             if (cp["policy"] or None) != res.policy:
                 raise CopyError(
                     f"an interrupted copy of {res.table} used policy {cp['policy'] or '(none)'}: "
@@ -312,6 +400,8 @@ class _Run:
             run_watermark = cp["run_watermark"]
             since = cp["watermark"] if mode == "incremental" else None
             res.notes.append(f"resumed after key {lo} (run {cp['run_id']})" if lo else "resumed from the start")
+        elif cp_mode == "reconcile":
+            was_empty = False
         else:
             was_empty = not self._replica_has(tp, None, None)
             self.r.commit()
@@ -338,13 +428,19 @@ class _Run:
         n = self._rows_per_batch(tp)
         self.progress("start", res.table, total=self._estimate_rows(tp) if mode == "full" else None)
         base = {
-            "table_name": ckey, "master_table": res.table, "run_id": self.result.run_id, "mode": mode,
+            "table_name": ckey, "master_table": res.table, "run_id": self.result.run_id, "mode": cp_mode,
             "policy": res.policy, "key_columns": tp.key_r, "was_empty": was_empty,
             "snapshot_at": self.result.snapshot_at, "run_watermark": run_watermark,
             "watermark": cp["watermark"] if cp else None,
-            "started_at": cp["started_at"] if resume else None,
+            "started_at": cp["started_at"] if (resume or cp_mode == "reconcile") else None,
         }
         totals = {k: (cp[k] if resume else 0) for k in ("rows_copied", "inserted", "updated", "deleted", "batches")}
+        if cp_mode == "reconcile" and not resume:
+            # rows_copied restarts (this pass reads every master row once); the rest keep counting
+            totals.update({k: cp[k] for k in ("inserted", "updated", "deleted", "batches")})
+        if was_empty and mode == "full" and not self.dry_run and tp.binary:
+            self._direct(tp, res, n, {**base, "mode": "direct", "watermark": None})
+            return
         stage = None
         if not self.pooled_replica:
             stage = self._stage(tp)
@@ -400,6 +496,67 @@ class _Run:
         if stage is not None:
             self.r.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
             self.r.commit()
+
+    def _direct(self, tp: TablePlan, res: TableResult, n: int, base: dict[str, Any]) -> None:
+        """Copy into a table that was empty when the copy began: one sequential `COPY (SELECT …) TO STDOUT`
+        on the master (no ORDER BY, no boundary queries), its row messages cut into replica transactions
+        of `n` rows, each committed together with its checkpoint (mode ``direct``, no last key)."""
+        out = sql.SQL("COPY ({s}) TO STDOUT (FORMAT binary)").format(s=self._select(tp, sql.SQL("true")))
+        into = sql.SQL("COPY {t} ({c}) FROM STDIN (FORMAT binary)").format(t=tp.rident, c=_cols(tp.rcols))
+        res.notes.append("sequential read: the table was empty, so rows are copied in heap order, not key order")
+        frames = _BinaryFrames(len(tp.rcols))
+        totals = {"rows_copied": 0, "inserted": 0, "updated": 0, "deleted": 0, "batches": 0}
+        cm = dst = None
+        rows = 0
+
+        def finish(done: bool) -> None:
+            nonlocal cm, dst, rows
+            if cm is not None:
+                dst.write(_TRAILER)
+                c, cm, dst = cm, None, None
+                c.__exit__(None, None, None)
+                if rc.rowcount >= 0 and rc.rowcount != rows:
+                    raise CopyError(f"{res.table}: the replica took {rc.rowcount} rows of a batch of {rows}")
+            totals["rows_copied"] += rows
+            totals["inserted"] += rows
+            totals["batches"] += 1
+            res.rows_copied += rows
+            res.inserted += rows
+            res.batches += 1
+            res.direct_batches += 1
+            row = {**base, **totals, "last_key": None, "status": "done" if done else "running"}
+            if done:
+                row["watermark"] = base["run_watermark"]
+            checkpoint.save(self.r, row)
+            self.r.commit()  # the batch and its checkpoint, atomically
+            self.progress("batch", res.table, rows=rows, done=res.rows_copied)
+            rows = 0
+
+        with self.m.cursor() as mc, self.r.cursor() as rc:
+            try:
+                with mc.copy(out, tp.mask_args()) as src:
+                    for chunk in src:
+                        row_msg = frames.feed(chunk)
+                        if row_msg is None:
+                            continue
+                        if cm is not None and rows >= n:
+                            finish(False)
+                        if cm is None:
+                            cm = rc.copy(into, writer=QueuedLibpqWriter(rc))
+                            dst = cm.__enter__()
+                            dst.write(frames.header)
+                        dst.write(row_msg)
+                        rows += 1
+                    frames.close()
+                finish(True)
+            except BaseException as e:
+                if cm is not None:
+                    try:
+                        cm.__exit__(type(e), e, e.__traceback__)
+                    except BaseException:
+                        pass
+                raise
+        res.last_key = None
 
     def _replace(self, tp: TablePlan, res: TableResult) -> None:
         res.mode = "replace"
