@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -298,25 +299,32 @@ def data_moves(master: Schema, replica: Schema, cfg: Config, s: Sessions | None)
     return moves
 
 
-_OVERLAP_BATCH = 5000
+def _stream_keys(conn: psycopg.Connection, table: sql.Identifier, cols: list[str]) -> Iterator[tuple]:
+    """Key tuples of a table as text, sorted by byte order (COLLATE "C"), streamed (bounded memory).
 
-
-def _stream_keys(conn: psycopg.Connection, t_key: str, cols: list[str]) -> Iterator[tuple]:
-    """Key tuples of a table as text, sorted by byte order (COLLATE "C"), streamed (bounded memory)."""
+    Close the generator before ending the transaction it reads in: a suspended `cursor.stream` holds
+    the connection's lock, so a ROLLBACK/COMMIT sent while it is open would wait forever. Closing it
+    cancels the query and drains the connection.
+    """
     exprs = sql.SQL(", ").join(sql.SQL('{}::text COLLATE "C"').format(sql.Identifier(c)) for c in cols)
     q = sql.SQL("SELECT {e} FROM {t} ORDER BY {o}").format(
-        e=exprs, t=sql.SQL(t_key), o=sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(cols))))
+        e=exprs, t=table, o=sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(cols))))
     with conn.cursor() as cur:
-        for row in cur.stream(q):
-            yield tuple(row)
+        rows = cur.stream(q)
+        try:
+            for row in rows:
+                yield tuple(row)
+        finally:
+            rows.close()
 
 
 def key_overlap(s: Sessions, t: Table, mcols: list[str], rcols: list[str]) -> KeyOverlap:
     """Merge two sorted key streams: keys only on the master, only on the replica, on both."""
     out = KeyOverlap(key=mcols)
     try:
-        with s.master.transaction(), s.replica.transaction(force_rollback=True):
-            ms, rs = _stream_keys(s.master, t.key, mcols), _stream_keys(s.replica, t.key, rcols)
+        table = sql.Identifier(t.schema_name, t.name)
+        with s.master.transaction(), s.replica.transaction(force_rollback=True), \
+                closing(_stream_keys(s.master, table, mcols)) as ms, closing(_stream_keys(s.replica, table, rcols)) as rs:
             a, b = next(ms, None), next(rs, None)
             while a is not None or b is not None:
                 if b is None or (a is not None and _lt(a, b)):

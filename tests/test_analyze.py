@@ -113,3 +113,44 @@ def test_no_select_privilege(master_url, replica_url, sql_on, tmp_path):
     out = res.output.strip()
     assert "\n" not in out and "no SELECT privilege" in out and "public.secret" in out
     assert "pw-reader" not in out
+
+
+def test_interrupt_during_key_overlap_does_not_hang(master_url, replica_url, sql_on, monkeypatch):
+    """Ctrl-C while both key streams are open must surface promptly and leave both sessions usable."""
+    import threading
+
+    from replicator import analyze as analyze_mod
+    from replicator.config import Config
+
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 20000)")
+    comparisons = 0
+    real_lt = analyze_mod._lt
+
+    def interrupted_lt(a, b):
+        nonlocal comparisons
+        comparisons += 1
+        if comparisons == 10:
+            raise KeyboardInterrupt
+        return real_lt(a, b)
+
+    monkeypatch.setattr(analyze_mod, "_lt", interrupted_lt)
+    sessions = analyze_mod.Sessions(Config(master_url=master_url, replica_url=replica_url), analyze_mod.MasterGuard())
+    table = analyze_mod.introspect(sessions.master).tables["public.t"]
+    outcome: list[BaseException | None] = []
+
+    def run():
+        try:
+            analyze_mod.key_overlap(sessions, table, ["id"], ["id"])
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "key_overlap hung after the interrupt"
+    assert isinstance(outcome[0], KeyboardInterrupt)
+    for conn in (sessions.master, sessions.replica):
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    sessions.close()
