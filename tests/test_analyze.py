@@ -154,3 +154,22 @@ def test_interrupt_during_key_overlap_does_not_hang(master_url, replica_url, sql
     for conn in (sessions.master, sessions.replica):
         assert conn.execute("SELECT 1").fetchone() == (1,)
     sessions.close()
+
+
+@pytest.mark.parametrize("command", ["analyze", "migrate", "verify"])
+def test_unusable_out_dir_is_one_line(command, master_url, replica_url, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    res = _run(command, "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path / "a-file" / "out"))
+    assert res.exit_code == 2, res.output
+    out = res.output.strip()
+    assert out.startswith("error: --out-dir") and "\n" not in out and "Traceback" not in out
+
+
+def test_report_path_that_cannot_be_written_is_one_line(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, "CREATE TABLE t (id int PRIMARY KEY)")
+    (tmp_path / "reports").write_text("a file where the reports directory should be")
+    res = _run("analyze", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path))
+    assert res.exit_code == 2, res.output
+    out = res.output.strip()
+    assert out.startswith("error:") and "reports" in out and "\n" not in out
+    assert isinstance(res.exception, SystemExit)  # handled, not an escaping OSError

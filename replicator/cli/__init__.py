@@ -1,7 +1,8 @@
 """The `replicator` command line: thin click commands over the library.
 
 Each command lives in its own module and registers itself on `main`. Errors a user can act on
-(`ReplicatorError`, database errors) are printed as one line on stderr with exit code 2.
+(`ReplicatorError`, database errors, files that cannot be read or written) are printed as one line
+on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ class ReplicatorGroup(click.Group):
             sys.exit(e.exit_code)
         except psycopg.Error as e:
             click.echo(f"error: {describe(e)}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            # Reports, plans and backups are written under --out-dir: a path that cannot be created or
+            # written is a usage error, named with its path.
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"error: {where}{e.strerror or e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

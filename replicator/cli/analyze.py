@@ -25,6 +25,7 @@ from .options import RunContext, common_options
 def analyze(run: RunContext, schemas, all_schemas, with_privileges, exact_counts, allow_destructive,
             no_key_overlap, as_json, exit_code) -> None:
     """Diff master vs replica; write the migration plan, the master snapshot and the reports."""
+    run.ensure_out_dir()
     opts = AnalyzeOptions(schemas=list(schemas) or None, all_schemas=all_schemas, with_privileges=with_privileges,
                           exact_counts=exact_counts, allow_destructive=allow_destructive, key_overlap=not no_key_overlap)
     res = run_analyze(run.config, run.out_dir, opts)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from ..config import Config, load_config
+from ..errors import ConfigError
 
 
 @dataclass
@@ -23,6 +25,15 @@ class RunContext:
     @property
     def schemas_dir(self) -> Path:
         return self.out_dir / "schemas"
+
+    def ensure_out_dir(self) -> None:
+        """Create --out-dir before any work, so an unusable path fails in a second, not after a long run."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--out-dir {self.out_dir}: {e.strerror}") from None
+        if not os.access(self.out_dir, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out-dir {self.out_dir}: not writable")
 
 
 def common_options(fn):

@@ -33,6 +33,7 @@ from .options import RunContext, common_options
 def verify_command(run: RunContext, tables, deep, examples, max_keys, require_readonly_role, snapshot, as_json,
                    serial) -> None:
     """Is the replica still a faithful copy, and was the master only ever read?"""
+    run.ensure_out_dir()
     err = Console(stderr=True)
     report = run_verify(
         run.config, tables=list(tables), deep=deep, examples=examples, require_readonly_role=require_readonly_role,
