@@ -198,7 +198,10 @@ def _apply_file(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
     path = Path(opts.plan_file)  # type: ignore[arg-type]
     if not path.is_file():
         raise MigrationError(f"plan file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MigrationError(f"plan file {path} is not UTF-8 text (is it a plan written by analyze?)") from None
     res = MigrateResult(dry_run=opts.dry_run, plan_file=str(path))
     res.statements = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("--")]
     if opts.dry_run:

@@ -79,3 +79,13 @@ def test_apply_reviewed_plan_file(master_url, replica_url, sql_on, tmp_path):
     assert "nothing to do" in res.output
     res = _run(master_url, replica_url, tmp_path, "--plan", str(tmp_path / "missing.sql"))
     assert res.exit_code == 2 and "plan file not found" in res.output
+
+
+def test_plan_file_that_is_not_text(master_url, replica_url, sql_on, tmp_path):
+    garbage = tmp_path / "plan.sql"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    res = _run(master_url, replica_url, tmp_path, "--plan", str(garbage))
+    assert res.exit_code == 2, res.output
+    out = res.output.strip()
+    assert out.startswith("error: plan file") and "not UTF-8" in out and "\n" not in out
+    assert _tables(sql_on, replica_url) == set()

@@ -27,6 +27,7 @@ def migrate(run: RunContext, schemas, all_schemas, with_privileges, allow_destru
     """Apply the migration plan to the replica in one transaction, after a backup.
 
     Without --plan the plan is recomputed from live introspection of both sides."""
+    run.ensure_out_dir()
     opts = MigrateOptions(schemas=list(schemas) or None, all_schemas=all_schemas, with_privileges=with_privileges,
                           allow_destructive=allow_destructive, force=force, dry_run=dry_run, plan_file=plan_file,
                           key_overlap=False)
