@@ -159,6 +159,10 @@ class Sessions:
 def introspect_both(s: Sessions, cfg: Config, opts: AnalyzeOptions) -> tuple[Schema, Schema]:
     schemas = opts.schemas or list(cfg.schemas)
     master = _introspect(s.master, opts, schemas, "master")
+    if absent := master.absent_schemas():
+        # Comparing a schema the master does not have would report "no differences" (or plan to drop
+        # the replica's copy): a typo in --schema must not look like a clean result.
+        raise ReplicatorError(f"schema {', '.join(absent)} does not exist on the master")
     replica = _introspect(s.replica, opts, schemas, "replica")
     if opts.exact_counts:
         for side, sch in (("master", master), ("replica", replica)):

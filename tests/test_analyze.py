@@ -173,3 +173,12 @@ def test_report_path_that_cannot_be_written_is_one_line(master_url, replica_url,
     out = res.output.strip()
     assert out.startswith("error:") and "reports" in out and "\n" not in out
     assert isinstance(res.exception, SystemExit)  # handled, not an escaping OSError
+
+
+def test_schema_that_does_not_exist_is_an_error(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, "CREATE TABLE t (id int)")
+    res = _run("analyze", "--master", master_url, "--replica", replica_url, "--schema", "public", "--schema", "pubic",
+               "--out-dir", str(tmp_path))
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: schema pubic does not exist on the master"
+    assert not (tmp_path / "schemas").exists()

@@ -343,6 +343,11 @@ class Schema(_Model):
         suitable for a structural comparison."""
         return self.model_dump(mode="json", exclude=set(NON_STRUCTURAL_FIELDS))
 
+    def absent_schemas(self) -> list[str]:
+        """Schemas that were asked for (`schemas`) but do not exist in this database."""
+        present = {n.name for n in self.namespaces.values()}
+        return [s for s in self.schemas if s not in present]
+
     def find_table(self, schema: str, name: str) -> Table | None:
         """Look a table up by its raw (unquoted) schema and name."""
         for t in self.tables.values():
