@@ -374,3 +374,25 @@ def test_cli_usage_and_connection_errors(pair, tmp_path):
     assert res.exit_code == 2 and "no such table" in res.output
     res = cli("verify", "--master", master_url, "--replica", replica_url, "--examples", "-1")
     assert res.exit_code == 2
+
+
+def test_mistyped_schema_in_config_is_an_error(pair, tmp_path):
+    """A schema the master does not have would otherwise verify zero tables and pass."""
+    master_url, replica_url, snap = pair
+    (tmp_path / "replicator.toml").write_text('schemas = ["public", "pubic"]\n')
+    res = cli("verify", "--config", str(tmp_path / "replicator.toml"), "--master", master_url,
+              "--replica", replica_url, "--out-dir", str(tmp_path))
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: schema pubic (from the config's schemas) does not exist on the master"
+
+
+def test_table_option_accepts_sql_quoting(master_url, replica_url, tmp_path):
+    ddl = 'CREATE SCHEMA "Mixed Case"; CREATE TABLE "end" (id int PRIMARY KEY); ' \
+          'CREATE TABLE "Mixed Case"."we""ird" (id int PRIMARY KEY, "naïve" text)'
+    for url in (master_url, replica_url):
+        run_sql(url, ddl)
+    cfg = Config(master_url=master_url, replica_url=replica_url, schemas=["public", "Mixed Case"])
+    for name, label in [('"end"', "public.end"), ("end", "public.end"), ('"Mixed Case"."we""ird"', 'Mixed Case.we"ird'),
+                        ('Mixed Case.we"ird', 'Mixed Case.we"ird'), ('"we""ird"', 'Mixed Case.we"ird')]:
+        report = run_verify(cfg, tables=[name], snapshot=tmp_path / "none.json")
+        assert report.tables == [label], name

@@ -12,6 +12,7 @@ from psycopg import IsolationLevel
 
 from ..config import Config, require_url
 from ..connect import describe, open_master, open_replica, redact
+from ..diff import quote
 from ..errors import ConfigError, GuardViolation
 from ..guard import MasterGuard
 from ..introspect import Schema, introspect
@@ -28,13 +29,15 @@ DEFAULT_SNAPSHOT = Path("schemas") / "master-schema.json"
 
 
 def resolve_tables(names: list[str], master: Schema) -> list[str]:
-    """Master table keys for `--table` names (bare, schema.name, or quoted key)."""
+    """Master table keys for `--table` names (bare, schema.name, or quoted as in SQL: `"end"`,
+    `app."Odd Table"`); a bare name means the one in public, else the only table of that name."""
     keys = []
     for name in names:
         found = [t.key for t in master.tables.values()
-                 if name in (t.key, f"{t.schema_name}.{t.name}") or (t.name == name and t.schema_name == "public")]
+                 if name in (t.key, f"{t.schema_name}.{t.name}")
+                 or (name in (t.name, quote(t.name)) and t.schema_name == "public")]
         if not found:
-            found = [t.key for t in master.tables.values() if t.name == name]
+            found = [t.key for t in master.tables.values() if name in (t.name, quote(t.name))]
         if len(found) != 1:
             raise ConfigError(f"--table {name}: {'no such table' if not found else 'ambiguous'} on the master "
                               f"(schemas: {', '.join(master.schemas)})")
@@ -84,6 +87,9 @@ def run_verify(
             lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
             lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
         )
+        if absent := ms.absent_schemas():
+            # Otherwise a mistyped schema in the config verifies nothing and passes.
+            raise ConfigError(f"schema {', '.join(absent)} (from the config's schemas) does not exist on the master")
         pairs = pair_tables(config, ms, rs)
         if tables:
             keys = resolve_tables(tables, ms)
