@@ -396,3 +396,18 @@ def test_table_option_accepts_sql_quoting(master_url, replica_url, tmp_path):
                         ('Mixed Case.we"ird', 'Mixed Case.we"ird'), ('"we""ird"', 'Mixed Case.we"ird')]:
         report = run_verify(cfg, tables=[name], snapshot=tmp_path / "none.json")
         assert report.tables == [label], name
+
+
+def test_sequence_fix_runs_for_awkward_names(master_url, replica_url, tmp_path):
+    """The suggested setval must be valid SQL whatever the names contain (quotes of both kinds)."""
+    table = psycopg.sql.Identifier('it\'s "odd"').as_string(None)
+    for url in (master_url, replica_url):
+        run_sql(url, f'CREATE TABLE {table} ("order" serial PRIMARY KEY); INSERT INTO {table} DEFAULT VALUES')
+    run_sql(replica_url, f"INSERT INTO {table} VALUES (40)")  # past the sequence, as a copy without setval leaves it
+    report = verify(master_url, replica_url, tmp_path / "none.json")
+    (seq,) = [c for c in report.checks if c.name == "sequences"]
+    assert seq.status == "fail", seq.summary
+    run_sql(replica_url, seq.evidence["fix"])
+    report = verify(master_url, replica_url, tmp_path / "none.json")
+    (seq,) = [c for c in report.checks if c.name == "sequences"]
+    assert seq.status == "pass", seq.summary

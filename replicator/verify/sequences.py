@@ -46,8 +46,9 @@ def check_sequences(report: VerifyReport, sides: Sides, replica: Schema, pairs: 
             report.add("sequences", "pass", f"{seq.key}: next value {next_value} > {extreme}({col}) {edge_int}",
                        pair.label, **evidence)
         else:
-            qcol = '"' + col.replace('"', '""') + '"'
-            fix = f"SELECT setval('{seq.key}', (SELECT {extreme}({qcol}) FROM {pair.replica.key}));"
+            fix = sql.SQL("SELECT setval({}, (SELECT {}({}) FROM {}));").format(
+                sql.Literal(sql.Identifier(seq.schema_name, seq.name).as_string(sides.replica)), sql.SQL(extreme),
+                sql.Identifier(col), pair.replica_ident).as_string(sides.replica)
             report.add("sequences", "fail",
                        f"{seq.key}: next value {next_value} is not past {extreme}({col}) = {edge_int}",
                        pair.label, fix=fix, **evidence)
