@@ -17,6 +17,7 @@ equal, also behind a transaction pooler.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from contextlib import closing
@@ -29,13 +30,13 @@ from pydantic import BaseModel, Field
 
 from .config import Config, require_url
 from .connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact
-from .diff import Change, diff_schemas, quote, summarize
+from .diff import Change, diff_schemas, resolve_renames, summarize
 from .errors import ReplicatorError
 from .guard import MasterGuard
 from .introspect import introspect
 from .introspect.models import Schema, Table
 from .plan import Plan, build_plan, run_prechecks
-from .report import md_table, utc_stamp, write_json, write_report, write_text
+from .report import md_table, write_json, write_report, write_text
 
 PLAN_FILE = "master-schema-replication.sql"
 ROLLBACK_FILE = "master-schema-rollback.sql"
@@ -264,15 +265,10 @@ def fk_order(schema: Schema) -> list[str]:
 
 
 def data_moves(master: Schema, replica: Schema, cfg: Config, s: Sessions | None) -> list[TableMove]:
-    renames = {}
-    from .diff import resolve_renames
-
     renames = resolve_renames(config_renames(cfg), master)
     moves = []
     for i, k in enumerate(fk_order(master), 1):
         t = master.tables[k]
-        if t.kind == "partitioned table":
-            pass
         rt = replica.tables.get(k)
         tc = cfg.table(k if t.schema_name != "public" else t.name)
         mv = TableMove(table=k, order=i, on_master=True, on_replica=rt is not None,
@@ -471,8 +467,6 @@ def _coldesc(c: Any) -> str:
 
 
 def _mermaid_name(key: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_]", "_", key.replace('"', ""))
 
 
