@@ -65,7 +65,7 @@ class Change(BaseModel):
         return f"{self.kind} {self.object}: {self.detail}"
 
 
-_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
+_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")  # quote_ident also quotes names containing "$"
 #: PostgreSQL's reserved (and type/function-name) keywords, which quote_ident quotes.
 RESERVED = frozenset(
     """ALL ANALYSE ANALYZE AND ANY ARRAY AS ASC ASYMMETRIC AUTHORIZATION BETWEEN BIGINT BINARY BIT

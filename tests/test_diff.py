@@ -57,3 +57,13 @@ def test_normalize_any_array():
     a = "CHECK (((s)::text = ANY ((ARRAY['a'::character varying, 'b'::character varying])::text[])))"
     b = "CHECK (((s)::text = ANY (ARRAY[('a'::character varying)::text, ('b'::character varying)::text])))"
     assert normalize_expr(a) == normalize_expr(b)
+
+
+def test_quote_matches_quote_ident(master_url, sql_on):
+    """Change objects are keyed like the catalog queries' quote_ident, so both must agree on every name."""
+    from replicator.diff import quote
+
+    words = [w for (w,) in sql_on(master_url, "SELECT word FROM pg_get_keywords()")]
+    names = words + ["x$1", "naïve", "Mixed Case", 'we"ird', "end", "order", "_plain_1", "1abc"]
+    expected = dict(sql_on(master_url, "SELECT n, quote_ident(n) FROM unnest(%s::text[]) AS n", (names,)))
+    assert {n: quote(n) for n in names} == expected
