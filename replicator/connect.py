@@ -53,6 +53,16 @@ def redact(url: str) -> str:
     return f"postgresql://{auth}{hostport}/{db}"
 
 
+def without_password(url: str) -> tuple[str, dict[str, str]]:
+    """A conninfo string without the password, and the environment that carries it instead.
+
+    For child processes (pg_dump): a password on a command line is visible to every user via `ps`.
+    """
+    params = pg_conninfo.conninfo_to_dict(url)
+    password = params.pop("password", None)
+    return pg_conninfo.make_conninfo("", **params), ({"PGPASSWORD": password} if password else {})
+
+
 def is_transaction_pooler(params: dict[str, str]) -> bool:
     """Supabase's transaction-mode pooler listens on 6543; it cannot keep prepared statements or sessions."""
     return params.get("port") == str(TRANSACTION_POOLER_PORT)

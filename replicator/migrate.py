@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import os
 import subprocess
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from pydantic import BaseModel, Field
 from . import ephemeral
 from .analyze import AnalyzeOptions, Sessions, compute, config_renames
 from .config import Config, require_url
-from .connect import describe, open_replica, redact
+from .connect import describe, open_replica, redact, without_password
 from .errors import ReplicatorError
 from .guard import MasterGuard
 from .introspect import introspect
@@ -165,8 +166,9 @@ def backup(conn: psycopg.Connection, url: str, bdir: Path, replica, plan: Plan, 
     if dump:
         target = bdir / "schema.sql"
         try:
-            proc = subprocess.run([dump, "--schema-only", "--no-owner", "--file", str(target), "--dbname", url],
-                                  capture_output=True, text=True, timeout=600)
+            dsn, secret_env = without_password(url)
+            proc = subprocess.run([dump, "--schema-only", "--no-owner", "--file", str(target), "--dbname", dsn],
+                                  capture_output=True, text=True, timeout=600, env={**os.environ, **secret_env})
             if proc.returncode == 0:
                 files.append(str(target))
             else:

@@ -3,6 +3,8 @@
 import pytest
 from click.testing import CliRunner
 
+from psycopg.conninfo import conninfo_to_dict
+
 from conftest import url_with
 from replicator.connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact
 from replicator.errors import ConnectError
@@ -48,3 +50,23 @@ def test_missing_database(master_url):
 def test_describe_scrubs_password_echoed_by_server():
     err = Exception('connection to server at "h" (1.2.3.4), port 5432 failed: FATAL:  role "x" password=hunter2')
     assert "hunter2" not in describe(err, "postgresql://x:hunter2@h/db")
+
+
+def test_without_password_moves_it_to_the_environment(master_url):
+    from replicator.connect import without_password
+
+    dsn, env = without_password(master_url)
+    password = conninfo_to_dict(master_url)["password"]
+    assert password not in dsn
+    assert env == {"PGPASSWORD": password}
+    # The two together still connect: what a child process such as pg_dump receives.
+    import os
+
+    import psycopg
+
+    os.environ["PGPASSWORD"] = password
+    try:
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        del os.environ["PGPASSWORD"]
