@@ -5,7 +5,8 @@
 
 Measures, as medians of --runs runs:
   raw     COPY ... TO STDOUT (FORMAT binary) piped into COPY ... FROM STDIN, one statement
-  empty   replicator copy into an empty replica table (goal <= 1.15 x raw)
+  empty   replicator copy into an empty replica table: the sequential path, one COPY in heap order cut
+          into checkpointed batches (goal <= 1.15 x raw)
   same    replicator copy --policy master-wins into a replica holding the same rows (goal <= 1.5 x raw),
           with the WAL the replica wrote (pg_current_wal_lsn() difference)
   1%      master-wins with 1% of the replica's rows changed
