@@ -24,9 +24,25 @@ wins for rows on both sides (deleting replica-only keys only under ``mirror``), 
 replica to the new snapshot; the result's notes say so. ``--restart`` starts over.
 
 When the replica has no row in the batch's key range the bytes go straight into the table. Otherwise
-they go into a temporary stage table and the policy is applied in SQL: rows are compared first
-(``IS DISTINCT FROM`` over the copied columns) and only rows that differ are written, so an unchanged
-table costs almost no WAL.
+the key range is first compared by checksum (policies master-wins, keep-replica, fail, mirror, and
+the reconciliation of an interrupted sequential copy): on the master ``SELECT count(*),
+coalesce(sum(<row hash>), 0) FROM (SELECT <the batch's select list, masked values, aliased to the
+replica column names> FROM t WHERE <range>) s``, on the replica the same aggregate over its stored
+columns for the same key range, concurrently (the replica query in a thread). The row hash is the one
+``verify --deep`` uses (``replicator.verify.content.row_hash``: every column cast to text, jsonb in
+binary when both servers share a major version, hashed with its position in the replica column list as
+seed, xor-combined), so identical rows give identical sums. A range of up to ``CHECK_SPAN`` batches
+whose count and sum match is skipped: no transfer, no stage table; its checkpoint commits alone and its
+rows count as unchanged (``skipped_batches``, ``skipped_rows``). A range that differs is walked in
+batches, each checksummed again before it is transferred. Two different row sets match only by a
+64-bit collision of the sum (about 2**-64 per range); ``checksum_skip=False`` disables the skip. It is
+not used with a masked key, under ``--incremental`` (the master range is filtered by the cursor), when
+the two sessions render values differently (``RENDER_SETTINGS``), or for float columns whose text form
+is not exact (``extra_float_digits``); those batches take the transfer path.
+
+A batch that is transferred goes into a temporary stage table and the policy is applied in SQL: rows
+are compared first (``IS DISTINCT FROM`` over the copied columns) and only rows that differ are
+written, so an unchanged table costs almost no WAL.
 
 Policies (``--policy`` or ``[tables.X] policy``): ``master-wins``, ``keep-replica``, ``fail``,
 ``mirror`` (the only one that deletes: replica keys missing on the master, per key range as it

@@ -27,7 +27,7 @@ class TableResult(BaseModel):
     policy: str | None = None
     mode: str = "full"  # full | incremental | replace
     key: list[str] = Field(default_factory=list)
-    rows_copied: int = 0  # rows read from the master in this run
+    rows_copied: int = 0  # rows read from the master in this run (transferred, or compared by checksum)
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
@@ -36,6 +36,8 @@ class TableResult(BaseModel):
     conflict_details: list[Conflict] = Field(default_factory=list)
     batches: int = 0
     direct_batches: int = 0  # batches that went straight into the table (no stage, no compare)
+    skipped_batches: int = 0  # key ranges whose checksums matched on both sides: nothing transferred
+    skipped_rows: int = 0  # rows in those ranges (counted in rows_copied and unchanged)
     resumed_after: list[str] | None = None
     last_key: list[str] | None = None
     watermark: str | None = None

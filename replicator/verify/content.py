@@ -49,6 +49,18 @@ VALUE_CHARS = 120  # evidence values are truncated to this many characters
 Key = tuple[str, ...]
 
 
+def row_hash(columns: list[str], binary_json: set[str] | frozenset[str] = frozenset()) -> sql.Composable:
+    """The hash of one row over `columns` (seeded by position in that list; jsonb columns named in
+    `binary_json` hashed in binary), as described in the module docstring. Also used by `replicator copy`."""
+    parts = []
+    for pos, c in enumerate(columns, start=1):
+        fn = "jsonb_hash_extended({}, {})" if c in binary_json else "hashtextextended({}::text, {})"
+        parts.append(sql.SQL("coalesce(" + fn + ", {})").format(sql.Identifier(c), sql.Literal(pos), sql.Literal(pos)))
+    if not parts:
+        return sql.SQL("0::bigint")
+    return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
+
+
 @dataclass
 class SideSpec:
     conn: psycopg.Connection
@@ -71,13 +83,7 @@ class SideSpec:
 
     @property
     def row_hash(self) -> sql.Composable:
-        parts = []
-        for pos, c in enumerate(self.columns, start=1):
-            fn = "jsonb_hash_extended({}, {})" if c in self.binary_json else "hashtextextended({}::text, {})"
-            parts.append(sql.SQL("coalesce(" + fn + ", {})").format(sql.Identifier(c), sql.Literal(pos), sql.Literal(pos)))
-        if not parts:
-            return sql.SQL("0::bigint")
-        return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
+        return row_hash(self.columns, self.binary_json)
 
     def range_pred(self, lo: Key | None, hi: Key | None) -> sql.Composable:
         parts: list[sql.Composable] = []
