@@ -127,3 +127,26 @@ def test_changes_everywhere_back_off_and_converge(master_url, replica_url, sql_o
     t = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=100, dry_run=True).tables[0]
     assert (t.updated, t.inserted) == (1, 0) and t.skipped_rows == 5900
     assert sql_on(replica_url, "SELECT v FROM big WHERE id = 42") == [("x",)]
+
+
+def test_cli_no_checksum_skip(master_url, replica_url, sql_on, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from replicator.cli import main
+
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    sql_on(master_url, "INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 500) i")
+    base = ["copy", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path), "--table", "t",
+            "--json"]
+    assert CliRunner().invoke(main, base).exit_code == 0
+    skipped = {}
+    for flag in ([], ["--no-checksum-skip"]):
+        r = CliRunner().invoke(main, [*base, "--policy", "master-wins", *flag])
+        assert r.exit_code == 0, r.output
+        row = json.loads(r.stdout)["tables"][0]
+        assert (row["inserted"], row["updated"]) == (0, 0)
+        skipped[bool(flag)] = row["skipped_rows"]
+    assert skipped == {False: 500, True: 0}

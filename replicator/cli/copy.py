@@ -79,7 +79,7 @@ class _Rich:
 def _summary_rows(result: CopyResult) -> list[dict]:
     return [
         {"table": t.table, "policy": t.policy, "mode": t.mode, "rows_copied": t.rows_copied, "inserted": t.inserted,
-         "updated": t.updated, "deleted": t.deleted, "unchanged": t.unchanged, "conflicts": t.conflicts,
+         "updated": t.updated, "deleted": t.deleted, "unchanged": t.unchanged, "skipped_rows": t.skipped_rows, "conflicts": t.conflicts,
          "batches": t.batches, "seconds": t.seconds, "status": t.status}
         for t in result.tables
     ]
@@ -95,8 +95,11 @@ def _summary_rows(result: CopyResult) -> list[dict]:
 @click.option("--restart", is_flag=True, help="ignore an interrupted copy's checkpoint and start over.")
 @click.option("--incremental", is_flag=True, help="only rows whose cursor column moved past the stored watermark.")
 @click.option("--dry-run", is_flag=True, help="report rows to insert/update/delete and conflicts; write nothing.")
+@click.option("--no-checksum-skip", is_flag=True,
+              help="transfer and compare every key range, even those whose count and checksum match.")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end.")
-def copy_cmd(run: RunContext, tables, all_tables, policy, batch_size, restart, incremental, dry_run, as_json) -> None:
+def copy_cmd(run: RunContext, tables, all_tables, policy, batch_size, restart, incremental, dry_run,
+             no_checksum_skip, as_json) -> None:
     """Copy rows from the master to the replica (checkpointed; rerun to resume)."""
     if not tables and not all_tables:
         raise ReplicatorError("name tables with --table NAME (repeatable), or pass --all")
@@ -105,7 +108,7 @@ def copy_cmd(run: RunContext, tables, all_tables, policy, batch_size, restart, i
     master, replica = require_url(run.config, "master"), require_url(run.config, "replica")
     guard = MasterGuard()
     kwargs = dict(all_tables=all_tables, config=run.config, policy=policy, batch_size=batch_size, restart=restart,
-                  incremental=incremental, dry_run=dry_run, guard=guard)
+                  incremental=incremental, dry_run=dry_run, guard=guard, checksum_skip=not no_checksum_skip)
     result: CopyResult | None = None
     error: ReplicatorError | None = None
     try:
