@@ -175,6 +175,11 @@ def test_renames_generated_and_bad_input(master_url, replica_url, sql_on):
     cfg = Config(tables={"p": TableConfig(renames={"project": "current_project"})})
     copy_tables(master_url, replica_url, ["p"], config=cfg)
     assert sql_on(replica_url, "SELECT project, total FROM p WHERE id = 7") == [("p7", 14)]
+    # After `replicator migrate` has applied the rename, the same config still copies (to the new name).
+    sql_on(replica_url, "ALTER TABLE p RENAME COLUMN project TO current_project")
+    sql_on(master_url, "UPDATE p SET current_project = 'moved' WHERE id = 7")
+    copy_tables(master_url, replica_url, ["p"], config=cfg, policy="master-wins")
+    assert sql_on(replica_url, "SELECT current_project FROM p WHERE id = 7") == [("moved",)]
     with pytest.raises(ReplicatorError, match="not found on the master"):
         copy_tables(master_url, replica_url, ["nope"])
     with pytest.raises(ReplicatorError, match="unknown policy"):

@@ -112,7 +112,11 @@ def plan_table(
     for col in mt.columns.values():
         if col.generated:
             continue  # computed on each side
+        # A rename applies while the replica still has the old name; once `replicator migrate` has
+        # renamed the column, it carries the master's name.
         rname = to_replica.get(col.name, col.name)
+        if rname not in rt.columns and col.name in rt.columns:
+            rname = col.name
         rcol = rt.columns.get(rname)
         if rcol is None:
             raise CopyError(
