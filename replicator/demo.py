@@ -495,7 +495,7 @@ def run_demo(out_dir: Path, *, keep: bool = False, console: Console | None = Non
         all_ok = len(results) == len(demo_steps()) and all(r.ok for r in results)
         verify = next((r for r in results if r.name == "verify"), None)
         if verify is not None and verify.ok:
-            console.print("[green]verify: green[/] (replica matches the master; the master was never written)")
+            console.print(f"[green]verify: green[/]{_verify_summary(out_dir / 'reports')}", highlight=False)
         for r in results:
             if not r.ok:
                 console.print(f"[red]step failed: {r.name}[/]")
@@ -521,6 +521,21 @@ def run_demo(out_dir: Path, *, keep: bool = False, console: Console | None = Non
             signal.signal(signal.SIGTERM, previous)
         if saved_key is None:
             os.environ.pop(MASK_KEY_ENV, None)
+
+
+def _verify_summary(reports: Path) -> str:
+    """`: 24 checks passed, 7 warnings, 0 failed; 47 statements sent to the master, all read-only`."""
+    try:
+        latest = max(reports.glob("verify-*.json"), key=lambda p: p.stat().st_mtime)
+        data = json.loads(latest.read_text())
+        c = data["counts"]
+        text = f": {c['pass']} checks passed, {c['warn']} warnings, {c['fail']} failed"
+        audit = next((x for x in data["checks"] if x.get("name") == "audit_log"), None)
+        if audit and audit.get("status") == "pass" and audit.get("summary"):
+            text += f"; {audit['summary']}"
+        return text
+    except (ValueError, OSError, KeyError, TypeError):
+        return ""
 
 
 def _print_keep(rec: DemoRecord, servers: DemoServers, console: Console) -> None:
