@@ -411,3 +411,42 @@ def test_sequence_fix_runs_for_awkward_names(master_url, replica_url, tmp_path):
     report = verify(master_url, replica_url, tmp_path / "none.json")
     (seq,) = [c for c in report.checks if c.name == "sequences"]
     assert seq.status == "pass", seq.summary
+
+
+def test_renames_already_applied_by_migrate_are_compared(pair):
+    """The config keeps `remark = "note"` after migrate renamed the replica column to the master's name."""
+    tables_cfg = {"children": TableConfig(renames={"remark": "note"})}
+    report = verify(*pair, deep=True, tables_cfg=tables_cfg)
+    c = only(report, "content", "public.children")
+    assert c.status == "pass" and "note" in c.evidence["compared_columns"]
+    assert c.evidence["only_on_master"] == []
+    run_sql(pair[1], "UPDATE children SET note = 'x' WHERE id = 9")
+    (d,) = only(verify(*pair, deep=True, tables_cfg=tables_cfg), "content", "public.children").evidence["differences"]
+    assert d["key"] == {"id": "9"} and d["columns"] == ["note"]
+
+
+@pytest.mark.parametrize("policy, extra, changed, missing", [
+    # keep-replica keeps local rows and local edits on purpose: warnings
+    ("keep-replica", "warn", "warn", "fail"),
+    # master-wins never deletes replica rows, but must have overwritten a changed row
+    ("master-wins", "warn", "fail", "fail"),
+    # mirror (and no policy) promise an exact copy
+    ("mirror", "fail", "fail", "fail"),
+    (None, "fail", "fail", "fail"),
+])
+def test_copy_policy_decides_what_differences_are_expected(pair, policy, extra, changed, missing):
+    master_url, replica_url, snap = pair
+    tables_cfg = {"tags": TableConfig(policy=policy)} if policy else {}
+
+    def statuses_after(statement: str) -> tuple[str, str]:
+        run_sql(replica_url, statement)
+        report = verify(*pair, deep=True, tables_cfg=tables_cfg)
+        return only(report, "content", "public.tags").status, only(report, "row_counts", "public.tags").status
+
+    assert statuses_after("INSERT INTO tags VALUES ('local-only', 'x', 1)") == (extra, extra)
+    assert statuses_after("UPDATE tags SET color = 'local' WHERE name = 'tag-7'")[0] == (
+        changed if extra == "warn" else "fail")
+    run_sql(replica_url, "DELETE FROM tags WHERE name = 'local-only'; "
+                         "UPDATE tags t SET color = m.color FROM (VALUES ('tag-7', 'c2')) m(name, color) "
+                         "WHERE t.name = m.name")
+    assert statuses_after("DELETE FROM tags WHERE name = 'tag-8'") == (missing, missing)

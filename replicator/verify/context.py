@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import psycopg
 from psycopg import sql
 
-from ..config import Config
+from ..config import Config, Policy
 from ..introspect import Column, Schema, Table
 
 T = TypeVar("T")
@@ -38,6 +38,14 @@ def ident(qualified_schema: str, name: str) -> sql.Identifier:
     return sql.Identifier(qualified_schema, name)
 
 
+# keep-replica never changes or deletes replica rows; master-wins never deletes them. Under mirror,
+# replace or no policy the replica must match exactly.
+TOLERATED_BY_POLICY: dict[Policy | None, frozenset[str]] = {
+    Policy.KEEP_REPLICA: frozenset({"extra on replica", "changed"}),
+    Policy.MASTER_WINS: frozenset({"extra on replica"}),
+}
+
+
 @dataclass
 class TablePair:
     """A table present on both sides, with the mapping of its columns."""
@@ -50,6 +58,11 @@ class TablePair:
     masked: list[str] = field(default_factory=list)  # master columns excluded from content comparison
     only_master: list[str] = field(default_factory=list)
     only_replica: list[str] = field(default_factory=list)
+    policy: Policy | None = None  # the copy policy configured for this table
+
+    def tolerated(self) -> frozenset[str]:
+        """Content differences the table's copy policy keeps on purpose, so they warn rather than fail."""
+        return TOLERATED_BY_POLICY.get(self.policy, frozenset())
 
     @property
     def master_ident(self) -> sql.Identifier:
@@ -90,6 +103,8 @@ def pair_tables(cfg: Config, master: Schema, replica: Schema) -> dict[str, Table
         only_master = []
         for c in mt.columns:
             rc = to_replica.get(c, c)
+            if rc not in rt.columns and c in rt.columns:
+                rc = c  # the rename was already applied by `replicator migrate`
             if rc in rt.columns:
                 columns[c] = rc
             else:
@@ -97,7 +112,7 @@ def pair_tables(cfg: Config, master: Schema, replica: Schema) -> dict[str, Table
         used = set(columns.values())
         only_replica = [c for c in rt.columns if c not in used]
         masked = [c for c in tc.mask if c in mt.columns]
-        pairs[key] = TablePair(key, label, mt, rt, columns, masked, only_master, only_replica)
+        pairs[key] = TablePair(key, label, mt, rt, columns, masked, only_master, only_replica, tc.policy)
     return pairs
 
 

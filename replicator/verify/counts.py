@@ -22,6 +22,12 @@ def record_counts(report: VerifyReport, pair: TablePair, master_rows: int, repli
     if diff == 0:
         report.add("row_counts", "pass", f"{master_rows} rows on both sides", pair.label,
                    master=master_rows, replica=replica_rows, counted_by=source)
+    elif diff > 0 and "extra on replica" in pair.tolerated():
+        report.add("row_counts", "warn",
+                   f"master {master_rows}, replica {replica_rows} ({diff} extra on the replica, kept by policy "
+                   f"{pair.policy.value}; counts alone cannot show missing rows: use --deep)", pair.label,
+                   master=master_rows, replica=replica_rows, difference=diff, counted_by=source,
+                   policy=pair.policy.value)
     else:
         what = f"{-diff} missing on the replica" if diff < 0 else f"{diff} extra on the replica"
         report.add("row_counts", "fail", f"master {master_rows}, replica {replica_rows} ({what})", pair.label,

@@ -155,7 +155,12 @@ def _content(report: VerifyReport, sides: Sides, pair: TablePair, max_keys: int)
     if not res.keyed:
         notes.append("no usable key: whole-table checksum only")
     suffix = f" ({'; '.join(notes)})" if notes else ""
-    if res.differences:
+    kept = [d for d in res.differences if d["kind"] in pair.tolerated()]
+    if res.differences and len(kept) == len(res.differences) and not res.truncated and not res.unexplained:
+        # Every difference is one the table's copy policy keeps on purpose (e.g. keep-replica rows).
+        report.add("content", "warn", describe_content(res) + f", kept by policy {pair.policy.value}" + suffix,
+                   pair.label, differences=res.differences, policy=pair.policy.value, **evidence)
+    elif res.differences:
         report.add("content", "fail", describe_content(res) + suffix, pair.label,
                    differences=res.differences, truncated=res.truncated, **evidence)
     elif res.differing_ranges:
