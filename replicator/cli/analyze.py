@@ -9,14 +9,12 @@ import click
 
 from ..analyze import AnalyzeOptions, run_analyze
 from . import main
-from .options import RunContext, common_options
+from .options import RunContext, common_options, schema_options
 
 
 @main.command()
 @common_options
-@click.option("--schema", "schemas", multiple=True, metavar="NAME", help="schema to compare (repeatable; default from config).")
-@click.option("--all-schemas", is_flag=True, help="every schema except PostgreSQL's, Supabase's managed ones and _replicator.")
-@click.option("--with-privileges", is_flag=True, help="compare grants too.")
+@schema_options
 @click.option("--exact-counts", is_flag=True, help="count(*) every table instead of using planner estimates for big ones.")
 @click.option("--allow-destructive", is_flag=True, help="write destructive statements uncommented in the plan.")
 @click.option("--no-key-overlap", is_flag=True, help="skip reading key values to measure key overlap.")

@@ -9,14 +9,12 @@ import click
 
 from ..migrate import MigrateOptions, run_migrate
 from . import main
-from .options import RunContext, common_options
+from .options import RunContext, common_options, schema_options
 
 
 @main.command()
 @common_options
-@click.option("--schema", "schemas", multiple=True, metavar="NAME", help="schema to migrate (repeatable; default from config).")
-@click.option("--all-schemas", is_flag=True, help="every non-system schema.")
-@click.option("--with-privileges", is_flag=True, help="also align grants.")
+@schema_options
 @click.option("--allow-destructive", is_flag=True, help="apply drops and lossy changes (the affected tables are backed up first).")
 @click.option("--force", is_flag=True, help="attempt data-dependent steps whose pre-check found offending rows.")
 @click.option("--dry-run", is_flag=True, help="print what would run; change nothing.")

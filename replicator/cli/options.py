@@ -51,3 +51,13 @@ def common_options(fn):
         return fn(*args, run=RunContext(config=cfg, out_dir=out_dir), **kwargs)
 
     return wrapper
+
+
+def schema_options(fn):
+    """--schema / --all-schemas / --with-privileges: which part of both databases a command looks at."""
+    fn = click.option("--with-privileges", is_flag=True, help="compare (and align) grants too.")(fn)
+    fn = click.option("--all-schemas", is_flag=True,
+                      help="every schema except PostgreSQL's, Supabase's managed ones and _replicator.")(fn)
+    fn = click.option("--schema", "schemas", multiple=True, metavar="NAME",
+                      help="schema to compare (repeatable; default from config).")(fn)
+    return fn
