@@ -28,3 +28,23 @@ def test_master_through_transaction_pooler(master_url, pooler, sql_on):
     assert 'public."end"' in schema.tables
     assert schema.settings_pinned
     assert all(e.allowed for e in guard.audit)
+
+
+def test_copy_reads_master_through_transaction_pooler(master_url, replica_url, pooler, sql_on):
+    """One REPEATABLE READ transaction holds the snapshot, so a transaction pooler is enough for copy."""
+    from replicator.config import Config
+    from replicator.copy import copy_tables
+
+    ddl = 'CREATE TABLE "Msg" (id uuid PRIMARY KEY, body text, payload jsonb)'
+    sql_on(master_url, ddl)
+    sql_on(replica_url, ddl)
+    sql_on(master_url, """INSERT INTO "Msg" SELECT md5(i::text)::uuid, 'b' || i || E'\\t', jsonb_build_object('i', i)
+                          FROM generate_series(1, 3000) i""")
+    via_pooler = pooler.url_for(master_url)
+    first = copy_tables(via_pooler, replica_url, ["Msg"], config=Config(), batch_size=500)
+    assert first.tables[0].inserted == 3000
+    sql_on(master_url, """UPDATE "Msg" SET body = 'changed' WHERE id = md5('42')::uuid""")
+    second = copy_tables(via_pooler, replica_url, ["Msg"], config=Config(), batch_size=500, policy="master-wins")
+    assert (second.tables[0].inserted, second.tables[0].updated) == (0, 1)
+    checksum = 'SELECT md5(string_agg(t::text, \'|\' ORDER BY id)) FROM "Msg" t'
+    assert sql_on(master_url, checksum) == sql_on(replica_url, checksum)
