@@ -70,7 +70,7 @@ class Config(BaseModel):
     master_url: str | None = Field(None, description="libpq URL of the master (prefer the environment)")
     replica_url: str | None = Field(None, description="libpq URL of the replica (prefer the environment)")
     schemas: list[str] = Field(default_factory=lambda: ["public"], description="schemas to compare and copy")
-    batch_size: int = Field(10_000, gt=0, description="default rows per copy batch")
+    batch_size: int = Field(50_000, gt=0, description="default rows per copy batch (and checkpoint)")
     batch_bytes: int = Field(64 * 1024 * 1024, gt=0, description="upper bound of one copy batch, in bytes")
     mask_key: str | None = Field(
         None, description="key for `hash` masking; default from REPLICATOR_MASK_KEY (keep it out of git)"
