@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 from datetime import datetime, timezone
 
 import sqlglot
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
@@ -75,6 +76,8 @@ class AuditEntry(BaseModel):
 
 
 class Verdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     allowed: bool
     kind: str
     reason: str | None = None
@@ -116,8 +119,12 @@ class MasterGuard:
         return list(counts.values())
 
 
+@lru_cache(maxsize=1024)
 def classify(statement: str) -> Verdict:
-    """Classify a (possibly multi-statement) string; allowed only if every statement is read-only."""
+    """Classify a (possibly multi-statement) string; allowed only if every statement is read-only.
+
+    Pure in the text, so verdicts are memoized: batch loops send the same text many times (values are
+    bound parameters), and parsing costs milliseconds. Verdicts are frozen so the cache cannot be altered."""
     text = _PLACEHOLDER.sub("NULL", statement).replace("%%", "%")
     try:
         tokens = sqlglot.tokenize(text, read="postgres")

@@ -14,12 +14,11 @@ import psycopg
 from deepdiff import DeepDiff
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
-from psycopg.rows import dict_row
 
 from ..config import Config, Policy
 from ..connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo
-from ..errors import GuardViolation, ReplicatorError
-from ..guard import AuditEntry, MasterGuard, Verdict, classify
+from ..errors import ReplicatorError
+from ..guard import MasterGuard
 from ..introspect import Schema, introspect
 from ..verify.content import row_hash
 from . import checkpoint
@@ -41,28 +40,6 @@ class CopyConflict(ReplicatorError):
         super().__init__(message)
         self.table = table
         self.conflicts = conflicts
-
-
-class _RepeatingGuard(MasterGuard):
-    """The run's guard, remembering verdicts: each batch sends the same statement text (values are bound
-    parameters), so it is classified once and still recorded in the audit log every time it is sent."""
-
-    def __init__(self, inner: MasterGuard):
-        super().__init__()
-        self.audit = inner.audit
-        self._lock = inner._lock
-        self._verdicts: dict[str, Verdict] = {}
-
-    def check(self, statement: str) -> None:
-        verdict = self._verdicts.get(statement)
-        if verdict is None:
-            verdict = self._verdicts[statement] = classify(statement)
-        with self._lock:
-            self.audit.append(AuditEntry(at=_now(), statement=statement, kind=verdict.kind,
-                                         allowed=verdict.allowed, reason=verdict.reason))
-        if not verdict.allowed:
-            snippet = " ".join(statement.split())[:80]
-            raise GuardViolation(f"refused to send to the master ({verdict.reason}): {snippet}")
 
 
 def _now() -> datetime:
@@ -875,7 +852,7 @@ def copy_tables(
     guard = guard or MasterGuard()
     started = time.monotonic()
     result = CopyResult(run_id=str(uuid.uuid4()), started_at=_now(), dry_run=dry_run, incremental=incremental)
-    master = open_master(master_url, _RepeatingGuard(guard))
+    master = open_master(master_url, guard)
     replica = open_replica(replica_url)
     replica._replicator_pooled = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
     run: _Run | None = None
