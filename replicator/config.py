@@ -12,7 +12,7 @@ import os
 import tomllib
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Container, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -60,6 +60,16 @@ class TableConfig(BaseModel):
     lag_seconds: int = Field(0, ge=0, description="incremental: re-read rows this many seconds behind the watermark")
     mask: dict[str, MaskRule] = Field(default_factory=dict, description="column = masking rule")
     batch_size: int | None = Field(None, gt=0, description="rows per batch for this table")
+
+    def replica_column(self, master_column: str, replica_columns: Container[str]) -> str:
+        """The replica's name for a master column.
+
+        A rename applies while the replica still has the old name; once `replicator migrate` has
+        renamed the column, it carries the master's name."""
+        for old, new in self.renames.items():
+            if new == master_column and old in replica_columns:
+                return old
+        return master_column
 
 
 class Config(BaseModel):

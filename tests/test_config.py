@@ -64,3 +64,12 @@ def test_missing_url_message(monkeypatch):
     monkeypatch.delenv("REPLICATOR_MASTER_URL", raising=False)
     with pytest.raises(ConfigError, match="pass --master, set REPLICATOR_MASTER_URL"):
         require_url(Config(), "master")
+
+
+def test_rename_applies_until_migrate_has_applied_it():
+    from replicator.config import TableConfig
+
+    t = TableConfig(renames={"project_id": "current_project_id"})
+    assert t.replica_column("current_project_id", {"id", "project_id"}) == "project_id"  # before migrate
+    assert t.replica_column("current_project_id", {"id", "current_project_id"}) == "current_project_id"  # after
+    assert t.replica_column("name", {"name"}) == "name"

@@ -106,22 +106,18 @@ def plan_table(
         raise CopyError(f"table {qualified} does not exist on the replica: run `replicator migrate` first")
     tcfg = cfg.table(qualified) if cfg.table(qualified) != TableConfig() else cfg.table(mt.name)
     pol = policy or tcfg.policy
-    # replica column = master column
+    # configured renames, master column -> replica column, for error messages
     to_replica = {m: r for r, m in tcfg.renames.items()}
     mcols, rcols, types = [], [], []
     for col in mt.columns.values():
         if col.generated:
             continue  # computed on each side
-        # A rename applies while the replica still has the old name; once `replicator migrate` has
-        # renamed the column, it carries the master's name.
-        rname = to_replica.get(col.name, col.name)
-        if rname not in rt.columns and col.name in rt.columns:
-            rname = col.name
+        rname = tcfg.replica_column(col.name, rt.columns)
         rcol = rt.columns.get(rname)
         if rcol is None:
             raise CopyError(
                 f"master column {qualified}.{col.name} is missing on the replica"
-                + (f" (as {rname})" if rname != col.name else "")
+                + (f" (as {to_replica[col.name]})" if col.name in to_replica else "")
                 + ": run `replicator analyze` / `replicator migrate` first"
             )
         if rcol.generated:

@@ -97,14 +97,10 @@ def pair_tables(cfg: Config, master: Schema, replica: Schema) -> dict[str, Table
             continue
         label = f"{mt.schema_name}.{mt.name}"
         tc = cfg.table(label)
-        # renames: replica column = master column
-        to_replica = {m: r for r, m in tc.renames.items()}
         columns: dict[str, str] = {}
         only_master = []
         for c in mt.columns:
-            rc = to_replica.get(c, c)
-            if rc not in rt.columns and c in rt.columns:
-                rc = c  # the rename was already applied by `replicator migrate`
+            rc = tc.replica_column(c, rt.columns)
             if rc in rt.columns:
                 columns[c] = rc
             else:
