@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from . import order
 from .config import Config, require_url
 from .connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact
 from .diff import Change, diff_schemas, resolve_renames, summarize
@@ -242,25 +243,17 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
 
 
 def fk_order(schema: Schema) -> list[str]:
-    """Table keys with referenced tables first (cycles broken by name order)."""
-    deps: dict[str, set[str]] = {k: set() for k in schema.tables}
-    for t in schema.tables.values():
-        for fk in t.foreign_keys:
-            if fk.referenced_table in deps and fk.referenced_table != t.key:
-                deps[t.key].add(fk.referenced_table)  # type: ignore[arg-type]
+    """Table keys with referenced tables first (``replicator.order.fk_order``); each partitioned
+    table is followed by its partitions, which are copied through it."""
     out: list[str] = []
-    seen: set[str] = set()
 
-    def visit(k: str, stack: frozenset[str]) -> None:
-        if k in seen or k in stack:
-            return
-        for d in sorted(deps[k]):
-            visit(d, stack | {k})
-        seen.add(k)
+    def with_partitions(k: str) -> None:
         out.append(k)
+        for p in sorted(t.key for t in schema.partitions_of(k)):
+            with_partitions(p)
 
-    for k in sorted(deps):
-        visit(k, frozenset())
+    for k in order.fk_order(schema).tables:
+        with_partitions(k)
     return out
 
 
