@@ -72,10 +72,19 @@ class TableConfig(BaseModel):
         return master_column
 
 
+class CopySettings(BaseModel):
+    """`[copy]`: defaults for `replicator copy` (per-table settings win over them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Policy | None = Field(
+        None, description="conflict policy for every table without one of its own (a table set to replace keeps it)")
+
+
 class Config(BaseModel):
     """The whole `replicator.toml`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     master_url: str | None = Field(None, description="libpq URL of the master (prefer the environment)")
     replica_url: str | None = Field(None, description="libpq URL of the replica (prefer the environment)")
@@ -85,6 +94,7 @@ class Config(BaseModel):
     mask_key: str | None = Field(
         None, description="key for `hash` masking; default from REPLICATOR_MASK_KEY (keep it out of git)"
     )
+    copy_: CopySettings = Field(default_factory=CopySettings, alias="copy")
     tables: dict[str, TableConfig] = Field(default_factory=dict)
 
     @field_validator("schemas")

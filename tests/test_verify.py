@@ -205,6 +205,24 @@ def test_sequence_behind_its_max(pair):
     assert {n for n, _ in failing(report)} == {"sequences"}
 
 
+def test_sequence_used_by_a_default_but_not_owned(master_url, replica_url, tmp_path):
+    """A sequence two tables take ids from through DEFAULT nextval(), owned by neither: copy advances it,
+    so verify checks it, past both tables' values."""
+    ddl = """CREATE SEQUENCE shared_ids;
+             CREATE TABLE a (id bigint PRIMARY KEY DEFAULT nextval('shared_ids'));
+             CREATE TABLE b (id bigint PRIMARY KEY DEFAULT nextval('shared_ids'));"""
+    for url in (master_url, replica_url):
+        run_sql(url, ddl + "INSERT INTO a SELECT FROM generate_series(1, 5); INSERT INTO b SELECT FROM generate_series(1, 5)")
+    run_sql(replica_url, "SELECT setval('shared_ids', 7)")  # behind b's 10
+    report = verify(master_url, replica_url, tmp_path / "none.json")
+    (seq,) = [c for c in report.checks if c.name == "sequences"]
+    assert seq.status == "fail" and seq.evidence["column_max"] == 10 and not seq.evidence["identity"]
+    assert seq.evidence["columns"] == ["public.a.id", "public.b.id"]
+    run_sql(replica_url, seq.evidence["fix"])
+    (seq,) = [c for c in verify(master_url, replica_url, tmp_path / "none.json").checks if c.name == "sequences"]
+    assert seq.status == "pass"
+
+
 def test_master_schema_change_since_snapshot(pair):
     master_url, replica_url, snap = pair
     run_sql(master_url, "ALTER TABLE tags ADD COLUMN weight int; ALTER TABLE events ALTER COLUMN kind TYPE varchar(20); "

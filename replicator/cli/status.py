@@ -19,7 +19,7 @@ from .options import RunContext, common_options
 def status_cmd(run: RunContext, as_json: bool) -> None:
     """Show copy checkpoints (per table: run, last key, rows, policy, snapshot time)."""
     with replica_session(require_url(run.config, "replica")) as conn:
-        rows = checkpoint.list_all(conn)
+        rows = [c.model_dump(mode="json") for c in checkpoint.list_all(conn)]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return

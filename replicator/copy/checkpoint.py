@@ -1,18 +1,15 @@
-"""The checkpoint table on the replica (layout in `replicator.copy`'s docstring)."""
+"""The checkpoint table on the replica (`_replicator.checkpoints`), read and written as `Checkpoint`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 
-SCHEMA = "_replicator"
-TABLE = "checkpoints"
+from .models import Checkpoint
+
+SCHEMA_DDL = "CREATE SCHEMA _replicator"
 
 DDL = """
-CREATE SCHEMA IF NOT EXISTS _replicator;
 CREATE TABLE IF NOT EXISTS _replicator.checkpoints (
     table_name   text PRIMARY KEY,
     master_table text NOT NULL,
@@ -36,57 +33,63 @@ CREATE TABLE IF NOT EXISTS _replicator.checkpoints (
 )
 """
 
-COLUMNS = (
+_WRITTEN = (
     "table_name", "master_table", "run_id", "mode", "policy", "status", "key_columns", "last_key",
     "rows_copied", "inserted", "updated", "deleted", "batches", "was_empty", "snapshot_at",
-    "watermark", "run_watermark", "started_at", "updated_at",
+    "watermark", "run_watermark",
 )
+
+_SAVE = (
+    f"INSERT INTO _replicator.checkpoints ({', '.join(_WRITTEN)}, started_at, updated_at) "
+    f"VALUES ({', '.join(f'%({c})s' for c in _WRITTEN)}, COALESCE(%(started_at)s, now()), clock_timestamp()) "
+    f"ON CONFLICT (table_name) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITTEN if c != "table_name")
+    + ", started_at = EXCLUDED.started_at, updated_at = clock_timestamp()"
+)
+
+
+def exists(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute("SELECT to_regclass('_replicator.checkpoints') IS NOT NULL").fetchone()[0])
 
 
 def ensure(conn: psycopg.Connection) -> None:
     """Create the schema and table if needed (committed on its own)."""
-    exists = conn.execute("SELECT to_regclass('_replicator.checkpoints') IS NOT NULL").fetchone()[0]
-    if not exists:
+    if not exists(conn):
         try:
+            # CREATE SCHEMA IF NOT EXISTS would still need CREATE on the database: a role given the
+            # schema (CREATE SCHEMA _replicator AUTHORIZATION role) has not got that.
+            if conn.execute("SELECT to_regnamespace('_replicator') IS NULL").fetchone()[0]:
+                conn.execute(SCHEMA_DDL)
             conn.execute(DDL)
             conn.commit()
-        except psycopg.errors.UniqueViolation:  # a concurrent run created it first
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):  # a concurrent run was first
             conn.rollback()
     else:
         conn.commit()
 
 
-def load(conn: psycopg.Connection, table_name: str) -> dict[str, Any] | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT * FROM _replicator.checkpoints WHERE table_name = %s", (table_name,))
+def load(conn: psycopg.Connection, table_name: str) -> Checkpoint | None:
+    if not exists(conn):
+        return None
+    with conn.cursor(row_factory=class_row(Checkpoint)) as cur:
+        cur.execute("SELECT table_name, master_table, run_id::text AS run_id, mode, policy, status, key_columns, "
+                    "last_key, rows_copied, inserted, updated, deleted, batches, was_empty, snapshot_at, watermark, "
+                    "run_watermark, started_at, updated_at FROM _replicator.checkpoints WHERE table_name = %s",
+                    (table_name,))
         return cur.fetchone()
 
 
-def save(conn: psycopg.Connection, row: dict[str, Any]) -> None:
-    """Upsert the checkpoint row; call inside the batch's transaction, before its commit."""
-    cols = [c for c in COLUMNS if c in row and c not in ("started_at", "updated_at")]
-    names = ", ".join(cols)
-    ph = ", ".join(f"%({c})s" for c in cols)
-    upd = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "table_name")
-    conn.execute(
-        f"INSERT INTO _replicator.checkpoints ({names}, started_at, updated_at) "
-        f"VALUES ({ph}, COALESCE(%(started_at)s, now()), clock_timestamp()) "
-        f"ON CONFLICT (table_name) DO UPDATE SET {upd}, started_at = EXCLUDED.started_at, "
-        f"updated_at = clock_timestamp()",
-        {**row, "started_at": row.get("started_at")},
-    )
+def save(conn: psycopg.Connection, cp: Checkpoint) -> None:
+    """Upsert the checkpoint; call inside the batch's transaction, before its commit."""
+    conn.execute(_SAVE, cp.model_dump(include=set(_WRITTEN) | {"started_at"}))
 
 
-def list_all(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Every checkpoint row (empty list when no copy has run against this replica)."""
-    if not conn.execute("SELECT to_regclass('_replicator.checkpoints') IS NOT NULL").fetchone()[0]:
+def list_all(conn: psycopg.Connection) -> list[Checkpoint]:
+    """Every checkpoint (empty when no copy has run against this replica)."""
+    if not exists(conn):
         return []
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT * FROM _replicator.checkpoints ORDER BY table_name")
-        rows = cur.fetchall()
-    for r in rows:
-        r["run_id"] = str(r["run_id"])
-        for k in ("snapshot_at", "started_at", "updated_at"):
-            if isinstance(r.get(k), datetime):
-                r[k] = r[k].isoformat()
-    return rows
+    with conn.cursor(row_factory=class_row(Checkpoint)) as cur:
+        cur.execute("SELECT table_name, master_table, run_id::text AS run_id, mode, policy, status, key_columns, "
+                    "last_key, rows_copied, inserted, updated, deleted, batches, was_empty, snapshot_at, watermark, "
+                    "run_watermark, started_at, updated_at FROM _replicator.checkpoints ORDER BY table_name")
+        return cur.fetchall()

@@ -1,4 +1,8 @@
-"""Resolving what to copy for one table: columns, key, masking, COPY format."""
+"""Resolving what to copy for one table: columns, key, masking, policy, COPY format.
+
+`plan_table` never raises for a problem with the table: it records it in `TablePlan.problems`, so the
+pre-flight pass can report every problem of a run at once, before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,11 @@ from psycopg import sql
 from ..config import Config, Policy, TableConfig
 from ..errors import ReplicatorError
 from ..introspect import Schema, Table
+from ..rowhash import transfer_expr
+from .managed import default_masks
 from .masking import mask_expr, mask_key
 
 POLICIES = ", ".join(p.value for p in Policy)
-
-# Types without an equality operator: compared through their text form.
-_NO_EQUALITY = {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
 
 
 class CopyError(ReplicatorError):
@@ -27,6 +30,7 @@ class TablePlan:
     master: Table
     replica: Table
     cfg: TableConfig
+    label: str  # schema.name on the master, unquoted
     policy: Policy | None
     batch_size: int
     mcols: list[str]  # master column names, in copy order
@@ -36,41 +40,77 @@ class TablePlan:
     mask_params: int  # number of mask-key placeholders in the select list
     mask_key: str | None
     masked: list[str]
-    key_m: list[str] = field(default_factory=list)  # key columns (master names)
+    key_m: list[str] = field(default_factory=list)  # key columns (master names); empty: a keyless table
     key_r: list[str] = field(default_factory=list)
     key_types: list[str] = field(default_factory=list)
     key_masked: bool = False
     binary: bool = True
     cursor: str | None = None
     cursor_type: str | None = None
+    identity_always: list[str] = field(default_factory=list)  # replica columns GENERATED ALWAYS AS IDENTITY
+    collate_c: bool = False  # compare key ranges byte-wise: the two sides' key collations differ
+    problems: list[str] = field(default_factory=list)
 
     @property
-    def mident(self) -> sql.Composable:
+    def keyed(self) -> bool:
+        return bool(self.key_m)
+
+    @property
+    def replica_label(self) -> str:
+        return f"{self.replica.schema_name}.{self.replica.name}"
+
+    @property
+    def mident(self) -> sql.Identifier:
         return sql.Identifier(self.master.schema_name, self.master.name)
 
     @property
-    def rident(self) -> sql.Composable:
+    def rident(self) -> sql.Identifier:
         return sql.Identifier(self.replica.schema_name, self.replica.name)
+
+    @staticmethod
+    def _from(t: Table, ident: sql.Identifier) -> sql.Composable:
+        # A plain table's rows only: classic inheritance children are tables of their own, copied on
+        # their own. A partitioned table is read and written through its root (rows route to partitions).
+        return ident if t.kind == "partitioned table" else sql.SQL("ONLY {}").format(ident)
+
+    @property
+    def mfrom(self) -> sql.Composable:
+        return self._from(self.master, self.mident)
+
+    @property
+    def rfrom(self) -> sql.Composable:
+        return self._from(self.replica, self.rident)
 
     @property
     def fmt(self) -> sql.Composable:
         return sql.SQL("(FORMAT binary)") if self.binary else sql.SQL("")
 
-    def compare_expr(self, alias: str, col: str, typ: str) -> sql.Composable:
-        base = re.sub(r"\(.*\)", "", typ).replace("[]", "").strip().split(".")[-1]
-        ident = sql.Identifier(alias, col)
-        return sql.SQL("{}::text").format(ident) if base in _NO_EQUALITY else ident
+    @property
+    def overriding(self) -> sql.Composable:
+        return sql.SQL(" OVERRIDING SYSTEM VALUE") if self.identity_always else sql.SQL("")
 
     def mask_args(self) -> list[str]:
         return [self.mask_key] * self.mask_params  # type: ignore[list-item]
+
+    def select(self, where: sql.Composable) -> sql.Composable:
+        """The master SELECT of this table's copied columns (masked, xml as text) under ``where``."""
+        return sql.SQL("SELECT {e} FROM {t} WHERE {w}").format(
+            e=sql.SQL(", ").join(self.select_exprs), t=self.mfrom, w=where)
+
+    def select_as_replica(self, where: sql.Composable) -> sql.Composable:
+        """Like :meth:`select`, with every output named as the replica column it goes into."""
+        return sql.SQL("SELECT {e} FROM {t} WHERE {w}").format(
+            e=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c))
+                                 for e, c in zip(self.select_exprs, self.rcols)),
+            t=self.mfrom, w=where)
 
 
 def _base_type(t: str) -> str:
     return re.sub(r"\(\d+(,\s*\d+)?\)", "", t).strip()
 
 
-def resolve_table(schema: Schema, name: str, cfg: Config) -> Table:
-    """Find a table by `name`, `schema.name`, or quoted forms; one-line error when absent."""
+def resolve_table(schema: Schema, name: str, cfg: Config) -> Table | None:
+    """Find a table by `name`, `schema.name`, or quoted forms."""
     raw = name.strip()
     if "." in raw and not (raw.startswith('"') and raw.endswith('"') and raw.count('"') == 2):
         sch, _, rel = raw.partition(".")
@@ -78,35 +118,100 @@ def resolve_table(schema: Schema, name: str, cfg: Config) -> Table:
     else:
         candidates = [(s, raw.strip('"')) for s in cfg.schemas]
     for s, rel in candidates:
-        for t in schema.tables.values():
-            if t.schema_name == s and t.name == rel:
-                return t
-    return None  # type: ignore[return-value]
+        found = schema.find_table(s, rel)
+        if found is not None:
+            return found
+    return None
+
+
+_PARTITION_COLUMNS = re.compile(r"^\w+\s*\((.*)\)$")
+
+
+def _partition_columns(t: Table) -> set[str] | None:
+    """The columns of a partition key (``RANGE (payment_date)``); None when it has expressions."""
+    m = _PARTITION_COLUMNS.match(t.partition_key or "")
+    if not m:
+        return None
+    cols = set()
+    for part in m.group(1).split(","):
+        part = part.strip()
+        if re.fullmatch(r"[a-z_][a-z0-9_$]*", part):
+            cols.add(part)
+        elif re.fullmatch(r'"([^"]|"")+"', part):
+            cols.add(part[1:-1].replace('""', '"'))
+        else:
+            return None
+    return cols
+
+
+def _unique_keys(t: Table) -> list[set[str]]:
+    keys = [set(t.primary_key)] if t.primary_key else []
+    for i in t.indexes.values():
+        if i.unique and i.valid and i.predicate is None and not i.has_expressions and i.columns:
+            keys.append(set(c for c in i.columns if c))
+    return keys
+
+
+def tree_key(schema: Schema, t: Table) -> list[str] | None:
+    """A key for a partitioned table that has none of its own: a unique key every leaf partition has,
+    on the same columns, that includes the partition key (so no two partitions can hold the same key),
+    as pagila's `payment` does. Column order follows the table's."""
+    if t.kind != "partitioned table":
+        return None
+    parts = schema.partitions_of(t.key)
+    pcols = _partition_columns(t)
+    if not parts or pcols is None:
+        return None
+    common: list[set[str]] | None = None
+    for p in parts:
+        keys = [k for k in _unique_keys(p) if all(c in p.columns and not p.columns[c].nullable for c in k)]
+        sub = tree_key(schema, p)  # a sub-partitioned partition: its own leaves' common key
+        if sub:
+            keys.append(set(sub))
+        common = keys if common is None else [k for k in common if k in keys]
+        if not common:
+            return None
+    best = min((k for k in common if pcols <= k), key=lambda k: (len(k), sorted(k)), default=None)
+    return [c for c in t.columns if c in best] if best else None
+
+
+def unique_on(schema: Schema, t: Table, columns: list[str]) -> bool:
+    """The table (or every leaf of a partitioned one, with the partition key among ``columns``) has a
+    unique key on exactly ``columns``."""
+    want = set(columns)
+    if want in _unique_keys(t):
+        return True
+    return t.kind == "partitioned table" and tree_key(schema, t) is not None and set(tree_key(schema, t) or []) == want
+
+
+def table_config(cfg: Config, t: Table) -> TableConfig:
+    qualified = f"{t.schema_name}.{t.name}"
+    tc = cfg.table(qualified)
+    return tc if tc != TableConfig() else cfg.table(t.name)
+
+
+def effective_policy(cli: Policy | None, table: Policy | None, default: Policy | None) -> Policy | None:
+    """Per-table settings win over the `[copy]` default; `--policy` wins over both, except that it never
+    turns a table configured `replace` into a keyed policy (that table is reloaded whole on purpose)."""
+    if table == Policy.REPLACE:
+        return Policy.REPLACE
+    return cli or table or default
 
 
 def plan_table(
-    name: str,
-    mschema: Schema,
-    rschema: Schema,
+    mt: Table,
+    rt: Table,
     cfg: Config,
     *,
+    mschema: Schema | None = None,
     policy: Policy | None,
     batch_size: int | None,
-    binary_unsafe: set[str] | None = None,
+    binary_unsafe: set[str] = frozenset(),  # type: ignore[assignment]
+    key_collations_differ: bool = False,
 ) -> TablePlan:
-    mt = resolve_table(mschema, name, cfg)
-    if mt is None:
-        raise CopyError(f"table {name} not found on the master (schemas: {', '.join(cfg.schemas)})")
-    rt = None
-    for t in rschema.tables.values():
-        if t.schema_name == mt.schema_name and t.name == mt.name:
-            rt = t
     qualified = f"{mt.schema_name}.{mt.name}"
-    if rt is None:
-        raise CopyError(f"table {qualified} does not exist on the replica: run `replicator migrate` first")
-    tcfg = cfg.table(qualified) if cfg.table(qualified) != TableConfig() else cfg.table(mt.name)
-    pol = policy or tcfg.policy
-    # configured renames, master column -> replica column, for error messages
+    tcfg = table_config(cfg, mt)
+    problems: list[str] = []
     to_replica = {m: r for r, m in tcfg.renames.items()}
     mcols, rcols, types = [], [], []
     for col in mt.columns.values():
@@ -115,49 +220,55 @@ def plan_table(
         rname = tcfg.replica_column(col.name, rt.columns)
         rcol = rt.columns.get(rname)
         if rcol is None:
-            raise CopyError(
-                f"master column {qualified}.{col.name} is missing on the replica"
-                + (f" (as {to_replica[col.name]})" if col.name in to_replica else "")
-                + ": run `replicator analyze` / `replicator migrate` first"
-            )
+            problems.append(f"master column {qualified}.{col.name} is missing on the replica"
+                            + (f" (as {to_replica[col.name]})" if col.name in to_replica else "")
+                            + ": run `replicator migrate` first")
+            continue
         if rcol.generated:
+            problems.append(f"{qualified}.{col.name} is a generated column on the replica only: "
+                            "run `replicator migrate` first")
             continue
         if _base_type(rcol.type) != _base_type(col.type):
-            raise CopyError(
-                f"type mismatch for {qualified}.{col.name}: master {col.type}, replica {rcol.type} "
-                "(align the replica with `replicator migrate`)"
-            )
+            problems.append(f"type mismatch for {qualified}.{col.name}: master {col.type}, replica {rcol.type} "
+                            "(align the replica with `replicator migrate`)")
+            continue
         mcols.append(col.name)
         rcols.append(rname)
         types.append(col.type)
+    masks = {**default_masks(mt), **tcfg.mask}  # secrets of managed tables, unless configured otherwise
     for m in tcfg.mask:
         if m not in mcols:
-            raise CopyError(f"[tables.{mt.name}.mask]: no copied column {m} on {qualified}")
-    key = mt.key_columns()
+            problems.append(f"[tables.{mt.name}.mask]: no copied column {m} on {qualified}")
     plan = TablePlan(
-        master=mt, replica=rt, cfg=tcfg, policy=pol,
+        master=mt, replica=rt, cfg=tcfg, label=qualified,
+        policy=effective_policy(policy, tcfg.policy, cfg.copy_.policy),
         batch_size=batch_size or tcfg.batch_size or cfg.batch_size,
         mcols=mcols, rcols=rcols, types=types, select_exprs=[], mask_params=0,
-        mask_key=mask_key(cfg), masked=[],
+        mask_key=mask_key(cfg), masked=[], problems=problems,
+        identity_always=[rt.columns[r].name for r in rcols if rt.columns[r].identity == "always"],
+        collate_c=key_collations_differ,
     )
-    if key:
-        if any(k not in mcols for k in key):
-            raise CopyError(f"key of {qualified} ({', '.join(key)}) includes a column that is not copied")
+    key = mt.key_columns() or (tree_key(mschema, mt) if mschema is not None else None)
+    if key and all(k in mcols for k in key):
         plan.key_m = key
         plan.key_r = [rcols[mcols.index(k)] for k in key]
         plan.key_types = [types[mcols.index(k)] for k in key]
-    elif pol != Policy.REPLACE:
-        raise CopyError(
-            f"table {qualified} has no primary key or NOT NULL unique index to batch on: copy it with --policy replace"
-        )
+    elif key:
+        problems.append(f"key of {qualified} ({', '.join(key)}) includes a column that is not copied")
     for c, t in zip(mcols, types):
-        rule = tcfg.mask.get(c)
+        rule = masks.get(c)
         if rule is None:
-            plan.select_exprs.append(sql.Identifier(c))
+            plan.select_exprs.append(transfer_expr(sql.Identifier(c), t))
             continue
         if rule in ("hash", "phone", "email") and not plan.mask_key:
-            raise CopyError(f"{qualified}.{c} is masked with {rule!r} but no mask key: set REPLICATOR_MASK_KEY or mask_key")
-        expr, n = mask_expr(rule, c, t, qualified)
+            problems.append(f"{qualified}.{c} is masked with {rule!r} but no mask key: set REPLICATOR_MASK_KEY or mask_key")
+            plan.select_exprs.append(sql.Identifier(c))
+            continue
+        try:
+            expr, n = mask_expr(rule, c, t, qualified)
+        except ReplicatorError as e:
+            problems.append(str(e))
+            continue
         plan.select_exprs.append(expr)
         plan.mask_params += n
         plan.masked.append(c)
@@ -165,9 +276,13 @@ def plan_table(
             plan.key_masked = True
     if tcfg.cursor:
         if tcfg.cursor not in mt.columns:
-            raise CopyError(f"[tables.{mt.name}] cursor column {tcfg.cursor} does not exist on {qualified}")
-        plan.cursor = tcfg.cursor
-        plan.cursor_type = mt.columns[tcfg.cursor].type
-    if binary_unsafe and set(mcols) & binary_unsafe:
+            problems.append(f"[tables.{mt.name}] cursor column {tcfg.cursor} does not exist on {qualified}")
+        else:
+            plan.cursor = tcfg.cursor
+            plan.cursor_type = mt.columns[tcfg.cursor].type
+    if set(mcols) & binary_unsafe:
         plan.binary = False
+    if plan.key_masked and plan.policy == Policy.MIRROR:
+        problems.append(f"{qualified}: mirror cannot be used with a masked key column "
+                        "(masked keys cannot be matched to the master's to find deleted rows)")
     return plan

@@ -1,17 +1,13 @@
 """Content comparison (`--deep`): checksums per key range computed inside PostgreSQL on both sides,
 differing ranges bisected down to a few keys, then those rows fetched and compared column by column.
 
-How a range is hashed: every shared column (masked ones excluded, renames honoured) is cast to text
-explicitly and hashed with its position in the master's column order as the seed; a NULL hashes to
-its position. The column hashes of a row are combined with xor, and the rows of a range summed:
-
-    count(*), sum(coalesce(hashtextextended(c1::text, 1), 1) # coalesce(hashtextextended(c2::text, 2), 2) ...)
-
-so the physical column order on either side does not matter, small type differences (varchar vs
-text) do not either, and NULL differs from ''. A jsonb column (jsonb on both sides, same server major
-version) is hashed in its binary form with `jsonb_hash_extended`, which is canonical like its text
-and about three times cheaper than rendering ~1 KB documents as text. The sum is order independent,
-so no sort is needed. Ranges are half-open key intervals
+How a range is hashed: with the row hash `replicator copy` uses too (`replicator.rowhash`, the one
+meaning of "equal"): every shared column (masked ones excluded, renames honoured) in its text form,
+hashed with its position in the master's column order as the seed, combined with xor; the rows of a
+range summed. So the physical column order on either side does not matter, small type differences
+(varchar vs text) do not either, NULL differs from '', and values that are `=` but not identical
+(numeric 1.0 and 1.00, jsonb 1 and 1.0) differ. The sum is order independent, so no sort is needed.
+Ranges are half-open key intervals
 `[lo, hi)` written as row comparisons, `(k1, k2) >= (lo1, lo2) AND (k1, k2) < (hi1, hi2)`, which work
 for any btree-ordered key (integers, uuids, text, timestamps, composite keys) and can use the key's
 index. Boundaries come from an `ntile` over the master's keys (over a `TABLESAMPLE SYSTEM` sample of
@@ -36,6 +32,7 @@ import psycopg
 from deepdiff import DeepDiff
 from psycopg import sql
 
+from ..rowhash import row_hash
 from .context import Sides, TablePair, fetchall, fetchone
 
 LEAF_ROWS = 256  # a range this small is fetched and compared row by row
@@ -49,18 +46,6 @@ VALUE_CHARS = 120  # evidence values are truncated to this many characters
 Key = tuple[str, ...]
 
 
-def row_hash(columns: list[str], binary_json: set[str] | frozenset[str] = frozenset()) -> sql.Composable:
-    """The hash of one row over `columns` (seeded by position in that list; jsonb columns named in
-    `binary_json` hashed in binary), as described in the module docstring. Also used by `replicator copy`."""
-    parts = []
-    for pos, c in enumerate(columns, start=1):
-        fn = "jsonb_hash_extended({}, {})" if c in binary_json else "hashtextextended({}::text, {})"
-        parts.append(sql.SQL("coalesce(" + fn + ", {})").format(sql.Identifier(c), sql.Literal(pos), sql.Literal(pos)))
-    if not parts:
-        return sql.SQL("0::bigint")
-    return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
-
-
 @dataclass
 class SideSpec:
     conn: psycopg.Connection
@@ -68,7 +53,6 @@ class SideSpec:
     keys: list[str]
     key_types: list[str]
     columns: list[str]
-    binary_json: set[str] = field(default_factory=set)  # columns hashed with jsonb_hash_extended
 
     @property
     def key_row(self) -> sql.Composable:
@@ -83,7 +67,7 @@ class SideSpec:
 
     @property
     def row_hash(self) -> sql.Composable:
-        return row_hash(self.columns, self.binary_json)
+        return row_hash(self.columns)
 
     def range_pred(self, lo: Key | None, hi: Key | None) -> sql.Composable:
         parts: list[sql.Composable] = []
@@ -166,11 +150,6 @@ class ContentCheck:
                           [pair.master_column(k).type for k in keys], self.columns)
         self.r = SideSpec(sides.replica, pair.replica_ident, [pair.columns[k] for k in keys],
                           [pair.replica_column(k).type for k in keys], [pair.columns[c] for c in self.columns])
-        same_major = sides.master.info.server_version // 10000 == sides.replica.info.server_version // 10000
-        json_cols = {c for c in self.columns if same_major and pair.master_column(c).type == "jsonb"
-                     and pair.replica_column(c).type == "jsonb"}
-        self.m.binary_json = json_cols
-        self.r.binary_json = {pair.columns[c] for c in json_cols}
         self.result = ContentResult()
 
     def both(self, fm, fr):

@@ -20,12 +20,11 @@ from psycopg import sql
 
 from ..config import Config, Policy
 from ..introspect import Column, Schema, Table
+# The settings that change how values are rendered as text: the replica's session is aligned to the
+# master's so both sides produce the same text (timestamptz, floats, bytea...).
+from ..rowhash import RENDER_SETTINGS
 
 T = TypeVar("T")
-
-#: Session settings that change how values are rendered as text. The replica's session is aligned
-#: to the master's so both sides produce the same canonical text (timestamptz, floats, bytea...).
-RENDER_SETTINGS = ("TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output")
 
 
 @cache

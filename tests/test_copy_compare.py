@@ -1,89 +1,83 @@
-"""`replicator copy` into a non-empty replica: key ranges whose checksums match are skipped."""
+"""`replicator copy` into a non-empty replica: ranges whose checksums match are skipped; a range that
+differs is compared key by key (keys and row hashes only) and exactly the differing rows are fetched."""
 
 from __future__ import annotations
 
+from copyhelp import both, same, xmins
+
 from replicator.config import Config, TableConfig
 from replicator.copy import copy_tables
-
-CHECKSUM = "SELECT count(*), md5(string_agg(md5(t::text), '' ORDER BY t::text)) FROM {} t"
 
 DDL = "CREATE TABLE big (id bigint PRIMARY KEY, v text, f double precision, j jsonb, at timestamptz, n numeric)"
 FILL = ("INSERT INTO big SELECT i, 'v' || i, i / 7.0, jsonb_build_object('i', i, 'a', jsonb_build_array(i, 'x')), "
         "timestamptz '2024-01-01' + i * interval '1 minute', i * 1.5 FROM generate_series(1, {}) i")
 
 
-def same(sql_on, master_url, replica_url, table):
-    return sql_on(master_url, CHECKSUM.format(table)) == sql_on(replica_url, CHECKSUM.format(table))
-
-
 def setup_big(sql_on, master_url, replica_url, rows=20000):
+    both(sql_on, master_url, replica_url, DDL)
     for url in (master_url, replica_url):
-        sql_on(url, DDL)
         sql_on(url, FILL.format(rows))
 
 
-def xmins(sql_on, url, table="big"):
-    return sql_on(url, f"SELECT id, xmin::text FROM {table} ORDER BY id")
+def changed_rows(before: dict, after: dict) -> list:
+    return sorted(k for k in after if after[k] != before.get(k))
 
 
-def test_identical_data_writes_nothing(master_url, replica_url, sql_on):
+def test_identical_data_transfers_and_writes_nothing(master_url, replica_url, sql_on):
     setup_big(sql_on, master_url, replica_url)
-    before = xmins(sql_on, replica_url)
-    res = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=500)
-    t = res.tables[0]
+    before = xmins(sql_on, replica_url, "big")
+    t = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=500).tables[0]
     assert (t.inserted, t.updated, t.deleted, t.unchanged, t.rows_copied) == (0, 0, 0, 20000, 20000)
-    assert t.skipped_rows == 20000 and t.skipped_batches == 4  # ranges of 10 batches
-    assert xmins(sql_on, replica_url) == before
-    assert sql_on(replica_url, "SELECT status, rows_copied FROM _replicator.checkpoints") == [("done", 20000)]
-    # the same without checksums: every batch transferred and compared, still nothing written
-    res = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=500, checksum_skip=False)
-    t = res.tables[0]
+    assert (t.skipped_rows, t.skipped_batches, t.diffed_ranges, t.fetched_by_key) == (20000, 4, 0, 0)
+    assert xmins(sql_on, replica_url, "big") == before
+    assert t.notes == []
+    # without checksums every batch is transferred and compared: still nothing written
+    t = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=500, checksum_skip=False).tables[0]
     assert (t.updated, t.unchanged, t.skipped_batches) == (0, 20000, 0)
-    assert xmins(sql_on, replica_url) == before
-    # keep-replica and fail skip as well
-    for policy in ("keep-replica", "fail"):
+    assert xmins(sql_on, replica_url, "big") == before
+    for policy in ("keep-replica", "fail", "mirror"):
         t = copy_tables(master_url, replica_url, ["big"], policy=policy, batch_size=500).tables[0]
-        assert (t.inserted, t.updated, t.unchanged, t.skipped_rows) == (0, 0, 20000, 20000)
+        assert (t.inserted, t.updated, t.deleted, t.skipped_rows) == (0, 0, 0, 20000)
 
 
-def test_one_changed_row_transfers_one_batch(master_url, replica_url, sql_on):
+def test_scattered_changes_fetch_exactly_the_differing_rows(master_url, replica_url, sql_on):
     setup_big(sql_on, master_url, replica_url)
-    sql_on(replica_url, "UPDATE big SET j = jsonb_set(j, '{i}', '0') WHERE id = 12345")
-    before = dict(xmins(sql_on, replica_url))
-    res = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=500)
-    t = res.tables[0]
-    assert (t.inserted, t.updated, t.deleted, t.unchanged) == (0, 1, 0, 19999)
-    # 3 of 4 checksum ranges skipped, then 9 of the 10 batches of the differing one
-    assert t.skipped_batches == 3 + 9 and t.skipped_rows == 19500
+    # 1% of the rows, spread over every range: changed on the master, deleted from and added to the replica
+    sql_on(master_url, "UPDATE big SET v = 'new' WHERE id % 200 = 0")
+    sql_on(replica_url, "DELETE FROM big WHERE id % 1000 = 7; INSERT INTO big (id, v) VALUES (25000, 'extra')")
+    before = xmins(sql_on, replica_url, "big")
+    t = copy_tables(master_url, replica_url, ["big"], policy="mirror", batch_size=500).tables[0]
+    assert (t.updated, t.inserted, t.deleted) == (100, 20, 1)
+    assert t.fetched_by_key == 120 and t.diffed_ranges == 4
     assert same(sql_on, master_url, replica_url, "big")
-    after = dict(xmins(sql_on, replica_url))
-    assert [k for k in after if after[k] != before[k]] == [12345]
+    after = xmins(sql_on, replica_url, "big")
+    assert changed_rows(before, after) == sorted([i for i in range(200, 20001, 200)] + [i for i in range(7, 20000, 1000)])
 
 
 def test_keep_replica_keeps_the_difference_and_fills_gaps(master_url, replica_url, sql_on):
     setup_big(sql_on, master_url, replica_url, rows=3000)
     sql_on(replica_url, "UPDATE big SET v = 'mine' WHERE id = 10; DELETE FROM big WHERE id = 2000")
     t = copy_tables(master_url, replica_url, ["big"], policy="keep-replica", batch_size=100).tables[0]
-    assert (t.inserted, t.updated) == (1, 0)
-    assert t.skipped_rows >= 2800
+    assert (t.inserted, t.updated, t.fetched_by_key) == (1, 0, 1)
     assert sql_on(replica_url, "SELECT v FROM big WHERE id IN (10, 2000) ORDER BY id") == [("mine",), ("v2000",)]
 
 
-def test_mirror_deletes_an_extra_replica_row(master_url, replica_url, sql_on):
+def test_mirror_deletes_replica_rows_beyond_the_masters_last_key(master_url, replica_url, sql_on):
     setup_big(sql_on, master_url, replica_url, rows=3000)
     sql_on(master_url, "DELETE FROM big WHERE id = 1500")
-    sql_on(replica_url, "INSERT INTO big (id, v) VALUES (5000, 'extra')")  # beyond the master's last key
+    sql_on(replica_url, "INSERT INTO big (id, v) VALUES (5000, 'extra'), (-1, 'before the first')")
     t = copy_tables(master_url, replica_url, ["big"], policy="mirror", batch_size=100).tables[0]
-    assert (t.inserted, t.updated, t.deleted) == (0, 0, 2)
-    assert t.skipped_rows == 1000 + 900 + 900  # only the two batches holding a difference are transferred
+    assert (t.inserted, t.updated, t.deleted) == (0, 0, 3)
     assert same(sql_on, master_url, replica_url, "big")
+    # a master emptied since: mirror empties the replica table too
+    sql_on(master_url, "DELETE FROM big")
     t = copy_tables(master_url, replica_url, ["big"], policy="mirror", batch_size=100).tables[0]
-    assert (t.deleted, t.skipped_rows, t.unchanged) == (0, 2999, 2999)
+    assert t.deleted == 2999 and sql_on(replica_url, "SELECT count(*) FROM big") == [(0,)]
 
 
-def test_masked_column_identical_data_is_skipped(master_url, replica_url, sql_on, monkeypatch):
-    for url in (master_url, replica_url):
-        sql_on(url, "CREATE TABLE leads (id uuid PRIMARY KEY, name text, phone varchar(20), email varchar(255), n int)")
+def test_masked_columns_compare_equal_and_masked_keys_transfer(master_url, replica_url, sql_on, monkeypatch):
+    both(sql_on, master_url, replica_url,
+         "CREATE TABLE leads (id uuid PRIMARY KEY, name text, phone varchar(20), email varchar(255), n int)")
     sql_on(master_url, "INSERT INTO leads SELECT md5(i::text)::uuid, 'Name ' || i, '+1555' || i, 'p' || i || '@x.com', i "
                        "FROM generate_series(1, 3000) i")
     monkeypatch.setenv("REPLICATOR_MASK_KEY", "s3cret")
@@ -93,6 +87,9 @@ def test_masked_column_identical_data_is_skipped(master_url, replica_url, sql_on
     t = copy_tables(master_url, replica_url, ["leads"], config=cfg, policy="master-wins", batch_size=100).tables[0]
     assert (t.inserted, t.updated, t.unchanged, t.skipped_rows) == (0, 0, 3000, 3000)
     assert xmins(sql_on, replica_url, "leads") == before
+    sql_on(master_url, "UPDATE leads SET email = 'changed@x.com' WHERE n = 77")
+    t = copy_tables(master_url, replica_url, ["leads"], config=cfg, policy="master-wins", batch_size=100).tables[0]
+    assert (t.updated, t.fetched_by_key) == (1, 1)
     # a masked key cannot be ranged on the replica: the batches are transferred and compared instead
     cfg.tables["leads"].mask["id"] = "hash"
     sql_on(replica_url, "TRUNCATE leads")
@@ -102,30 +99,34 @@ def test_masked_column_identical_data_is_skipped(master_url, replica_url, sql_on
     assert any("masked key" in n for n in t.notes)
 
 
-def test_renamed_column_skipped_when_equal_updated_when_different(master_url, replica_url, sql_on):
+def test_renamed_column_and_other_column_order(master_url, replica_url, sql_on):
     sql_on(master_url, "CREATE TABLE p (id int PRIMARY KEY, current_project text, n int)")
-    sql_on(replica_url, "CREATE TABLE p (n int, project text, id int PRIMARY KEY)")  # other column order too
+    sql_on(replica_url, "CREATE TABLE p (n int, project text, id int PRIMARY KEY)")
     sql_on(master_url, "INSERT INTO p SELECT i, 'p' || i, i FROM generate_series(1, 2000) i")
     sql_on(replica_url, "INSERT INTO p (id, project, n) SELECT i, 'p' || i, i FROM generate_series(1, 2000) i")
     cfg = Config(tables={"p": TableConfig(renames={"project": "current_project"})})
     t = copy_tables(master_url, replica_url, ["p"], config=cfg, policy="master-wins", batch_size=100).tables[0]
-    assert (t.updated, t.unchanged, t.skipped_rows, t.skipped_batches) == (0, 2000, 2000, 2)
+    assert (t.updated, t.unchanged, t.skipped_rows) == (0, 2000, 2000)
     sql_on(replica_url, "UPDATE p SET project = 'old' WHERE id = 1234")
     t = copy_tables(master_url, replica_url, ["p"], config=cfg, policy="master-wins", batch_size=100).tables[0]
-    assert (t.updated, t.unchanged, t.skipped_rows) == (1, 1999, 1900)
+    assert (t.updated, t.unchanged, t.fetched_by_key) == (1, 1999, 1)
+    assert sql_on(master_url, "SELECT id, current_project, n FROM p ORDER BY id") == \
+        sql_on(replica_url, "SELECT id, project, n FROM p ORDER BY id")
     assert sql_on(replica_url, "SELECT project FROM p WHERE id = 1234") == [("p1234",)]
 
 
-def test_changes_everywhere_back_off_and_converge(master_url, replica_url, sql_on):
-    setup_big(sql_on, master_url, replica_url, rows=6000)
-    sql_on(replica_url, "UPDATE big SET v = 'x' WHERE id % 50 = 0")  # every batch differs
+def test_most_rows_differing_switches_to_whole_range_transfers(master_url, replica_url, sql_on):
+    setup_big(sql_on, master_url, replica_url, rows=12000)
+    sql_on(replica_url, "UPDATE big SET v = 'x' WHERE id % 2 = 0")  # half of every range
     t = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=100).tables[0]
-    assert (t.updated, t.skipped_batches, t.unchanged) == (120, 0, 5880)
+    assert (t.updated, t.unchanged) == (6000, 6000)
+    # the first ranges went key by key; once half the rows differed, ranges were transferred whole
+    assert t.diffed_ranges < 12 and t.fetched_by_key < 6000
     assert same(sql_on, master_url, replica_url, "big")
-    # dry run: skipped ranges are reported as unchanged, nothing is written
+    # a dry run reports and writes nothing
     sql_on(replica_url, "UPDATE big SET v = 'x' WHERE id = 42")
     t = copy_tables(master_url, replica_url, ["big"], policy="master-wins", batch_size=100, dry_run=True).tables[0]
-    assert (t.updated, t.inserted) == (1, 0) and t.skipped_rows == 5900
+    assert (t.updated, t.inserted, t.status) == (1, 0, "dry-run")
     assert sql_on(replica_url, "SELECT v FROM big WHERE id = 42") == [("x",)]
 
 
@@ -136,8 +137,7 @@ def test_cli_no_checksum_skip(master_url, replica_url, sql_on, tmp_path):
 
     from replicator.cli import main
 
-    for url in (master_url, replica_url):
-        sql_on(url, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    both(sql_on, master_url, replica_url, "CREATE TABLE t (id int PRIMARY KEY, v text)")
     sql_on(master_url, "INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 500) i")
     base = ["copy", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path), "--table", "t",
             "--json"]

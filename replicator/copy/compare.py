@@ -1,0 +1,121 @@
+"""Comparing a key range of the master with the same range of the replica, cheapest first.
+
+1. **Checksums**: `count(*)` and the sum of row hashes (`replicator.rowhash`) over the range, on both
+   sides at once. Equal: nothing to transfer. Two different row sets match only by a 64-bit collision.
+2. **Keys and hashes**: the master streams `(key, row hash)` of the range, as raw COPY bytes, into a
+   replica temp table; the replica joins it with its own rows and names exactly the keys whose rows
+   are missing or differ, and the keys the master no longer has. Only keys and 8-byte hashes cross the
+   wire, nothing is created on the master, and Python holds only the differing keys.
+
+The master side hashes what copy would write (masked values, in the replica's column names), so a
+range the replica holds a faithful copy of compares equal.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ..rowhash import range_checksum, row_hash
+from .keys import Key, KeyRanges
+from .merge import TempTable
+from .plan import TablePlan
+from .stream import copy_in, copy_out, pipe
+
+HASH_COLUMN = "_replicator_row_hash"
+
+
+@dataclass
+class KeyDiff:
+    """What a keys-and-hashes comparison of one range found."""
+
+    master_rows: int
+    missing: list[Key] = field(default_factory=list)  # keys only on the master (text form)
+    changed: list[Key] = field(default_factory=list)  # keys on both sides whose rows differ
+    replica_only: int = 0  # replica keys in the range the master does not have
+
+
+class Comparer:
+    def __init__(self, master: psycopg.Connection, replica: psycopg.Connection, tp: TablePlan, ranges: KeyRanges,
+                 pool: ThreadPoolExecutor, *, pooled: bool):
+        self.m = master
+        self.r = replica
+        self.tp = tp
+        self.ranges = ranges
+        self.pool = pool
+        self.pooled = pooled
+        cols = [sql.Identifier(k) for k in tp.key_r] + [sql.SQL("0::bigint AS {}").format(sql.Identifier(HASH_COLUMN))]
+        self.keys = TempTable(replica, tp.rfrom, cols, pooled=pooled)
+
+    # -- checksums ---------------------------------------------------------------------------------
+    def checksums(self, lo: Key | None, hi: Key | None) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(count, sum of row hashes) of the range on the master and on the replica, run concurrently."""
+        tp = self.tp
+        mrng, mparams = self.ranges.predicate("master", lo, hi)
+        mq = sql.SQL("SELECT {a} FROM ({s}) s").format(a=range_checksum(tp.rcols), s=tp.select_as_replica(mrng))
+        rrng, rparams = self.ranges.predicate("replica", lo, hi)
+        rq = sql.SQL("SELECT {a} FROM {t} WHERE {w}").format(a=range_checksum(tp.rcols), t=tp.rfrom, w=rrng)
+        fut = self.pool.submit(lambda: tuple(self.r.execute(rq, rparams).fetchone()))
+        try:
+            m = self.m.execute(mq, tp.mask_args() + mparams).fetchone()
+        finally:
+            r = fut.result()
+        return (int(m[0]), int(m[1])), (int(r[0]), int(r[1]))
+
+    # -- keys and hashes ------------------------------------------------------------------------------
+    def key_diff(self, lo: Key | None, hi: Key | None, *, want_changed: bool) -> KeyDiff:
+        """Stream the range's master (key, hash) pairs into the replica and compare there. Runs in the
+        replica's current transaction; the temp rows go at its commit."""
+        tp, rk = self.tp, self.tp.key_r
+        keys = self.keys.current()
+        mrng, mparams = self.ranges.predicate("master", lo, hi)
+        out = copy_out(sql.SQL("SELECT {k}, {h} FROM ({s}) s").format(
+            k=sql.SQL(", ").join(sql.Identifier(k) for k in rk), h=row_hash(tp.rcols), s=tp.select_as_replica(mrng)),
+            tp.fmt)
+        n = pipe(self.m, self.r, out, tp.mask_args() + mparams, copy_in(keys, rk + [HASH_COLUMN], tp.fmt))
+        if n > 1000:
+            self.r.execute(sql.SQL("ANALYZE {}").format(keys))  # a temp table has no statistics of its own
+        join = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("t", k), sql.Identifier("m", k)) for k in rk)
+        differ = sql.SQL("{} <> m.{}").format(row_hash(tp.rcols, "t"), sql.Identifier(HASH_COLUMN))
+        cond = sql.SQL("t.{} IS NULL OR {}").format(sql.Identifier(rk[0]), differ) if want_changed \
+            else sql.SQL("t.{} IS NULL").format(sql.Identifier(rk[0]))
+        rows = self.r.execute(sql.SQL("SELECT t.{f} IS NULL, {mk} FROM {k} m LEFT JOIN {t} t ON {j} WHERE {c}").format(
+            f=sql.Identifier(rk[0]), mk=self.ranges.keys_text(rk, "m"), k=keys, t=tp.rfrom, j=join, c=cond)).fetchall()
+        diff = KeyDiff(master_rows=n)
+        for r in rows:
+            (diff.missing if r[0] else diff.changed).append(list(r[1:]))
+        rrng, rparams = self.ranges.predicate("replica", lo, hi, "t")
+        diff.replica_only = self.r.execute(sql.SQL(
+            "SELECT count(*) FROM {t} t WHERE {w} AND NOT EXISTS (SELECT 1 FROM {k} m WHERE {j})").format(
+            t=tp.rfrom, w=rrng, k=keys, j=join), rparams).fetchone()[0]
+        return diff
+
+    def delete_replica_only(self, lo: Key | None, hi: Key | None) -> int:
+        """Delete the replica rows of the range whose key the last `key_diff` did not see on the master."""
+        tp, rk = self.tp, self.tp.key_r
+        join = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("t", k), sql.Identifier("m", k)) for k in rk)
+        rrng, rparams = self.ranges.predicate("replica", lo, hi, "t")
+        cur = self.r.execute(sql.SQL("DELETE FROM {t} t WHERE {w} AND NOT EXISTS (SELECT 1 FROM {k} m WHERE {j})").format(
+            t=tp.rfrom, w=rrng, k=self.keys.name, j=join), rparams)
+        return max(cur.rowcount, 0)
+
+    def fetch_by_key(self, keys: list[Key], stage: sql.Identifier, chunk: int = 5000) -> int:
+        """Copy the master rows of ``keys`` (text forms) into ``stage``; returns the rows fetched."""
+        tp = self.tp
+        cols = sql.SQL(", ").join(sql.SQL("u.{}::{}").format(sql.Identifier(f"k{i}"), sql.SQL(t))
+                                  for i, t in enumerate(tp.key_types))
+        arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in tp.key_types)
+        names = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(tp.key_types)))
+        where = sql.SQL("({k}) IN (SELECT {c} FROM unnest({a}) AS u({n}))").format(
+            k=sql.SQL(", ").join(sql.Identifier(k) for k in tp.key_m), c=cols, a=arrays, n=names)
+        out = copy_out(tp.select(where), tp.fmt)
+        into = copy_in(stage, tp.rcols, tp.fmt)
+        total = 0
+        for i in range(0, len(keys), chunk):
+            part = keys[i:i + chunk]
+            columns = [[k[j] for k in part] for j in range(len(tp.key_types))]
+            total += pipe(self.m, self.r, out, tp.mask_args() + columns, into)
+        return total

@@ -1,0 +1,89 @@
+"""Key ranges: half-open intervals `(lo, hi]` over a table's key, written as row comparisons
+(`(k1, k2) > (%s, %s)`), so any btree-ordered key works (integers, uuids, text, timestamps,
+composite keys) and every range query can use the key's index.
+
+Key values travel as text (checkpoints store them so) and are cast back to the column type on each
+side; both sessions render alike (`replicator.rowhash.pin_render_settings`), so a timestamp's text
+means the same instant on both. Text keys compare with each side's collation; when the two sides'
+collations differ, ranges compare byte-wise (`COLLATE "C"`) instead, so a key falls in the same range
+on both sides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+from .plan import TablePlan
+
+Key = list[str]
+
+_COLLATABLE = re.compile(r"^(pg_catalog\.)?(text|character varying|varchar|character|bpchar|char|name|citext)\b")
+
+
+class KeyRanges:
+    """Range predicates and boundary queries for one table, on either side."""
+
+    def __init__(self, tp: TablePlan):
+        self.tp = tp
+        self._casts = sql.SQL("({})").format(sql.SQL(", ").join(
+            sql.SQL("%s::" + t) + (sql.SQL(' COLLATE "C"') if self._c(t) else sql.SQL("")) for t in tp.key_types))
+
+    def _c(self, typ: str) -> bool:
+        return self.tp.collate_c and bool(_COLLATABLE.match(typ))
+
+    def row(self, columns: Sequence[str], alias: str | None = None) -> sql.Composable:
+        parts = []
+        for c, t in zip(columns, self.tp.key_types):
+            ident = sql.Identifier(alias, c) if alias else sql.Identifier(c)
+            parts.append(sql.SQL('{} COLLATE "C"').format(ident) if self._c(t) else ident)
+        return sql.SQL("({})").format(sql.SQL(", ").join(parts))
+
+    def order(self, columns: Sequence[str], desc: bool = False) -> sql.Composable:
+        d = sql.SQL(" DESC") if desc else sql.SQL("")
+        return sql.SQL(", ").join(
+            (sql.SQL('{} COLLATE "C"').format(sql.Identifier(c)) if self._c(t) else sql.Identifier(c)) + d
+            for c, t in zip(columns, self.tp.key_types))
+
+    def predicate(self, side: str, lo: Key | None, hi: Key | None, alias: str | None = None) -> tuple[sql.Composable, list]:
+        """`(key) > lo AND (key) <= hi` over the master's or the replica's key columns."""
+        cols = self.tp.key_m if side == "master" else self.tp.key_r
+        parts, params = [], []
+        if lo is not None:
+            parts.append(sql.SQL("{} > {}").format(self.row(cols, alias), self._casts))
+            params += lo
+        if hi is not None:
+            parts.append(sql.SQL("{} <= {}").format(self.row(cols, alias), self._casts))
+            params += hi
+        return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
+
+    def keys_text(self, columns: Sequence[str], alias: str | None = None) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}::text").format(sql.Identifier(alias, c) if alias else sql.Identifier(c)) for c in columns)
+
+    def boundary(self, master: psycopg.Connection, lo: Key | None, n: int, *, cap: Key | None = None,
+                 extra: tuple[sql.Composable, list] = (sql.SQL("true"), [])) -> tuple[Key | None, bool]:
+        """The key closing a range of ``n`` master rows after ``lo`` (within ``cap``), and whether rows
+        follow it there; with fewer rows left, the last of them (None when none) and False. One round
+        trip: the n-th and (n+1)-th keys, and the last key, in one statement."""
+        tp = self.tp
+        rng, params = self.predicate("master", lo, cap)
+        where = sql.SQL("{} AND {}").format(rng, extra[0])
+        # aliased: an output named like a key column would take its place in ORDER BY (as text)
+        keys = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_replicator_k{i}"))
+                                  for i, k in enumerate(tp.key_m))
+        q = sql.SQL(
+            "(SELECT 0 AS o, {k} FROM {t} WHERE {w} ORDER BY {asc} OFFSET %s LIMIT 2) "
+            "UNION ALL (SELECT 1, {k} FROM {t} WHERE {w} ORDER BY {desc} LIMIT 1)"
+        ).format(k=keys, t=tp.mfrom, w=where, asc=self.order(tp.key_m), desc=self.order(tp.key_m, desc=True))
+        rows = master.execute(q, params + extra[1] + [n - 1] + params + extra[1]).fetchall()
+        ahead = [list(r[1:]) for r in rows if r[0] == 0]
+        last = [list(r[1:]) for r in rows if r[0] == 1]
+        if len(ahead) == 2:
+            return ahead[0], True
+        if ahead:
+            return ahead[0], False
+        return (last[0] if last else None), False

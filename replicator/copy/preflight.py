@@ -1,0 +1,131 @@
+"""The pre-flight pass: every table of a run checked before anything is written, every problem
+reported at once (one line, numbered), so a run never stops halfway on something it could have seen.
+
+Checked per table: it exists on both sides; columns, types, masks and cursor; the key, and on a
+non-empty replica table a unique key matching it (drift can remove one, and without it a merge could
+double rows); the policy (a non-empty table needs one); the replica role's privileges for what the
+policy writes; triggers and rules it could not switch off; the master role's SELECT and row-level
+security (which would hide rows from the copy, silently).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ..config import Config, Policy
+from ..introspect import Schema, Table
+from .logic import ReplicaLogic
+from .models import Checkpoint
+from .plan import POLICIES, CopyError, TablePlan, plan_table, resolve_table, tree_key, unique_on
+from . import queries
+
+
+def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def _collation(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()").fetchone()[0]
+
+
+def resolve(names: list[str], mschema: Schema, rschema: Schema, cfg: Config) -> tuple[list[tuple[Table, Table]], list[str]]:
+    """Master and replica tables for the names of a run, and the names that do not resolve."""
+    pairs, problems = [], []
+    for name in names:
+        mt = resolve_table(mschema, name, cfg)
+        if mt is None:
+            problems.append(f"table {name} not found on the master (schemas: {', '.join(cfg.schemas)})")
+            continue
+        rt = rschema.find_table(mt.schema_name, mt.name)
+        if rt is None:
+            problems.append(f"table {mt.schema_name}.{mt.name} does not exist on the replica: run `replicator migrate` first")
+            continue
+        pairs.append((mt, rt))
+    return pairs, problems
+
+
+def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: list[tuple[Table, Table]], cfg: Config, *,
+              mschema: Schema, rschema: Schema,
+              problems: list[str], policy: Policy | None, batch_size: int | None, incremental: bool,
+              dry_run: bool, restart: bool, logic: ReplicaLogic | None,
+              checkpoints: dict[str, Checkpoint]) -> list[TablePlan]:
+    """Plans for every table, or `CopyError` listing every problem found (nothing written either way)."""
+    problems = list(problems)
+    plans: list[TablePlan] = []
+    if pairs:
+        mkeys = [mt.key for mt, _ in pairs]
+        rkeys = [rt.key for _, rt in pairs]
+        unsafe: dict[str, set[str]] = {}
+        for r in _rows(master, queries.load("binary_unsafe"), {"tables": mkeys}):
+            unsafe.setdefault(r["relation"], set()).add(r["column_name"])
+        db_collations_differ = _collation(master) != _collation(replica)
+        for mt, rt in pairs:
+            key = mt.key_columns() or tree_key(mschema, mt) or []
+            differ = db_collations_differ or any(
+                c in mt.columns and c in rt.columns and mt.columns[c].collation != rt.columns[c].collation for c in key)
+            plans.append(plan_table(mt, rt, cfg, mschema=mschema, policy=policy, batch_size=batch_size,
+                                    binary_unsafe=unsafe.get(mt.key, set()), key_collations_differ=differ))
+        access = {r["table"]: r for r in _rows(replica, queries.load("table_access"), {"tables": rkeys})}
+        holds = replica.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+            sql.SQL("EXISTS (SELECT 1 FROM {})").format(p.rfrom) for p in plans))).fetchone()
+        readable = {r["table"]: r for r in _rows(master, queries.load("master_access"), {"tables": mkeys})}
+        replica.rollback()
+        for tp, has_rows in zip(plans, holds):
+            problems += tp.problems
+            problems += _table_problems(tp, rschema, bool(has_rows), access[tp.replica.key], readable[tp.master.key],
+                                        incremental=incremental, dry_run=dry_run, restart=restart,
+                                        checkpoint=checkpoints.get(tp.replica_label))
+        if logic is not None:
+            problems += logic.problems()
+        if not dry_run and not replica.execute(
+                "SELECT to_regclass('_replicator.checkpoints') IS NOT NULL "
+                "OR has_database_privilege(current_database(), 'CREATE') "
+                "OR has_schema_privilege((SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = '_replicator'), 'CREATE')"
+        ).fetchone()[0]:
+            role, db = replica.execute("SELECT current_user, current_database()").fetchone()
+            problems.append(f"the replica role {role} cannot create the schema _replicator, where checkpoints are kept: "
+                            f"GRANT CREATE ON DATABASE {db} TO {role}, or CREATE SCHEMA _replicator AUTHORIZATION {role}")
+        replica.rollback()
+    if problems:
+        listed = "; ".join(f"{i}) {p}" for i, p in enumerate(problems, 1)) if len(problems) > 1 else problems[0]
+        raise CopyError(f"nothing was copied: {listed}")
+    return plans
+
+
+def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict, readable: dict, *, incremental: bool, dry_run: bool,
+                    restart: bool, checkpoint: Checkpoint | None) -> list[str]:
+    out = []
+    label, rlabel = tp.label, tp.replica_label
+    if not readable["can_select"]:
+        out.append(f"the master role may not SELECT {label} (GRANT pg_read_all_data, or SELECT on it)")
+    elif readable["rls_active"]:
+        out.append(f"row-level security would hide rows of {label} from the master role: give it BYPASSRLS "
+                   "(or a permissive SELECT policy), or the replica would silently miss rows")
+    if incremental and not tp.cursor:
+        out.append(f"--incremental needs a cursor column for {label}: set [tables.{tp.master.name}] cursor = \"...\"")
+    own_resume = (checkpoint is not None and checkpoint.status == "running" and not restart
+                  and checkpoint.policy is None and checkpoint.was_empty)
+    if has_rows and tp.policy is None and not own_resume:
+        out.append(f"replica table {rlabel} is not empty: choose a policy with --policy, [copy] policy or "
+                   f"[tables.{tp.master.name}] policy ({POLICIES})")
+    if has_rows and tp.keyed and tp.policy != Policy.REPLACE and not tp.key_masked and not unique_on(rschema, tp.replica, tp.key_r):
+        out.append(f"replica table {rlabel} holds rows but no unique key on ({', '.join(tp.key_r)}) like the master's: "
+                   "rows could be doubled; restore the key (`replicator migrate`) or use --policy replace")
+    if not dry_run:
+        need = ["can_insert"]
+        if tp.policy in (Policy.MASTER_WINS, Policy.MIRROR):
+            need.append("can_update")
+        if tp.policy in (Policy.MIRROR, Policy.REPLACE):
+            need.append("can_delete")
+        missing = [n.removeprefix("can_").upper() for n in need if not access[n]]
+        if missing:
+            out.append(f"the replica role lacks {', '.join(missing)} on {rlabel}")
+        always_updated = [c for c in tp.identity_always if c not in tp.key_r]
+        if always_updated and has_rows and tp.policy in (Policy.MASTER_WINS, Policy.MIRROR) and not access["owned"]:
+            out.append(f"{rlabel}.{always_updated[0]} is GENERATED ALWAYS AS IDENTITY: updating it needs the replica "
+                       "role to own the table")
+    return out

@@ -1,0 +1,178 @@
+"""Moving rows as raw COPY bytes: master `COPY (SELECT …) TO STDOUT` straight into replica
+`COPY … FROM STDIN`, chunk by chunk. Python never parses a row and never holds a batch.
+
+A table that is empty on the replica is read in heap order, cut into batches by TID ranges
+(`ctid >= '(p,0)' AND ctid < '(q,0)'`, a TID Range Scan from PostgreSQL 14): each batch is its own
+COPY of whole pages, so batches need no ORDER BY, no key boundaries and no look at the bytes. Older
+masters get one sequential COPY whose row messages are cut into batches (:class:`BinaryFrames`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
+
+from .plan import CopyError
+
+TID_RANGE_MIN_VERSION = 140000
+
+
+def pipe(master: psycopg.Connection, replica: psycopg.Connection, out: sql.Composable, params: list,
+         into: sql.Composable) -> int:
+    """Stream one master COPY TO STDOUT into one replica COPY FROM STDIN; returns the rows written."""
+    with master.cursor() as mc, replica.cursor() as rc:
+        with mc.copy(out, params) as src:
+            with rc.copy(into, writer=QueuedLibpqWriter(rc)) as dst:
+                for chunk in src:
+                    dst.write(chunk)
+        return max(rc.rowcount, 0)
+
+
+def copy_out(select: sql.Composable, fmt: sql.Composable) -> sql.Composable:
+    return sql.SQL("COPY ({s}) TO STDOUT {f}").format(s=select, f=fmt)
+
+
+def copy_in(target: sql.Composable, columns: list[str], fmt: sql.Composable) -> sql.Composable:
+    return sql.SQL("COPY {t} ({c}) FROM STDIN {f}").format(
+        t=target, c=sql.SQL(", ").join(sql.Identifier(c) for c in columns), f=fmt)
+
+
+# ------------------------------------------------------------------------------------ TID ranges
+@dataclass(frozen=True)
+class PageRange:
+    """Pages [first, stop) of one heap (``stop`` None: to the end, so rows on pages added since the
+    page count was read, invisible to the snapshot anyway, cannot be missed by a stale count)."""
+
+    relation: sql.Identifier
+    first: int
+    stop: int | None
+
+    def predicate(self) -> tuple[sql.Composable, list[str]]:
+        """The WHERE clause and its parameters (bound, so every batch is the same statement text)."""
+        if self.stop is None:
+            return sql.SQL("ctid >= %s::tid"), [f"({self.first},0)"]
+        return sql.SQL("ctid >= %s::tid AND ctid < %s::tid"), [f"({self.first},0)", f"({self.stop},0)"]
+
+
+_HEAPS = sql.SQL(
+    # The table itself, or the leaf partitions of a partitioned table, with their size in pages and
+    # the planner's rows per page (NULL when never vacuumed or analyzed).
+    "SELECT n.nspname, c.relname, pg_relation_size(c.oid) / current_setting('block_size')::int, "
+    "CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples / c.relpages END "
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    # pg_partition_tree lists nothing for a table that is not partitioned: hence the OR
+    "WHERE (c.oid = %(t)s::regclass OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%(t)s::regclass))) "
+    "AND c.relkind = 'r' ORDER BY 1, 2")
+
+DEFAULT_ROWS_PER_PAGE = 40.0
+
+
+_SAMPLE_WIDTH = "SELECT avg(pg_column_size(s.*)) FROM (SELECT * FROM ONLY {} LIMIT 200) s"
+PAGE_BYTES = 8192
+
+
+def page_ranges(master: psycopg.Connection, table: sql.Identifier, rows_per_batch: int,
+                bytes_per_batch: int) -> list[PageRange]:
+    """Batches of about ``rows_per_batch`` rows (and at most about ``bytes_per_batch``) over every heap
+    of ``table`` (its leaf partitions when it is partitioned), each one a range of whole pages; the last
+    range of each heap is open-ended."""
+    out: list[PageRange] = []
+    for schema, name, pages, per_page in master.execute(_HEAPS, {"t": table.as_string(master)}).fetchall():
+        rel = sql.Identifier(schema, name)
+        if not per_page and pages:
+            # never vacuumed or analyzed: rows per page from the width of a few rows
+            width = master.execute(sql.SQL(_SAMPLE_WIDTH).format(rel)).fetchone()[0]
+            per_page = PAGE_BYTES * 0.9 / float(width) if width else DEFAULT_ROWS_PER_PAGE
+        step = max(1, min(int(rows_per_batch / (per_page or DEFAULT_ROWS_PER_PAGE)), bytes_per_batch // PAGE_BYTES))
+        first = 0
+        while first + step < pages:
+            out.append(PageRange(rel, first, first + step))
+            first += step
+        out.append(PageRange(rel, first, None))
+    return out
+
+
+# ------------------------------------------------------------------------------------ binary framing
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+TRAILER = b"\xff\xff"
+
+
+class BinaryFrames:
+    """Checks the framing of a binary `COPY … TO STDOUT` stream read message by message (masters
+    before PostgreSQL 14, which cannot cut a table by TID range).
+
+    PostgreSQL sends one CopyData message per row; the file header (signature, flags, header extension)
+    arrives first, on its own or in front of the first row, and the trailer (int16 -1) last. `feed`
+    returns the row bytes of a message (None for a bare header or the trailer); anything else raises,
+    so a change of framing fails the copy instead of corrupting a batch. The first rows are walked field
+    by field; after that the field count is checked on every row."""
+
+    WALK = 64
+
+    def __init__(self, ncols: int):
+        self.ncols = ncols
+        self.header: bytes | None = None
+        self.ended = False
+        self.seen = 0
+        self.prefix = struct.pack("!h", ncols)
+
+    def _fail(self, why: str):
+        raise CopyError(f"unexpected binary COPY framing from the master ({why}); nothing of this batch was committed")
+
+    def feed(self, chunk) -> memoryview | None:
+        if self.seen >= self.WALK and chunk[:2] == self.prefix:  # the common case, kept cheap
+            return chunk
+        mv = memoryview(chunk)
+        if self.ended:
+            self._fail("data after the trailer")
+        if self.header is None:
+            if len(mv) < 19 or bytes(mv[:11]) != SIGNATURE:
+                self._fail("no PGCOPY signature")
+            (ext,) = struct.unpack_from("!i", mv, 15)
+            end = 19 + ext
+            if ext < 0 or len(mv) < end:
+                self._fail("truncated header")
+            self.header = bytes(mv[:end])
+            mv = mv[end:]
+            if not len(mv):
+                return None
+        if len(mv) == 2 and mv[0] == 0xFF and mv[1] == 0xFF:
+            self.ended = True
+            self.seen = 0  # anything after the trailer takes the checked path (and fails)
+            return None
+        if len(mv) < 2:
+            self._fail("short message")
+        (nf,) = struct.unpack_from("!h", mv, 0)
+        if nf != self.ncols:
+            self._fail(f"a row with {nf} fields, expected {self.ncols}")
+        if self.seen < self.WALK:
+            pos = 2
+            for _ in range(nf):
+                if pos + 4 > len(mv):
+                    self._fail("truncated row")
+                (ln,) = struct.unpack_from("!i", mv, pos)
+                pos += 4 + max(ln, 0)
+            if pos != len(mv):
+                self._fail("a message that is not exactly one row")
+        self.seen += 1
+        return mv
+
+    def close(self) -> None:
+        if self.header is None or not self.ended:
+            self._fail("the stream ended without a trailer")
+
+
+def framed_rows(master: psycopg.Connection, out: sql.Composable, params: list, ncols: int) -> Iterator[tuple[bytes, memoryview]]:
+    """(header, row bytes) for every row of one binary COPY TO STDOUT, framing checked."""
+    frames = BinaryFrames(ncols)
+    with master.cursor() as mc, mc.copy(out, params) as src:
+        for chunk in src:
+            row = frames.feed(chunk)
+            if row is not None:
+                yield frames.header, row  # type: ignore[misc]
+        frames.close()

@@ -1,0 +1,556 @@
+"""Copying one table: choosing the path, walking its key ranges, committing each batch with its
+checkpoint.
+
+Paths:
+
+* **direct**: the replica table is empty when the copy begins: the master table is read in heap order,
+  in batches of whole pages (`replicator.copy.stream`), each batch committed with its checkpoint.
+* **compare**: the replica holds rows: the key space is walked in ranges of about `CHECK_SPAN` batches.
+  A range the replica has no row in is copied straight, batch by batch. A range with rows on both sides
+  is compared (`replicator.copy.compare`): by checksums first, then, where they differ, key by key
+  (keys and row hashes only), and exactly the rows that are missing or differ are fetched by key and
+  merged under the policy (`replicator.copy.merge`); under `mirror` the replica's keys the master no
+  longer has are deleted. Where most rows of a range differ, fetching by key costs more than
+  transferring the range whole, so the walk switches to that, and back, from what it sees.
+* **transfer**: no comparison is possible (`--incremental` filters the master's rows by a cursor; a
+  masked key cannot be matched to the master's): every batch is transferred into a stage and merged.
+
+Resuming. A rerun after an interrupted copy does not trust what the earlier run committed: the master
+may have changed since. It walks the key space from the start, like any run, so the ranges committed
+before the interruption are reconciled to this run's snapshot (checksums make that cheap when nothing
+changed), and the ranges after them are copied straight. Rows fixed in the committed ranges are counted
+as `reconciled`. A copy that began into an empty table with no policy owns every row it committed, so
+its rerun treats the table as `mirror` (the finished table equals the master); with a policy, the rerun
+applies that policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from ..config import Policy
+from ..introspect import Schema
+from . import checkpoint, keyless
+from .compare import Comparer
+from .keys import Key, KeyRanges
+from .logic import ReplicaLogic
+from .merge import MAX_CONFLICT_DETAILS, Stage
+from .models import Checkpoint, Conflict, CopyResult, TableResult
+from .plan import POLICIES, CopyError, TablePlan
+from .stream import TID_RANGE_MIN_VERSION, TRAILER, copy_in, copy_out, framed_rows, page_ranges, pipe
+
+CHECK_SPAN = 10  # a compared range covers up to this many batches
+TRANSFER_ABOVE = 0.3  # fraction of differing rows above which a range is transferred whole, not by key
+
+Progress = Callable[..., None]
+
+
+class CopyConflict(CopyError):
+    """The `fail` policy met keys whose rows differ; the batch was rolled back."""
+
+    def __init__(self, message: str, table: str, conflicts: list[Conflict]):
+        super().__init__(message)
+        self.table = table
+        self.conflicts = conflicts
+
+
+@dataclass
+class RunContext:
+    """What every table of a run shares."""
+
+    master: psycopg.Connection
+    replica: psycopg.Connection
+    result: CopyResult
+    logic: ReplicaLogic
+    pool: ThreadPoolExecutor
+    replica_schema: Schema
+    progress: Progress
+    pooled_replica: bool = False
+    dry_run: bool = False
+    restart: bool = False
+    incremental: bool = False
+    checksum_skip: bool = True
+    batch_bytes: int = 64 * 1024 * 1024
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+
+
+@dataclass
+class Strategy:
+    """How the next differing range is compared, learnt from the ranges before it."""
+
+    checksum_first: bool = True  # most ranges match: a checksum is the cheap way to see it
+    whole: bool = False  # most rows differ: transfer the range whole instead of by key
+    recent: list[bool] = field(default_factory=list)  # did the last ranges' checksums differ
+
+    def saw(self, differed: bool, changed: int | None = None, rows: int | None = None) -> None:
+        self.recent = (self.recent + [differed])[-4:]
+        # Checksums pay only where ranges match: once the last ranges all differed, go straight to the
+        # key comparison (which finds an unchanged range too, for a little more).
+        self.checksum_first = not (len(self.recent) >= 3 and all(self.recent))
+        if changed is not None and rows:
+            ratio = changed / rows
+            if ratio > TRANSFER_ABOVE:
+                self.whole = True
+            elif ratio < TRANSFER_ABOVE / 3:
+                self.whole = False
+
+
+class TableCopy:
+    def __init__(self, ctx: RunContext, tp: TablePlan):
+        self.ctx = ctx
+        self.m = ctx.master
+        self.r = ctx.replica
+        self.tp = tp
+        self.res = TableResult(table=tp.label, replica_table=tp.replica_label,
+                               policy=tp.policy.value if tp.policy else None, key=tp.key_r,
+                               mode="incremental" if ctx.incremental else "full", masked_columns=tp.masked)
+        self.ranges = KeyRanges(tp) if tp.keyed else None
+        self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica)
+        self.cp: Checkpoint | None = None
+        self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
+        self.reconciling = False
+        self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
+
+    # ------------------------------------------------------------------------------- checkpoints
+    def _checkpoint(self, mode: str, *, last_key: Key | None, done: bool, was_empty: bool,
+                    run_watermark: str | None = None, watermark: str | None = None) -> None:
+        if self.ctx.dry_run:
+            return
+        prev = self.cp if self.cp is not None and self.cp.status == "running" and not self.ctx.restart else None
+        res = self.res
+        cp = Checkpoint(
+            table_name=res.replica_table, master_table=res.table, run_id=self.ctx.result.run_id, mode=mode,
+            policy=res.policy, status="done" if done else "running", key_columns=self.tp.key_r, last_key=last_key,
+            rows_copied=res.rows_copied, inserted=res.inserted, updated=res.updated, deleted=res.deleted,
+            batches=res.batches, was_empty=was_empty if prev is None else prev.was_empty,
+            snapshot_at=self.ctx.result.snapshot_at, run_watermark=run_watermark,
+            watermark=watermark if done else (self.cp.watermark if self.cp else None),
+            started_at=prev.started_at if prev is not None else None)
+        checkpoint.save(self.r, cp)
+
+    @contextmanager
+    def _write(self):
+        """One replica transaction that writes into the table: the replica's triggers and rules that would
+        fire are switched off inside it and back on before the commit (which the caller's block ends with)."""
+        self.ctx.logic.disable(self.r, self.tp.replica.key)
+        yield
+        self.ctx.logic.restore(self.r, self.tp.replica.key)
+
+    def _commit(self) -> None:
+        if self.ctx.dry_run:
+            self.r.rollback()
+        else:
+            self.r.commit()  # the batch and its checkpoint, atomically
+
+    # ------------------------------------------------------------------------------- entry
+    def run(self) -> TableResult:
+        res, tp = self.res, self.tp
+        t0 = time.monotonic()
+        try:
+            if tp.policy == Policy.REPLACE:
+                keyless.replace(self)
+            elif not tp.keyed:
+                keyless.copy_keyless(self)
+            else:
+                self._keyed()
+        except BaseException:
+            res.status = "failed"
+            res.seconds = round(time.monotonic() - t0, 3)
+            self.ctx.result.tables.append(res)
+            raise
+        finally:
+            self.stage.close()
+        res.seconds = round(time.monotonic() - t0, 3)
+        res.unchanged = max(res.rows_copied - res.inserted - res.updated, 0)
+        if self.ctx.dry_run:
+            res.status = "dry-run"
+        self.ctx.result.tables.append(res)
+        self.ctx.progress("end", res.table, result=res)
+        return res
+
+    def replica_has_rows(self, lo: Key | None = None, hi: Key | None = None) -> bool:
+        if self.ranges is None:
+            q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(self.tp.rfrom)
+            return bool(self.r.execute(q).fetchone()[0])
+        rng, params = self.ranges.predicate("replica", lo, hi)
+        q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(self.tp.rfrom, rng)
+        return bool(self.r.execute(q, params).fetchone()[0])
+
+    def estimate_rows(self) -> int | None:
+        row = self.m.execute(
+            "SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_catalog.pg_class c "
+            "WHERE c.relkind = 'r' AND (c.oid = %(t)s::regclass "
+            "OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%(t)s::regclass)))",
+            {"t": self.tp.mident.as_string(self.m)}).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def _keyed(self) -> None:
+        tp, res, ctx = self.tp, self.res, self.ctx
+        self.cp = None if ctx.dry_run else ctx.checkpoints.get(tp.replica_label)
+        interrupted = self.cp is not None and self.cp.status == "running" and not ctx.restart
+        empty = not self.replica_has_rows()
+        self.r.commit()
+        policy = tp.policy
+        if interrupted:
+            cp = self.cp
+            assert cp is not None
+            res.resumed_after = cp.last_key
+            if policy is None and cp.policy is None and cp.was_empty:
+                policy = Policy.MIRROR  # every replica row came from that copy into an empty table
+            if cp.policy and policy and cp.policy != policy.value:
+                res.notes.append(f"the interrupted run used policy {cp.policy}; this run applies {policy.value}")
+            if not empty and not ctx.incremental:
+                self.reconcile_until = cp.last_key
+                self.reconciling = cp.last_key is not None
+                self.reconcile_all = cp.last_key is None
+                res.notes.append(
+                    "resumed an interrupted copy (run " + cp.run_id[:8] + "): the rows it committed were compared "
+                    "with this run's snapshot and fixed where the master had changed since")
+        if ctx.incremental:
+            if not tp.cursor:
+                raise CopyError(f"--incremental needs a cursor column: set [tables.{tp.master.name}] cursor = \"...\"")
+            self._transfer_walk(policy, empty)
+            return
+        if empty and not ctx.dry_run:
+            self._direct()
+            return
+        if not empty and policy is None:
+            raise CopyError(f"replica table {res.replica_table} is not empty: choose a policy with --policy ({POLICIES})")
+        if tp.key_masked or not ctx.checksum_skip:
+            if tp.key_masked:
+                res.notes.append("masked key: every batch is transferred and matched on the masked key")
+            self._transfer_walk(policy, empty)
+        else:
+            self._compare_walk(policy, empty)
+
+    # ------------------------------------------------------------------------------- direct
+    def _direct(self) -> None:
+        """Into a table that was empty when the copy began: heap order, batches of whole pages."""
+        tp, res = self.tp, self.res
+        res.mode = "direct"
+        self.ctx.progress("start", res.table, total=self.estimate_rows())
+        res.notes.append("sequential read: the table was empty, so rows are copied in heap order, not key order")
+        into = copy_in(tp.rident, tp.rcols, tp.fmt)
+        if self.m.info.server_version < TID_RANGE_MIN_VERSION or not tp.binary:
+            self._direct_framed(into)
+            return
+        batches = page_ranges(self.m, tp.mident, tp.batch_size, self.ctx.batch_bytes)
+        for i, pr in enumerate(batches):
+            where, params = pr.predicate()
+            select = sql.SQL("SELECT {e} FROM ONLY {t} WHERE {w}").format(
+                e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=where)
+            with self._write():
+                rows = pipe(self.m, self.r, copy_out(select, tp.fmt), tp.mask_args() + params, into)
+                self._count_batch(rows, direct=True)
+                self._checkpoint("direct", last_key=None, done=i == len(batches) - 1, was_empty=True)
+            self._commit()
+            self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+
+    def _direct_framed(self, into: sql.Composable) -> None:
+        """Masters before PostgreSQL 14 (no TID range scans), and text-format tables: one sequential COPY
+        whose row messages are cut into batches; the binary framing is checked as it goes."""
+        tp, res = self.tp, self.res
+        if not tp.binary:
+            # text COPY rows cannot be cut without parsing: one batch
+            with self._write():
+                rows = pipe(self.m, self.r, copy_out(tp.select(sql.SQL("true")), tp.fmt), tp.mask_args(), into)
+                self._count_batch(rows, direct=True)
+                self._checkpoint("direct", last_key=None, done=True, was_empty=True)
+            self._commit()
+            return
+        out = copy_out(tp.select(sql.SQL("true")), tp.fmt)
+        n = tp.batch_size
+        cm = dst = None
+        rows = 0
+
+        def finish(done: bool) -> None:
+            nonlocal cm, dst, rows
+            if cm is not None:
+                dst.write(TRAILER)
+                c, cm, dst = cm, None, None
+                c.__exit__(None, None, None)
+            self._count_batch(rows, direct=True)
+            self._checkpoint("direct", last_key=None, done=done, was_empty=True)
+            self.ctx.logic.restore(self.r, tp.replica.key)
+            self._commit()
+            self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+            rows = 0
+
+        with self.r.cursor() as rc:
+            try:
+                for header, row in framed_rows(self.m, out, tp.mask_args(), len(tp.rcols)):
+                    if cm is not None and rows >= n:
+                        finish(False)
+                    if cm is None:
+                        self.ctx.logic.disable(self.r, tp.replica.key)
+                        cm = rc.copy(into)
+                        dst = cm.__enter__()
+                        dst.write(header)
+                    dst.write(row)
+                    rows += 1
+                if cm is None:
+                    self.ctx.logic.disable(self.r, tp.replica.key)
+                finish(True)
+            except BaseException as e:
+                if cm is not None:
+                    try:
+                        cm.__exit__(type(e), e, e.__traceback__)
+                    except BaseException:  # noqa: BLE001 - the original error is what matters
+                        pass
+                raise
+
+    def _count_batch(self, rows: int, *, direct: bool = False, skipped: int = 0) -> None:
+        res = self.res
+        res.rows_copied += rows
+        res.batches += 1
+        if direct:
+            res.inserted += rows
+            res.direct_batches += 1
+        if skipped:
+            res.skipped_batches += 1
+            res.skipped_rows += skipped
+
+    # ------------------------------------------------------------------------------- compare walk
+    def _compare_walk(self, policy: Policy, was_empty: bool) -> None:
+        tp, res, ranges = self.tp, self.res, self.ranges
+        assert ranges is not None
+        self.ctx.progress("start", res.table, total=self.estimate_rows())
+        comparer = Comparer(self.m, self.r, tp, ranges, self.ctx.pool, pooled=self.ctx.pooled_replica)
+        try:
+            self._walk(comparer, policy, was_empty)
+        finally:
+            comparer.keys.close()
+
+    def _walk(self, comparer: Comparer, policy: Policy, was_empty: bool) -> None:
+        tp, res, ranges = self.tp, self.res, self.ranges
+        assert ranges is not None
+        strategy = Strategy()
+        span = tp.batch_size * CHECK_SPAN
+        lo: Key | None = None
+        while True:
+            cap = self.reconcile_until if self.reconciling else None
+            hi, more = ranges.boundary(self.m, lo, span, cap=cap)
+            if cap is not None and not more:
+                # the committed part ends here: its last range closes exactly on the resume key
+                hi, more, self.reconciling = cap, True, False
+            upper = hi if more else None  # the last range is open-ended: mirror sees every replica key
+            if hi is None and not (policy == Policy.MIRROR and self.replica_has_rows(lo, None)):
+                self.r.rollback()
+                with self._write():
+                    self._checkpoint("full", last_key=lo, done=True, was_empty=was_empty)
+                self._commit()
+                break
+            before = (res.inserted, res.updated, res.deleted)
+            if not self.replica_has_rows(lo, upper):
+                self._straight(lo, upper, was_empty)
+            else:
+                self._compare_range(comparer, strategy, policy, lo, upper, was_empty, hi_key=hi, last=not more)
+            if cap is not None or self.reconcile_all:
+                fixed = (res.inserted - before[0]) if cap is not None else 0
+                res.reconciled += fixed + res.updated - before[1] + res.deleted - before[2]
+            if hi is not None:
+                lo = hi
+            if not more:
+                break
+        res.last_key = lo
+
+    def _straight(self, lo: Key | None, upper: Key | None, was_empty: bool) -> None:
+        """A key range the replica has no row in: COPY it straight, batch by batch."""
+        tp, ranges = self.tp, self.ranges
+        assert ranges is not None
+        into = copy_in(tp.rident, tp.rcols, tp.fmt)
+        b_lo = lo
+        while True:
+            b_hi, b_more = ranges.boundary(self.m, b_lo, tp.batch_size, cap=upper)
+            if b_hi is None:
+                self.r.rollback()
+                return
+            rng, params = ranges.predicate("master", b_lo, b_hi)
+            with self._write():
+                if self.ctx.dry_run:
+                    rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, rng),
+                                          params).fetchone()[0]
+                else:
+                    rows = pipe(self.m, self.r, copy_out(tp.select(rng), tp.fmt), tp.mask_args() + params, into)
+                self._count_batch(rows, direct=True)
+                last = not b_more and upper is None
+                self._checkpoint("full", last_key=b_hi, done=last and not self.reconciling, was_empty=was_empty)
+            self._commit()
+            self.ctx.progress("batch", self.res.table, rows=rows, done=self.res.rows_copied)
+            b_lo = b_hi
+            if not b_more:
+                return
+
+    def _compare_range(self, comparer: Comparer, strategy: Strategy, policy: Policy, lo: Key | None,
+                       upper: Key | None, was_empty: bool, *, hi_key: Key | None, last: bool) -> None:
+        tp, res = self.tp, self.res
+        rows = None
+        if strategy.checksum_first:
+            (mn, ms), (rn, rs) = comparer.checksums(lo, upper)
+            self.r.rollback()  # the checksum read nothing that needs keeping
+            if (mn, ms) == (rn, rs):
+                strategy.saw(False)
+                with self._write():
+                    self._count_batch(mn, skipped=mn)
+                    self._checkpoint("full", last_key=hi_key if hi_key is not None else lo, done=last, was_empty=was_empty)
+                self._commit()
+                self.ctx.progress("batch", res.table, rows=mn, done=res.rows_copied)
+                return
+        with self._write():
+            if strategy.whole:
+                rows, changed = self._transfer_range(policy, lo, upper)
+            else:
+                rows, changed = self._diff_range(comparer, policy, lo, upper)
+            strategy.saw(True, changed, rows)
+            self._count_batch(rows)
+            self._checkpoint("full", last_key=hi_key if hi_key is not None else lo, done=last, was_empty=was_empty)
+        self._commit()
+        self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+
+    def _diff_range(self, comparer: Comparer, policy: Policy, lo: Key | None, upper: Key | None) -> tuple[int, int]:
+        """Compare the range key by key and fetch exactly what differs. Returns (master rows, rows that
+        differ)."""
+        tp, res = self.tp, self.res
+        updates = policy in (Policy.MASTER_WINS, Policy.MIRROR)
+        details = self.ctx.dry_run or policy == Policy.FAIL
+        diff = comparer.key_diff(lo, upper, want_changed=updates or details)
+        res.diffed_ranges += 1
+        stage = self.stage.current()
+        if diff.changed and details:
+            comparer.fetch_by_key(diff.changed[:MAX_CONFLICT_DETAILS], stage)
+            n, found = self.stage.conflicts(stage)
+            self._conflicts(len(diff.changed), found, policy)
+            self.r.execute(sql.SQL("TRUNCATE {}").format(stage))
+        if self.ctx.dry_run:
+            res.inserted += len(diff.missing)
+            res.updated += len(diff.changed) if updates else 0
+            res.deleted += diff.replica_only if policy == Policy.MIRROR else 0
+            return diff.master_rows, len(diff.missing) + len(diff.changed)
+        wanted = diff.missing + (diff.changed if updates else [])
+        if wanted:
+            res.fetched_by_key += comparer.fetch_by_key(wanted, stage)
+            self.stage.apply(stage, policy, res)
+        if policy == Policy.MIRROR and diff.replica_only:
+            res.deleted += comparer.delete_replica_only(lo, upper)
+        return diff.master_rows, len(diff.missing) + len(diff.changed)
+
+    def _transfer_range(self, policy: Policy, lo: Key | None, upper: Key | None,
+                        extra: tuple[sql.Composable, list] = (sql.SQL("true"), [])) -> tuple[int, int]:
+        """Transfer the range's master rows into the stage and merge them. Returns (rows, rows written)."""
+        tp, res, ranges = self.tp, self.res, self.ranges
+        assert ranges is not None
+        stage = self.stage.current()
+        rng, params = ranges.predicate("master", lo, upper)
+        where = sql.SQL("{} AND {}").format(rng, extra[0])
+        rows = pipe(self.m, self.r, copy_out(tp.select(where), tp.fmt), tp.mask_args() + params + extra[1],
+                    copy_in(stage, tp.rcols, tp.fmt))
+        if policy == Policy.FAIL or (self.ctx.dry_run and policy in (Policy.KEEP_REPLICA, None)):
+            n, found = self.stage.conflicts(stage)
+            self._conflicts(n, found, policy)
+        before = res.inserted + res.updated + res.deleted
+        if self.ctx.dry_run:
+            ins, upd = self.stage.count_changes(stage, policy)
+            res.inserted += ins
+            res.updated += upd
+        else:
+            self.stage.apply(stage, policy, res)
+        deletes = policy == Policy.MIRROR and not tp.key_masked and not self.ctx.incremental
+        if deletes:
+            rrng, rparams = ranges.predicate("replica", lo, upper, "t")
+            if self.ctx.dry_run:
+                res.deleted += self.r.execute(sql.SQL(
+                    "SELECT count(*) FROM {t} t WHERE {w} AND NOT EXISTS (SELECT 1 FROM {s} s WHERE {j})").format(
+                    t=tp.rfrom, w=rrng, s=stage, j=self.stage.join()), rparams).fetchone()[0]
+            else:
+                res.deleted += self.stage.delete_missing(stage, rrng, rparams)
+        return rows, res.inserted + res.updated + res.deleted - before
+
+    def _conflicts(self, n: int, found: list[Conflict], policy: Policy | None) -> None:
+        if not n:
+            return
+        res = self.res
+        res.conflicts += n
+        room = MAX_CONFLICT_DETAILS - len(res.conflict_details)
+        res.conflict_details += found[:max(room, 0)]
+        if policy == Policy.FAIL and not self.ctx.dry_run:
+            self.r.rollback()
+            keys = "; ".join(", ".join(f"{k}={v}" for k, v in c.key.items()) + " (" + ", ".join(
+                d.column for d in c.columns) + ")" for c in found[:3])
+            raise CopyConflict(f"{n} conflicting row(s) in {res.table} under policy fail; batch rolled back; e.g. {keys}",
+                               res.table, found)
+
+    # ------------------------------------------------------------------------------- transfer walk
+    def _transfer_walk(self, policy: Policy | None, was_empty: bool) -> None:
+        """Batch by batch, every batch transferred into the stage and merged: `--incremental` (the
+        master's rows filtered by the cursor) and masked keys (not comparable with the master's)."""
+        tp, res, ranges = self.tp, self.res, self.ranges
+        assert ranges is not None
+        since = self.cp.watermark if (self.ctx.incremental and self.cp) else None
+        if self.ctx.incremental and since is None:
+            res.notes.append("no watermark yet: full copy")
+        if self.ctx.incremental and policy == Policy.MIRROR:
+            res.notes.append("mirror under --incremental does not delete (deletions are not visible by cursor)")
+        if not was_empty and policy is None:
+            raise CopyError(f"replica table {res.replica_table} is not empty: choose a policy with --policy ({POLICIES})")
+        run_watermark = None
+        if tp.cursor:
+            run_watermark = self.m.execute(sql.SQL("SELECT max({c})::text FROM {t}").format(
+                c=sql.Identifier(tp.cursor), t=tp.mfrom)).fetchone()[0]
+        res.watermark = run_watermark
+        extra = self._cursor_pred(since)
+        mode = "incremental" if self.ctx.incremental else "full"
+        self.ctx.progress("start", res.table, total=self.estimate_rows() if not since else None)
+        lo: Key | None = None
+        while True:
+            hi, more = ranges.boundary(self.m, lo, tp.batch_size, extra=extra)
+            upper = hi if more else None
+            with self._write():
+                if hi is None and not (policy == Policy.MIRROR and mode == "full" and not tp.key_masked):
+                    rows = 0
+                elif not tp.key_masked and not self.replica_has_rows(lo, upper):
+                    rng, params = ranges.predicate("master", lo, upper)
+                    where = sql.SQL("{} AND {}").format(rng, extra[0])
+                    if self.ctx.dry_run:
+                        rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, where),
+                                              params + extra[1]).fetchone()[0]
+                    else:
+                        rows = pipe(self.m, self.r, copy_out(tp.select(where), tp.fmt),
+                                    tp.mask_args() + params + extra[1], copy_in(tp.rident, tp.rcols, tp.fmt))
+                    res.inserted += rows
+                    res.direct_batches += 1
+                else:
+                    rows, _ = self._transfer_range(policy, lo, upper, extra)
+                res.rows_copied += rows
+                res.batches += 1
+                if hi is not None:
+                    lo = hi
+                self._checkpoint(mode, last_key=lo, done=not more, was_empty=was_empty,
+                                 run_watermark=run_watermark, watermark=run_watermark)
+            self._commit()
+            self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+            if not more:
+                break
+        res.last_key = lo
+
+    def _cursor_pred(self, since: str | None) -> tuple[sql.Composable, list]:
+        tp = self.tp
+        if not since or not tp.cursor:
+            return sql.SQL("true"), []
+        col = sql.Identifier(tp.cursor)
+        typ = tp.cursor_type or "text"
+        if "timestamp" in typ or typ == "date":
+            return (sql.SQL("{} >= %s::{} - make_interval(secs => %s)").format(col, sql.SQL(typ)),
+                    [since, tp.cfg.lag_seconds])
+        return sql.SQL("{} >= %s::{}").format(col, sql.SQL(typ)), [since]
+
+
+def snapshot_time(master: psycopg.Connection) -> datetime:
+    return master.execute("SELECT now()").fetchone()[0]

@@ -1,0 +1,103 @@
+"""The one meaning of "equal", shared by `replicator copy` and `replicator verify`.
+
+Two values are equal when their text forms are identical, both sides rendering with the same settings
+(:data:`RENDER_SETTINGS`, pinned by :func:`pin_render_settings`). That is stricter than SQL's `=` on
+purpose: `numeric` 1.000 and 1.0, `float8` -0 and 0, the intervals `-1 days +25:00:00` and `01:00:00`,
+`jsonb` 1 and 1.0 and two `citext` values that differ in case are all `=` yet not the same data, and a
+replica holding one where the master holds the other is not a copy of it. (For the same reason jsonb
+is hashed through its text: `jsonb_hash_extended` hashes 1 and 1.0 alike.)
+
+A row's hash combines, with xor, one 64-bit hash per column seeded with the column's position:
+
+    coalesce(hashtextextended(c1::text, 1), 1) # coalesce(hashtextextended(c2::text, 2), 2) # ...
+
+so NULL differs from '' and from any value, columns cannot trade places unnoticed, and the physical
+column order on either side does not matter (columns are named, in an agreed list). Ranges of rows are
+compared by `count(*)` and the sum of their row hashes; single rows by their hash or, where the exact
+answer is needed (which rows to update), by comparing the text forms themselves.
+
+xml is the one type whose COPY form is not its text: the output function drops the `<?xml ...?>`
+declaration. Copy therefore transfers xml as text (:func:`transfer_expr`), which the replica's input
+stores as is, so both sides keep, and hash, the same text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import sql
+
+#: Session settings that change the text form of values (and of keys passed around as text).
+RENDER_SETTINGS = ("TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output", "lc_monetary")
+
+#: What both sides render with during a copy or a verify. Only these are pinned on the master (the
+#: guard allows them, transaction-locally); bytea_output and lc_monetary follow the master's values.
+PINNED = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "IntervalStyle": "postgres"}
+
+
+def _ident(column: str, alias: str | None) -> sql.Composable:
+    return sql.Identifier(alias, column) if alias else sql.Identifier(column)
+
+
+def value_text(column: str, alias: str | None = None) -> sql.Composable:
+    """The text form of one column's value: what "equal" compares."""
+    return sql.SQL("{}::text").format(_ident(column, alias))
+
+
+def row_hash(columns: Sequence[str], alias: str | None = None) -> sql.Composable:
+    """The 64-bit hash of a row over ``columns`` (seeded by position in that list)."""
+    parts = [
+        sql.SQL("coalesce(hashtextextended({}, {}), {})").format(value_text(c, alias), sql.Literal(pos), sql.Literal(pos))
+        for pos, c in enumerate(columns, start=1)
+    ]
+    if not parts:
+        return sql.SQL("0::bigint")
+    return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
+
+
+def range_checksum(columns: Sequence[str], alias: str | None = None) -> sql.Composable:
+    """`count(*), coalesce(sum(<row hash>), 0)`: the aggregate two sides compare for a set of rows."""
+    return sql.SQL("count(*), coalesce(sum({}), 0)").format(row_hash(columns, alias))
+
+
+def rows_differ(left: str, right: str, columns: Sequence[str], right_columns: Sequence[str] | None = None) -> sql.Composable:
+    """True when rows ``left`` and ``right`` differ in any of ``columns`` (text forms, NULL-aware)."""
+    if not columns:
+        return sql.SQL("false")
+    rcols = right_columns or columns
+    return sql.SQL("({}) IS DISTINCT FROM ({})").format(
+        sql.SQL(", ").join(value_text(c, left) for c in columns),
+        sql.SQL(", ").join(value_text(c, right) for c in rcols))
+
+
+_XML = re.compile(r"^(pg_catalog\.)?xml$")
+
+
+def transfer_expr(expr: sql.Composable, column_type: str) -> sql.Composable:
+    """What copy selects on the master for a column: the value itself, except xml as its text."""
+    if _XML.match(column_type):
+        return sql.SQL("{}::text").format(expr)
+    return expr
+
+
+def render_settings_query() -> sql.Composable:
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("current_setting({})").format(sql.Literal(n)) for n in RENDER_SETTINGS))
+
+
+def pin_master_sql(server_version: int) -> sql.Composable:
+    """Pin the master's rendering for the current transaction (set_config(..., true): the guard allows
+    these presentation settings transaction-locally). extra_float_digits 1 gives the shortest exact text
+    of a float from PostgreSQL 12 on; older servers need 3."""
+    values = dict(PINNED, extra_float_digits="1" if server_version >= 120000 else "3")
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("pg_catalog.set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v)) for k, v in values.items()))
+
+
+def follow_sql(settings: dict[str, Any], *, local: bool) -> sql.Composable:
+    """Make a (replica) session render like ``settings`` (the master's, read after pinning)."""
+    return sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+        sql.SQL("pg_catalog.set_config({}, {}, {})").format(sql.Literal(k), sql.Literal(v), sql.Literal(local))
+        for k, v in settings.items()))
