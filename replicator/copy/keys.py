@@ -21,6 +21,8 @@ from .plan import TablePlan
 
 Key = list[str]
 
+SAMPLE_PAGES = 2048  # about this many pages are sampled to cut a big table into ranges
+
 _COLLATABLE = re.compile(r"^(pg_catalog\.)?(text|character varying|varchar|character|bpchar|char|name|citext)\b")
 
 
@@ -63,6 +65,39 @@ class KeyRanges:
     def keys_text(self, columns: Sequence[str], alias: str | None = None) -> sql.Composable:
         return sql.SQL(", ").join(
             sql.SQL("{}::text").format(sql.Identifier(alias, c) if alias else sql.Identifier(c)) for c in columns)
+
+    def sample_boundaries(self, master: psycopg.Connection, estimate: int | None, rows_per_interval: int, *,
+                          include: Key | None = None) -> list[Key]:
+        """Keys cutting the master table into intervals of about ``rows_per_interval`` rows, in one query:
+        ntile over the keys of a block sample (`TABLESAMPLE SYSTEM`, about `SAMPLE_PAGES` pages) of a big
+        table, of every key of a small one. Approximate sizes are all a walk needs: any keys cut the key
+        space into ranges that cover it. ``include`` (the key an interrupted run stopped at) becomes a
+        boundary too. A table of about one interval gets none: one range, no query."""
+        tp = self.tp
+        parts = -(-(estimate or 0) // rows_per_interval)
+        if parts <= 1 and include is None:
+            return []
+        pages = master.execute("SELECT (sum(pg_relation_size(c.oid)) / current_setting('block_size')::int)::bigint "
+                               "FROM pg_catalog.pg_class c WHERE c.relkind = 'r' AND (c.oid = %(t)s::regclass OR "
+                               "c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%(t)s::regclass)))",
+                               {"t": tp.mident.as_string(master)}).fetchone()[0] or 0
+        sample = sql.SQL(" TABLESAMPLE SYSTEM ({})").format(
+            sql.Literal(round(min(100.0, 100.0 * SAMPLE_PAGES / pages), 4))) if pages > 2 * SAMPLE_PAGES else sql.SQL("")
+        keys = sql.SQL(", ").join(sql.Identifier(k) for k in tp.key_m)
+        picked = sql.SQL(
+            "SELECT DISTINCT ON (tile) {keys} FROM (SELECT {keys}, ntile({n}) OVER (ORDER BY {order}) AS tile "
+            "FROM {t}{sample}) s WHERE tile > 1 ORDER BY tile, {order}"
+        ).format(keys=keys, n=sql.Literal(max(parts, 1)), order=self.order(tp.key_m), t=tp.mfrom, sample=sample)
+        params: list = []
+        if include is not None:
+            # the resume key becomes a boundary, placed among the others in the table's key order
+            picked = sql.SQL("({}) UNION SELECT {}").format(picked, sql.SQL(", ").join(
+                sql.SQL("%s::" + t) for t in tp.key_types))
+            params = list(include)
+        aliased = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_replicator_k{i}"))
+                                     for i, k in enumerate(tp.key_m))
+        q = sql.SQL("SELECT {a} FROM ({p}) b ORDER BY {o}").format(a=aliased, p=picked, o=self.order(tp.key_m))
+        return [list(r) for r in master.execute(q, params).fetchall()]
 
     def boundary(self, master: psycopg.Connection, lo: Key | None, n: int, *, cap: Key | None = None,
                  extra: tuple[sql.Composable, list] = (sql.SQL("true"), [])) -> tuple[Key | None, bool]:

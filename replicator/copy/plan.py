@@ -50,6 +50,7 @@ class TablePlan:
     identity_always: list[str] = field(default_factory=list)  # replica columns GENERATED ALWAYS AS IDENTITY
     collate_c: bool = False  # compare key ranges byte-wise: the two sides' key collations differ
     problems: list[str] = field(default_factory=list)
+    rows_estimate: int | None = None  # master rows, from introspection (exact for small tables)
 
     @property
     def keyed(self) -> bool:
@@ -246,6 +247,7 @@ def plan_table(
         mcols=mcols, rcols=rcols, types=types, select_exprs=[], mask_params=0,
         mask_key=mask_key(cfg), masked=[], problems=problems,
         identity_always=[rt.columns[r].name for r in rcols if rt.columns[r].identity == "always"],
+        rows_estimate=mschema.row_count(mt.key) if mschema is not None else None,
         collate_c=key_collations_differ,
     )
     key = mt.key_columns() or (tree_key(mschema, mt) if mschema is not None else None)

@@ -5,13 +5,14 @@ Paths:
 
 * **direct**: the replica table is empty when the copy begins: the master table is read in heap order,
   in batches of whole pages (`replicator.copy.stream`), each batch committed with its checkpoint.
-* **compare**: the replica holds rows: the key space is walked in ranges of about `CHECK_SPAN` batches.
-  A range the replica has no row in is copied straight, batch by batch. A range with rows on both sides
-  is compared (`replicator.copy.compare`): by checksums first, then, where they differ, key by key
-  (keys and row hashes only), and exactly the rows that are missing or differ are fetched by key and
-  merged under the policy (`replicator.copy.merge`); under `mirror` the replica's keys the master no
-  longer has are deleted. Where most rows of a range differ, fetching by key costs more than
-  transferring the range whole, so the walk switches to that, and back, from what it sees.
+* **compare**: the replica holds rows: the key space is cut, from one sample of the master's keys, into
+  intervals of about one batch, walked in ranges of one or more intervals. A range the replica has no
+  row in is copied straight, interval by interval. A range with rows on both sides is compared
+  (`replicator.copy.compare`), and how adapts to what the ranges before showed (`Strategy`): by
+  checksums while ranges match (each next range twice as wide), key by key once they differ (keys and
+  row hashes only; exactly the rows missing or differing are fetched by key and merged under the policy,
+  `replicator.copy.merge`; under `mirror` the keys the master no longer has are deleted), and by
+  transferring whole ranges where most rows differ.
 * **transfer**: no comparison is possible (`--incremental` filters the master's rows by a cursor; a
   masked key cannot be matched to the master's): every batch is transferred into a stage and merged.
 
@@ -47,7 +48,8 @@ from .models import Checkpoint, Conflict, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan
 from .stream import TID_RANGE_MIN_VERSION, TRAILER, copy_in, copy_out, framed_rows, page_ranges, pipe
 
-CHECK_SPAN = 10  # a compared range covers up to this many batches
+MAX_WIDTH = 16  # a range compared by checksum covers up to this many batches
+KEYS_WIDTH = 8  # a range compared key by key covers this many batches
 TRANSFER_ABOVE = 0.3  # fraction of differing rows above which a range is transferred whole, not by key
 
 Progress = Callable[..., None]
@@ -84,23 +86,32 @@ class RunContext:
 
 @dataclass
 class Strategy:
-    """How the next differing range is compared, learnt from the ranges before it."""
+    """How the next range is compared, learnt from the ranges before it.
 
-    checksum_first: bool = True  # most ranges match: a checksum is the cheap way to see it
-    whole: bool = False  # most rows differ: transfer the range whole instead of by key
-    recent: list[bool] = field(default_factory=list)  # did the last ranges' checksums differ
+    - ``checksum``: count and sum of row hashes on both sides; while ranges match, each next range is
+      twice as wide (up to `MAX_WIDTH` intervals), so an unchanged table costs few round trips.
+    - ``keys``: ranges differ (changes spread over the table): checksums would be wasted work, each
+      range is compared key by key at once. A range found equal goes back to ``checksum``.
+    - ``whole``: most rows of a range differ: transferring the range costs less than fetching row by
+      row. Back to ``keys`` once few rows differ.
+    """
 
-    def saw(self, differed: bool, changed: int | None = None, rows: int | None = None) -> None:
-        self.recent = (self.recent + [differed])[-4:]
-        # Checksums pay only where ranges match: once the last ranges all differed, go straight to the
-        # key comparison (which finds an unchanged range too, for a little more).
-        self.checksum_first = not (len(self.recent) >= 3 and all(self.recent))
-        if changed is not None and rows:
-            ratio = changed / rows
-            if ratio > TRANSFER_ABOVE:
-                self.whole = True
-            elif ratio < TRANSFER_ABOVE / 3:
-                self.whole = False
+    mode: str = "checksum"
+    width: int = 1  # intervals (batches) per range
+
+    def matched(self) -> None:
+        self.width = min(self.width * 2, MAX_WIDTH)
+
+    def differed(self, changed: int, rows: int) -> None:
+        ratio = changed / rows if rows else 1.0
+        if changed == 0:
+            self.mode, self.width = "checksum", 1
+        elif ratio > TRANSFER_ABOVE:
+            self.mode, self.width = "whole", 1
+        elif self.mode == "whole" and ratio > TRANSFER_ABOVE / 3:
+            pass
+        else:
+            self.mode, self.width = "keys", KEYS_WIDTH
 
 
 class TableCopy:
@@ -185,6 +196,8 @@ class TableCopy:
         return bool(self.r.execute(q, params).fetchone()[0])
 
     def estimate_rows(self) -> int | None:
+        if self.tp.rows_estimate is not None:
+            return self.tp.rows_estimate
         row = self.m.execute(
             "SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_catalog.pg_class c "
             "WHERE c.relkind = 'r' AND (c.oid = %(t)s::regclass "
@@ -322,106 +335,92 @@ class TableCopy:
     def _compare_walk(self, policy: Policy, was_empty: bool) -> None:
         tp, res, ranges = self.tp, self.res, self.ranges
         assert ranges is not None
-        self.ctx.progress("start", res.table, total=self.estimate_rows())
+        estimate = self.estimate_rows()
+        self.ctx.progress("start", res.table, total=estimate)
         comparer = Comparer(self.m, self.r, tp, ranges, self.ctx.pool, pooled=self.ctx.pooled_replica)
         try:
-            self._walk(comparer, policy, was_empty)
+            bounds = ranges.sample_boundaries(self.m, estimate, tp.batch_size, include=self.reconcile_until)
+            self._walk(comparer, policy, was_empty, bounds)
         finally:
-            comparer.keys.close()
+            comparer.close()
 
-    def _walk(self, comparer: Comparer, policy: Policy, was_empty: bool) -> None:
-        tp, res, ranges = self.tp, self.res, self.ranges
-        assert ranges is not None
+    def _walk(self, comparer: Comparer, policy: Policy, was_empty: bool, bounds: list[Key]) -> None:
+        """Walk the intervals between ``bounds`` (each about one batch of master rows), grouped into
+        ranges whose width adapts to what the ranges before showed (`Strategy`)."""
+        res = self.res
+        total = len(bounds) + 1  # (None, b0], (b0, b1], ..., (b_last, None]
+        # intervals up to the resume key were committed by an interrupted run: reconciled, never straddled
+        prefix = (bounds.index(self.reconcile_until) + 1) if self.reconcile_until in bounds else 0
         strategy = Strategy()
-        span = tp.batch_size * CHECK_SPAN
-        lo: Key | None = None
-        while True:
-            cap = self.reconcile_until if self.reconciling else None
-            hi, more = ranges.boundary(self.m, lo, span, cap=cap)
-            if cap is not None and not more:
-                # the committed part ends here: its last range closes exactly on the resume key
-                hi, more, self.reconciling = cap, True, False
-            upper = hi if more else None  # the last range is open-ended: mirror sees every replica key
-            if hi is None and not (policy == Policy.MIRROR and self.replica_has_rows(lo, None)):
-                self.r.rollback()
-                with self._write():
-                    self._checkpoint("full", last_key=lo, done=True, was_empty=was_empty)
-                self._commit()
-                break
+        i = 0
+        while i < total:
+            j = min(i + strategy.width, total, prefix if i < prefix else total)
+            lo = bounds[i - 1] if i else None
+            upper = bounds[j - 1] if j <= len(bounds) else None
             before = (res.inserted, res.updated, res.deleted)
             if not self.replica_has_rows(lo, upper):
-                self._straight(lo, upper, was_empty)
+                self.r.rollback()
+                for x in range(i, j):  # straight, interval by interval (a batch each)
+                    self._straight(bounds[x - 1] if x else None, bounds[x] if x < len(bounds) else None,
+                                   was_empty, done=x == total - 1)
             else:
-                self._compare_range(comparer, strategy, policy, lo, upper, was_empty, hi_key=hi, last=not more)
-            if cap is not None or self.reconcile_all:
-                fixed = (res.inserted - before[0]) if cap is not None else 0
-                res.reconciled += fixed + res.updated - before[1] + res.deleted - before[2]
-            if hi is not None:
-                lo = hi
-            if not more:
-                break
-        res.last_key = lo
+                self._compare_range(comparer, strategy, policy, lo, upper, was_empty, last=j == total)
+            if i < prefix or self.reconcile_all:
+                keyed = (res.inserted - before[0]) if i < prefix else 0
+                res.reconciled += keyed + res.updated - before[1] + res.deleted - before[2]
+            i = j
+        res.last_key = None
 
-    def _straight(self, lo: Key | None, upper: Key | None, was_empty: bool) -> None:
-        """A key range the replica has no row in: COPY it straight, batch by batch."""
+    def _straight(self, lo: Key | None, upper: Key | None, was_empty: bool, *, done: bool) -> None:
+        """An interval the replica has no row in: COPY it straight, in one batch."""
         tp, ranges = self.tp, self.ranges
         assert ranges is not None
-        into = copy_in(tp.rident, tp.rcols, tp.fmt)
-        b_lo = lo
-        while True:
-            b_hi, b_more = ranges.boundary(self.m, b_lo, tp.batch_size, cap=upper)
-            if b_hi is None:
-                self.r.rollback()
-                return
-            rng, params = ranges.predicate("master", b_lo, b_hi)
-            with self._write():
-                if self.ctx.dry_run:
-                    rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, rng),
-                                          params).fetchone()[0]
-                else:
-                    rows = pipe(self.m, self.r, copy_out(tp.select(rng), tp.fmt), tp.mask_args() + params, into)
-                self._count_batch(rows, direct=True)
-                last = not b_more and upper is None
-                self._checkpoint("full", last_key=b_hi, done=last and not self.reconciling, was_empty=was_empty)
-            self._commit()
-            self.ctx.progress("batch", self.res.table, rows=rows, done=self.res.rows_copied)
-            b_lo = b_hi
-            if not b_more:
-                return
+        rng, params = ranges.predicate("master", lo, upper)
+        with self._write():
+            if self.ctx.dry_run:
+                rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, rng),
+                                      params).fetchone()[0]
+            else:
+                rows = pipe(self.m, self.r, copy_out(tp.select(rng), tp.fmt), tp.mask_args() + params,
+                            copy_in(tp.rident, tp.rcols, tp.fmt))
+            self._count_batch(rows, direct=True)
+            self._checkpoint("full", last_key=None if done else upper, done=done, was_empty=was_empty)
+        self._commit()
+        self.ctx.progress("batch", self.res.table, rows=rows, done=self.res.rows_copied)
 
     def _compare_range(self, comparer: Comparer, strategy: Strategy, policy: Policy, lo: Key | None,
-                       upper: Key | None, was_empty: bool, *, hi_key: Key | None, last: bool) -> None:
-        tp, res = self.tp, self.res
-        rows = None
-        if strategy.checksum_first:
+                       upper: Key | None, was_empty: bool, *, last: bool) -> None:
+        res = self.res
+        if strategy.mode == "checksum":
             (mn, ms), (rn, rs) = comparer.checksums(lo, upper)
             self.r.rollback()  # the checksum read nothing that needs keeping
             if (mn, ms) == (rn, rs):
-                strategy.saw(False)
+                strategy.matched()
                 with self._write():
                     self._count_batch(mn, skipped=mn)
-                    self._checkpoint("full", last_key=hi_key if hi_key is not None else lo, done=last, was_empty=was_empty)
+                    self._checkpoint("full", last_key=None if last else upper, done=last, was_empty=was_empty)
                 self._commit()
                 self.ctx.progress("batch", res.table, rows=mn, done=res.rows_copied)
                 return
         with self._write():
-            if strategy.whole:
+            if strategy.mode == "whole":
                 rows, changed = self._transfer_range(policy, lo, upper)
             else:
                 rows, changed = self._diff_range(comparer, policy, lo, upper)
-            strategy.saw(True, changed, rows)
+            strategy.differed(changed, rows)
             self._count_batch(rows)
-            self._checkpoint("full", last_key=hi_key if hi_key is not None else lo, done=last, was_empty=was_empty)
+            # done: the whole key space is covered, there is no key to resume after
+            self._checkpoint("full", last_key=None if last else upper, done=last, was_empty=was_empty)
         self._commit()
         self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
 
     def _diff_range(self, comparer: Comparer, policy: Policy, lo: Key | None, upper: Key | None) -> tuple[int, int]:
         """Compare the range key by key and fetch exactly what differs. Returns (master rows, rows that
-        differ)."""
+        differ, replica-only keys included)."""
         tp, res = self.tp, self.res
         updates = policy in (Policy.MASTER_WINS, Policy.MIRROR)
-        details = self.ctx.dry_run or policy == Policy.FAIL
-        diff = comparer.key_diff(lo, upper, want_changed=updates or details)
+        details = policy == Policy.FAIL or (self.ctx.dry_run and policy in (Policy.KEEP_REPLICA, None))
+        diff = comparer.key_diff(lo, upper, want_changed=updates or details or self.ctx.dry_run)
         res.diffed_ranges += 1
         stage = self.stage.current()
         if diff.changed and details:
@@ -429,18 +428,19 @@ class TableCopy:
             n, found = self.stage.conflicts(stage)
             self._conflicts(len(diff.changed), found, policy)
             self.r.execute(sql.SQL("TRUNCATE {}").format(stage))
+        differing = len(diff.missing) + len(diff.changed) + diff.replica_only
         if self.ctx.dry_run:
             res.inserted += len(diff.missing)
             res.updated += len(diff.changed) if updates else 0
             res.deleted += diff.replica_only if policy == Policy.MIRROR else 0
-            return diff.master_rows, len(diff.missing) + len(diff.changed)
+            return diff.master_rows, differing
         wanted = diff.missing + (diff.changed if updates else [])
         if wanted:
             res.fetched_by_key += comparer.fetch_by_key(wanted, stage)
             self.stage.apply(stage, policy, res)
         if policy == Policy.MIRROR and diff.replica_only:
-            res.deleted += comparer.delete_replica_only(lo, upper)
-        return diff.master_rows, len(diff.missing) + len(diff.changed)
+            res.deleted += comparer.delete_replica_only()
+        return diff.master_rows, differing
 
     def _transfer_range(self, policy: Policy, lo: Key | None, upper: Key | None,
                         extra: tuple[sql.Composable, list] = (sql.SQL("true"), [])) -> tuple[int, int]:
