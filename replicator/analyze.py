@@ -183,7 +183,7 @@ def compute(cfg: Config, opts: AnalyzeOptions, guard: MasterGuard | None = None,
     s = sessions or Sessions(cfg, guard)
     try:
         master, replica = introspect_both(s, cfg, opts)
-        plan = build_plan(master, replica, config_renames(cfg))
+        plan = build_plan(master, replica, config_renames(cfg), managed=cfg.managed)
         run_prechecks(plan, s.replica)
     except BaseException:
         if sessions is None:
@@ -200,7 +200,7 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
         t1 = time.perf_counter()
         renames = config_renames(cfg)
         changes = diff_schemas(master, replica, renames)
-        plan = build_plan(master, replica, renames, changes)
+        plan = build_plan(master, replica, renames, changes, managed=cfg.managed)
         run_prechecks(plan, s.replica)
         t2 = time.perf_counter()
         moves = data_moves(master, replica, cfg, s if opts.key_overlap else None)
