@@ -377,7 +377,10 @@ class IndexObj(Nested):
         return f"INDEX {self.qualified}"
 
     def create(self) -> str:
-        return self.model.definition
+        # pg_get_indexdef says ON ONLY for a partitioned table's index: created that way it stays
+        # invalid until each partition's index is attached. Without ONLY, PostgreSQL creates (or
+        # attaches) the partitions' indexes itself.
+        return self.model.definition.replace(" ON ONLY ", " ON ", 1)
 
     def drop(self) -> str:
         return f"DROP INDEX {self.qualified}"
