@@ -502,7 +502,8 @@ UNION ALL
 SELECT 'view', c.oid::regclass::text || ' ' || pg_get_viewdef(c.oid)
 FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
 UNION ALL
-SELECT 'con', conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(con.oid)
+SELECT 'con', conrelid::regclass::text || ' ' || CASE WHEN conparentid = 0 THEN conname ELSE '(clone)' END
+       || ' ' || pg_get_constraintdef(con.oid) || ' ' || confrelid::regclass::text
        || ' ' || coalesce(obj_description(con.oid, 'pg_constraint'), '')
 FROM pg_constraint con JOIN ns ON ns.oid = con.connamespace
 UNION ALL
@@ -548,7 +549,9 @@ def fingerprint(sql_on, url: str) -> set[str]:
     ``(ARRAY['a'::varchar])::text[]`` but is parsed back as ``ARRAY[('a'::varchar)::text]`` (the
     parser pushes the cast into the elements), so constraint texts are compared without their
     ``::text`` casts and parentheses; and ``ALTER TABLE ... INHERIT`` leaves a child's columns
-    marked as locally defined (attislocal), which only recreating the child could change."""
+    marked as locally defined (attislocal), which only recreating the child could change. The
+    constraints PostgreSQL clones onto partitions are compared without their names, which it
+    numbers in the order it meets the partitions."""
     out = set()
     for kind, text in sql_on(url, FINGERPRINT):
         if kind == "con":

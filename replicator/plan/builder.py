@@ -844,6 +844,15 @@ class Builder:
                                                "conflict fails the migration, which then rolls back)", table=k)
             self.step(CREATE, obj.ref, f"add {con.kind}", obj.add(not_valid=con.kind == "check" and not con.validated),
                       obj.drop(), cls, reason, pre, requires=requires)  # type: ignore[arg-type]
+        if con.kind == "foreign key" and con.referenced_table:
+            # after every partition of the referenced table, as pg_dump does: PostgreSQL clones the
+            # key onto each partition present when it is added
+            node = self.g.node(CREATE, obj.ref)
+            todo = [con.referenced_table]
+            while todo:
+                parts = [p.key for p in self.m.partitions_of(todo.pop())]
+                node.needs |= {("table", p, None) for p in parts}
+                todo += parts
         if con.comment is not None:
             self.step(CREATE, obj.ref, "comment", obj.comment(con.comment), obj.comment(None))
         self.created.add(obj.ref)
