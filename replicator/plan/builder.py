@@ -591,11 +591,11 @@ class Builder:
                                          table=rt.key))
         for t in [self.m.tables[k] for k in sorted(self.new_tables) if k in self.m.tables]:
             requires = self.swap_drops(t.key, "table")
-            root = t.key
-            while root in self.recreated_tables and (p := self.r.tables.get(root)) is not None \
-                    and p.partition_of in self.recreated_tables:
-                root = p.partition_of
-            requires += self.dropped.get(("table", root, None), []) if t.key in self.recreated_tables else []
+            if t.key in self.recreated_tables:  # needs the drop of the old table (of its tree's root)
+                root = t.key
+                while (parent := self.m.tables[root].partition_of) in self.recreated_tables:
+                    root = parent
+                requires += self.dropped.get(("table", root, None), [])
             self.create_table(t, requires=requires)
         for c in self.by_kind["table_changed"]:
             if c.object in self.recreated_tables:
@@ -619,6 +619,24 @@ class Builder:
             self.drop(ref, self.step(DROP, ref, "drop table", f"DROP TABLE {rt.key}", TableObj(rt, self.r).recreate_sql(),
                                      "destructive", f"table only on the replica ({rows if rows is not None else '?'} rows)",
                                      table=rt.key))
+        self.recreate_owned_sequences()
+
+    def recreate_owned_sequences(self) -> None:
+        """DROP TABLE also drops the sequences its columns own (serial): those the master has are
+        created again, from the master's definition."""
+        for ref, drops in list(self.dropped.items()):
+            if ref[0] != "table":
+                continue
+            for s in self.r.sequences.values():
+                ms = self.m.sequences.get(s.key)
+                if s.identity or s.owned_by_table != ref[1] or ms is None or ("sequence", s.key, None) in self.created:
+                    continue
+                obj = SequenceObj(ms)
+                self.step(CREATE, obj.ref, "create sequence", obj.create(), obj.drop(), requires=drops,
+                          reason=f"dropped with {ref[1]}, which owned it", schema=quote(ms.schema_name))
+                self.created.add(obj.ref)
+                if ms.owned_by:
+                    self.owned_by(ms, None)
 
     def swap_drops(self, key: str, kind: str) -> list[Step]:
         """Drop steps of a replica object of another kind holding the same name (a table that
