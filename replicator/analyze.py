@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
@@ -172,12 +173,16 @@ class Sessions:
 
 def introspect_both(s: Sessions, cfg: Config, opts: AnalyzeOptions) -> tuple[Schema, Schema]:
     schemas = opts.schemas or list(cfg.schemas)
-    master = _introspect(s.master, opts, schemas, "master")
-    if absent := master.absent_schemas():
-        # Comparing a schema the master does not have would report "no differences" (or plan to drop
-        # the replica's copy): a typo in --schema must not look like a clean result.
-        raise ReplicatorError(f"schema {', '.join(absent)} does not exist on the master")
-    replica = _introspect(s.replica, opts, schemas, "replica")
+    # both sides at once (each on its own connection): the time is mostly waiting for the servers
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="introspect-replica") as pool:
+        replica_future = pool.submit(_introspect, s.replica, opts, schemas, "replica")
+        master = _introspect(s.master, opts, schemas, "master")
+        if absent := master.absent_schemas():
+            # Comparing a schema the master does not have would report "no differences" (or plan to
+            # drop the replica's copy): a typo in --schema must not look like a clean result.
+            replica_future.cancel()
+            raise ReplicatorError(f"schema {', '.join(absent)} does not exist on the master")
+        replica = replica_future.result()
     if opts.exact_counts:
         for side, sch in (("master", master), ("replica", replica)):
             uncounted = [k for k, rc in sch.row_counts.items() if not rc.exact]
