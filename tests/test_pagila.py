@@ -26,6 +26,7 @@ def _round_trip(master_url: str, replica_url: str, out: Path, *flags: str) -> st
     assert res.exit_code == 0, res.output
     again = _cli("analyze", *common, "--exit-code")
     assert again.exit_code == 0, again.output
+    assert "(refused: 0)" in again.output  # only reads reached the master
     return res.output
 
 

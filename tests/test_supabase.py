@@ -184,3 +184,12 @@ def test_extensions_schema_created_before_the_extensions(supabase_master, fresh_
     lines = res.output.splitlines()
     first_ext = next(i for i, ln in enumerate(lines) if ln.startswith("CREATE EXTENSION"))
     assert any(ln == "CREATE SCHEMA IF NOT EXISTS extensions;" for ln in lines[:first_ext])
+
+
+def test_managed_settings_are_documented():
+    from replicator.config import ManagedConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("`[managed]`: what the compared schemas use"):]
+    for key in ManagedConfig.model_fields:
+        assert f"| `{key}` |" in section, key
