@@ -315,7 +315,7 @@ def diff_schemas(
     _outside(d, master, replica)
 
     for k, mt, rt in d.compare(TABLE, master.tables, replica.tables, key=lambda k: k):
-        _diff_table(d, mt, rt, ren.get(k, {}))
+        _diff_table(d, mt, rt, ren.get(k, {}), master, replica)
     # table_* changes carry the table they are about
     for c in d.changes:
         if c.kind.startswith("table_") and c.table is None:
@@ -391,7 +391,23 @@ _COLUMN_ATTRS = (
 )
 
 
-def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str]) -> None:
+def _inherited(c: Column) -> bool:
+    # snapshots written before `inherited` existed only know is_local (False for partition columns)
+    return c.inherited or not c.is_local
+
+
+IDENTITY_OPTIONS = ("increment", "min_value", "max_value", "start", "cache", "cycle")
+
+
+def identity_options(schema: Schema, table: str, column: str) -> dict[str, Any] | None:
+    """The sequence options of an identity column (its implicit sequence), None when unknown."""
+    for s in schema.sequences.values():
+        if s.identity and s.owned_by_table == table and s.owned_by_column == column:
+            return {a: getattr(s, a) for a in IDENTITY_OPTIONS}
+    return None
+
+
+def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str], ms: Schema, rs: Schema) -> None:
     k = m.key
     if (m.rls_enabled, m.rls_forced) != (r.rls_enabled, r.rls_forced):
         d.add(kind="table_rls", object=k, table=k,
@@ -403,10 +419,10 @@ def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str]) -> None:
     # A column a child inherits is changed once, on its parent: it is compared here only when the
     # child's parents differ between the sides (an attach or detach is planned).
     same_parents = _parents(m) == _parents(r)
-    mcols = {n: c for n, c in m.columns.items() if not (same_parents and c.inherited)}
+    mcols = {n: c for n, c in m.columns.items() if not (same_parents and _inherited(c))}
     rcols: dict[str, tuple[str, Column]] = {}  # master-side name -> (replica name, column)
     for n, c in r.columns.items():
-        if same_parents and c.inherited:
+        if same_parents and _inherited(c):
             continue
         target = renames.get(n)
         if target is not None and target in mcols and target not in r.columns:
@@ -415,7 +431,7 @@ def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str]) -> None:
             rcols.setdefault(n, (n, c))
     for n, c in mcols.items():
         if n not in rcols:
-            if not (c.inherited and n in r.columns):
+            if not (_inherited(c) and n in r.columns):
                 d.add(kind="column_missing", object=member_key(k, n), detail=f"column {n} {c.type} missing on replica",
                       master=_dump(c), table=k, name=n)
             continue
@@ -429,8 +445,15 @@ def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str]) -> None:
                 d.add(kind=kind, object=member_key(k, n), detail=f"{attr}: {rv!r} on replica, {mv!r} on master",
                       master=mv, replica=rv, table=k, name=n, replica_name=rname,
                       diff={"column": [_dump(c), _dump(rc)]})
+        if c.identity and c.identity == rc.identity:
+            mo, ro = identity_options(ms, k, n), identity_options(rs, k, rname)
+            if mo is not None and ro is not None and mo != ro:
+                diff = {a: [mo[a], ro[a]] for a in IDENTITY_OPTIONS if mo[a] != ro[a]}
+                d.add(kind="column_identity", object=member_key(k, n), table=k, name=n, replica_name=rname,
+                      detail="identity sequence differs in " + _brief_diff(diff), master=c.identity, replica=rc.identity,
+                      diff={"column": [_dump(c), _dump(rc)], "options": diff})
     for n, (rname, rc) in rcols.items():
-        if n not in mcols and not (rc.inherited and n in m.columns):
+        if n not in mcols and not (_inherited(rc) and n in m.columns):
             d.add(kind="column_extra", object=member_key(k, rname), detail=f"column {rname} {rc.type} only on replica",
                   replica=_dump(rc), table=k, name=rname, replica_name=rname)
 

@@ -790,6 +790,11 @@ class Builder:
         if mcol.default is not None and not mcol.identity and not mcol.generated and (
                 default_dropped or mcol.default != rcol.default):
             add(f"{alter} SET DEFAULT {mcol.default}", f"{alter} DROP DEFAULT")
+        if "column_identity" in chs and "options" in chs["column_identity"].diff:
+            opts = chs["column_identity"].diff["options"]
+            new = " ".join(_identity_option(a, v[0]) for a, v in opts.items())
+            old = " ".join(_identity_option(a, v[1]) for a, v in opts.items())
+            add(f"{alter} {new}", f"{alter} {old}", reason="identity sequence options")
         if mcol.identity and mcol.identity != rcol.identity:
             if rcol.identity:
                 add(f"{alter} SET GENERATED {mcol.identity.upper()}", f"{alter} SET GENERATED {rcol.identity.upper()}")
@@ -1181,6 +1186,13 @@ class Builder:
         if kind == "type":
             self.unsupported.append(f"type {key} uses an object the plan drops or changes: needs a manual migration")
         return None
+
+
+def _identity_option(attr: str, value: Any) -> str:
+    """``SET <sequence option>`` for ALTER COLUMN of an identity column."""
+    return {"increment": f"SET INCREMENT BY {value}", "min_value": f"SET MINVALUE {value}",
+            "max_value": f"SET MAXVALUE {value}", "start": f"SET START WITH {value}",
+            "cache": f"SET CACHE {value}", "cycle": "SET CYCLE" if value else "SET NO CYCLE"}[attr]
 
 
 def _ref_label(ref: Ref) -> str:
