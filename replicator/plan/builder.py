@@ -578,7 +578,7 @@ class Builder:
             if c.comment is not None and not c.inherited:
                 ck = f"{t.key}.{quote(c.name)}"
                 self.step(CREATE, obj.ref, "comment", f"COMMENT ON COLUMN {ck} IS {lit(c.comment)}",
-                          f"COMMENT ON COLUMN {ck} IS NULL")
+                          f"COMMENT ON COLUMN {ck} IS NULL", obj=ck)
 
     def tables(self) -> None:
         recreated = [self.r.tables[k] for k in sorted(self.recreated_tables) if k in self.r.tables]
