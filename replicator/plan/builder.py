@@ -1127,8 +1127,12 @@ class Builder:
         if kind in ("trigger", "policy", "constraint", "index", "rule"):
             owner = self.r.tables.get(key) or self.r.views.get(key)
             mowner = self.m.tables.get(key) or self.m.views.get(key)
-            if kind == "rule" or owner is None:
-                self.unsupported.append(f"{kind} {key}/{name}: uses an object the plan changes; rules are not handled")
+            if kind == "rule":
+                self.unsupported.append(f"rule {name} on {key} uses an object the plan changes: rules are not handled")
+                return None
+            if owner is None:
+                self.unsupported.append(f"{kind} {name} on {key} (outside the compared schemas) uses an object the "
+                                        "plan drops or recreates: drop it first and recreate it after, by hand")
                 return None
             rmodel = getattr(owner, {"constraint": "constraints", "index": "indexes", "trigger": "triggers",
                                      "policy": "policies"}[kind]).get(name)
