@@ -1,7 +1,8 @@
 """Benchmark: `replicator analyze` end to end on a 200-table schema (goal: under 2 s).
 
-Builds the schema (columns, primary keys, foreign keys, indexes, some views) on two throwaway
-servers (the replica gets a drifted copy: every tenth table missing, some columns missing), runs
+Builds the schema (columns of built-in, enum and domain types, primary keys, foreign keys, indexes,
+triggers, some views and functions returning a table's rows) on two throwaway servers (the replica
+gets a drifted copy: every tenth table missing, some columns missing, an enum label fewer), runs
 `replicator analyze` in-process five times or more, and prints the median next to the introspect-only
 time.
 
@@ -27,7 +28,11 @@ GOAL_SECONDS = 2.0
 
 
 def schema_sql(n: int, drift: bool) -> str:
-    out = []
+    out = [
+        "CREATE TYPE state AS ENUM ('new', 'open', 'closed'" + ("" if drift else ", 'archived'") + ");",
+        "CREATE DOMAIN positive AS integer CHECK (VALUE > 0);",
+        "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;",
+    ]
     for i in range(n):
         if drift and i % 10 == 9:
             continue
@@ -37,7 +42,13 @@ def schema_sql(n: int, drift: bool) -> str:
             cols.append("status varchar(20) DEFAULT 'new' CHECK (status <> '')")
         if i > 0 and not (drift and (i - 1) % 10 == 9):
             cols.append(f"parent_id bigint REFERENCES t{i - 1:03d}(id)")
+        cols += ["st state DEFAULT 'new'", "qty positive"]
         out.append(f"CREATE TABLE t{i:03d} ({', '.join(cols)});")
+        if i % 5 == 0:
+            out.append(f"CREATE TRIGGER t{i:03d}_touch BEFORE UPDATE ON t{i:03d} FOR EACH ROW EXECUTE FUNCTION touch();")
+        if i % 20 == 5 and not (drift and i % 40 == 5):
+            out.append(f"CREATE FUNCTION rows_t{i:03d}() RETURNS SETOF t{i:03d} LANGUAGE sql STABLE "
+                       f"AS 'SELECT * FROM t{i:03d}';")
         out.append(f"CREATE INDEX t{i:03d}_created_idx ON t{i:03d} (created_at);")
         out.append(f"INSERT INTO t{i:03d} (name) SELECT 'row ' || g FROM generate_series(1, 20) g;")
         if i % 10 == 0 and not (drift and i % 20 == 0):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,7 +32,7 @@ from pydantic import BaseModel, Field
 from . import order
 from .config import Config, require_url
 from .connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact
-from .diff import Change, diff_schemas, resolve_renames, summarize
+from .diff import EXTENSIONS_SCHEMA, Change, diff_schemas, extensions_in_scope, quote, resolve_renames, summarize
 from .errors import ReplicatorError
 from .guard import MasterGuard
 from .introspect import introspect
@@ -76,6 +77,16 @@ class TableMove(BaseModel):
     risks: list[str] = Field(default_factory=list)
 
 
+class OutsideUse(BaseModel):
+    """Something the compared schemas use outside themselves (a Supabase project's platform)."""
+
+    kind: str  # extension, table, function, type, trigger, role
+    object: str
+    used_by: list[str] = Field(default_factory=list)
+    on_replica: bool  # the replica has it (with whatever definition: it is left alone)
+    planned: bool = False  # the plan creates it
+
+
 class AnalyzeResult(BaseModel):
     master_url: str
     replica_url: str
@@ -85,6 +96,7 @@ class AnalyzeResult(BaseModel):
     changes: list[Change] = Field(default_factory=list)
     plan: Plan
     moves: list[TableMove] = Field(default_factory=list)
+    outside: list[OutsideUse] = Field(default_factory=list)
     guard_audit: list[dict] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
@@ -105,6 +117,7 @@ class AnalyzeResult(BaseModel):
             "master": {"url": self.master_url, "transaction_pooler": self.master_pooled},
             "replica": {"url": self.replica_url, "transaction_pooler": self.replica_pooled},
             "notes": self.notes,
+            "outside": [o.model_dump(mode="json") for o in self.outside],
             "files": self.files,
             "timings": self.timings,
             "master_statements": sum(r["count"] for r in self.guard_audit),
@@ -160,12 +173,16 @@ class Sessions:
 
 def introspect_both(s: Sessions, cfg: Config, opts: AnalyzeOptions) -> tuple[Schema, Schema]:
     schemas = opts.schemas or list(cfg.schemas)
-    master = _introspect(s.master, opts, schemas, "master")
-    if absent := master.absent_schemas():
-        # Comparing a schema the master does not have would report "no differences" (or plan to drop
-        # the replica's copy): a typo in --schema must not look like a clean result.
-        raise ReplicatorError(f"schema {', '.join(absent)} does not exist on the master")
-    replica = _introspect(s.replica, opts, schemas, "replica")
+    # both sides at once (each on its own connection): the time is mostly waiting for the servers
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="introspect-replica") as pool:
+        replica_future = pool.submit(_introspect, s.replica, opts, schemas, "replica")
+        master = _introspect(s.master, opts, schemas, "master")
+        if absent := master.absent_schemas():
+            # Comparing a schema the master does not have would report "no differences" (or plan to
+            # drop the replica's copy): a typo in --schema must not look like a clean result.
+            replica_future.cancel()
+            raise ReplicatorError(f"schema {', '.join(absent)} does not exist on the master")
+        replica = replica_future.result()
     if opts.exact_counts:
         for side, sch in (("master", master), ("replica", replica)):
             uncounted = [k for k, rc in sch.row_counts.items() if not rc.exact]
@@ -183,7 +200,7 @@ def compute(cfg: Config, opts: AnalyzeOptions, guard: MasterGuard | None = None,
     s = sessions or Sessions(cfg, guard)
     try:
         master, replica = introspect_both(s, cfg, opts)
-        plan = build_plan(master, replica, config_renames(cfg))
+        plan = build_plan(master, replica, config_renames(cfg), managed=cfg.managed)
         run_prechecks(plan, s.replica)
     except BaseException:
         if sessions is None:
@@ -200,7 +217,7 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
         t1 = time.perf_counter()
         renames = config_renames(cfg)
         changes = diff_schemas(master, replica, renames)
-        plan = build_plan(master, replica, renames, changes)
+        plan = build_plan(master, replica, renames, changes, managed=cfg.managed)
         run_prechecks(plan, s.replica)
         t2 = time.perf_counter()
         moves = data_moves(master, replica, cfg, s if opts.key_overlap else None)
@@ -211,6 +228,8 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
                          "statements; prefer the direct port (5432) for copy and verify")
         if s.replica_pooled:
             notes.append("replica URL is a transaction pooler (port 6543)")
+        outside = outside_uses(master, replica, plan)
+        notes += unavailable_extension_notes(master, replica)
         estimated = [k for k, rc in master.row_counts.items() if not rc.exact]
         if estimated:
             notes.append(f"master row counts of {len(estimated)} tables are planner estimates (large, or not readable "
@@ -218,7 +237,7 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
         res = AnalyzeResult(
             master_url=redact(s.master_url), replica_url=redact(s.replica_url),
             master_pooled=s.master_pooled, replica_pooled=s.replica_pooled, notes=notes,
-            changes=changes, plan=plan, moves=moves,
+            changes=changes, plan=plan, moves=moves, outside=outside,
             timings={"introspect": round(t1 - t0, 3), "diff_plan": round(t2 - t1, 3), "key_overlap": round(t3 - t2, 3)},
         )
     res.guard_audit = guard.summary()
@@ -236,6 +255,66 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
                  "comparison_report": str(cmp_md), "data_migration_plan": str(dm_md)}
     res.timings["total"] = round(time.perf_counter() - t0, 3)
     return res
+
+
+# -------------------------------------------------------------------------------------------------
+# what the compared schemas use outside themselves
+
+
+def _dependent_label(d: Any) -> str:
+    return f"{d.kind} {d.key}" + (f"/{d.name}" if d.name and d.kind != "column" else f".{d.name}" if d.name else "")
+
+
+def outside_uses(master: Schema, replica: Schema, plan: Plan) -> list[OutsideUse]:
+    """Extensions, tables, functions and types outside the compared schemas that compared objects
+    use; triggers out there calling compared functions; roles named by policies and grants. For
+    each: who uses it, whether the replica has it, whether the plan creates it."""
+    compared = set(master.schemas)
+    planned = {s.object for s in plan.steps if s.phase.startswith("create") or s.phase.startswith("add")}
+    used_by: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for d in master.dependencies:
+        if d.schema_name in compared and d.on_schema not in compared:
+            target = ("extension", d.on_extension) if d.on_extension else (
+                "table" if d.on_kind in ("table", "constraint", "index") else d.on_kind, d.on_key)
+            used_by[target].add(_dependent_label(d))
+    for name, e in master.extensions.items():
+        if e.schema_name not in compared and e.schema_name == EXTENSIONS_SCHEMA:
+            used_by.setdefault(("extension", name), set())
+    out: list[OutsideUse] = []
+    for (kind, key), users in sorted(used_by.items()):
+        if kind == "extension":
+            e = master.extensions.get(key)
+            obj = f"{key} {e.version} (schema {e.schema_name})" if e else key
+            out.append(OutsideUse(kind=kind, object=obj, used_by=sorted(users), on_replica=key in replica.extensions,
+                                  planned=quote(key) in planned or key in planned))
+        elif kind in ("table", "function", "type", "view"):
+            out.append(OutsideUse(kind=kind, object=key, used_by=sorted(users), on_replica=replica.external.has(kind, key),
+                                  planned=key in planned))
+    for et in master.external.triggers:
+        out.append(OutsideUse(kind="trigger", object=f"{et.trigger.name} on {et.table}", used_by=[et.trigger.function],
+                              on_replica=replica.external.has("trigger", et.table, et.trigger.name),
+                              planned=f"{et.table}/{et.trigger.name}" in planned))
+    policies: dict[str, set[str]] = defaultdict(set)
+    for t in master.tables.values():
+        for p in t.policies.values():
+            for r in p.roles:
+                if r != "public":
+                    policies[r].add(f"policy {t.key}/{p.name}")
+    for role in sorted(master.roles_used()):
+        users = policies.get(role) or {"grants"}
+        out.append(OutsideUse(kind="role", object=role, used_by=sorted(users), on_replica=role in replica.roles,
+                              planned=quote(role) in planned))
+    return out
+
+
+def unavailable_extension_notes(master: Schema, replica: Schema) -> list[str]:
+    """Extensions the master keeps in `extensions` that the replica's server cannot install and that
+    nothing compared uses: not a difference, but worth a line."""
+    scope = extensions_in_scope(master, replica)
+    return [f"extension {n} (schema {e.schema_name}) is not available on the replica's server and nothing in the "
+            "compared schemas uses it: not compared"
+            for n, e in sorted(master.extensions.items())
+            if e.schema_name == EXTENSIONS_SCHEMA and n not in scope and n not in replica.extensions]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -419,6 +498,17 @@ def comparison_markdown(res: AnalyzeResult, master: Schema, replica: Schema) -> 
         rest = [x for x in chs if not x.kind.startswith("column_")]
         if rest:
             lines.append(md_table(["kind", "object", "detail"], [[x.kind, x.name or x.object, x.detail] for x in rest]))
+
+    if res.outside:
+        lines += ["", "## Used outside the compared schemas", "",
+                  "What the compared schemas need from elsewhere (on a Supabase project: the `extensions` schema, "
+                  "`auth.users`, `auth.uid()`, the platform roles). A replica that has them keeps its own definition; "
+                  "one that lacks them gets the master's (see `[managed]` in the config).", ""]
+        lines.append(md_table(["kind", "object", "used by", "on the replica", "plan"],
+                              [[o.kind, o.object, ", ".join(o.used_by[:4]) + (" …" if len(o.used_by) > 4 else ""),
+                                "yes" if o.on_replica else "**missing**",
+                                "creates it" if o.planned else ("" if o.on_replica else "not handled")]
+                               for o in res.outside]))
 
     if other:
         lines += ["", "## Other objects", ""]

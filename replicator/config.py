@@ -81,6 +81,19 @@ class CopySettings(BaseModel):
         None, description="conflict policy for every table without one of its own (a table set to replace keeps it)")
 
 
+class ManagedConfig(BaseModel):
+    """`[managed]`: what `migrate` may create outside the compared schemas so that the replica can
+    hold them (a Supabase master's platform roles, its `extensions` schema, `auth.users`...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    create_roles: bool = Field(True, description="create roles named by policies/grants, NOLOGIN (cluster-wide)")
+    create_extensions: bool = Field(
+        True, description="create extensions kept outside the compared schemas, and their schema (`extensions`)")
+    create_referenced: bool = Field(
+        True, description="create tables, functions and triggers the compared schemas use elsewhere (`auth.users`)")
+
+
 class Config(BaseModel):
     """The whole `replicator.toml`."""
 
@@ -96,6 +109,7 @@ class Config(BaseModel):
     )
     copy_: CopySettings = Field(default_factory=CopySettings, alias="copy")
     tables: dict[str, TableConfig] = Field(default_factory=dict)
+    managed: ManagedConfig = Field(default_factory=ManagedConfig)
 
     @field_validator("schemas")
     @classmethod

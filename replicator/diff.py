@@ -5,34 +5,48 @@
 
 Every difference is a typed :class:`Change`; ``object`` is the quoted, qualified key of the object
 (``public."end"``, ``public.leads.current_project_id`` for a column, ``public.leads/leads_pkey``
-for a constraint, index, trigger or policy). ``master`` / ``replica`` hold the object (or attribute)
-on each side, ``None`` where it is absent.
+for a constraint, index, trigger or policy). ``master`` / ``replica`` hold the object on each side
+(``None`` where it is absent) and ``diff`` the attributes that differ, ``{attribute: [master,
+replica]}``. Column attribute changes (``column_type``, ``column_nullable``, ...) hold the
+attribute's value on each side instead, and both columns under ``diff["column"]``.
+
+Each object kind is compared the same way (:data:`OBJECT_KINDS`, :func:`_compare`): missing on the
+replica, only on the replica, different attributes, a different comment, different grants.
 
 Renames (``replica column name = master column name``, per table) make the diff treat the pair as
 one column: a ``column_renamed`` change, plus the usual attribute changes between the two, never a
 missing + extra pair.
 
-Objects that exist only because of another one are not compared on their own: columns inherited
-from a parent, constraints / indexes / triggers cloned onto partitions (they follow the parent's),
-and the sequences behind identity columns (they follow the column).
+Objects that exist only because of another one are not compared on their own: columns a child
+table inherits from its parent (partition or inheritance), constraints / indexes / triggers cloned
+onto partitions (they follow the parent's), and the sequences behind identity columns (they follow
+the column). A change to them is made once, on the parent.
+
+Outside the compared schemas only what they use is looked at (``Schema.external``): a table or
+function they use that the replica lacks is ``external_missing``; a role their policies or grants
+name that the replica's cluster lacks is ``role_missing``. Extensions are compared when they live
+in a compared schema, when compared objects use them, or when they live in Supabase's
+``extensions`` schema and the replica's server can install them.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal, Mapping, get_args
 
-from deepdiff import DeepDiff
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from .introspect.models import Column, Schema, Table
+from .introspect.models import Column, Extension, Schema, Table, present_ref
 
-#: kinds, grouped by what they are about
-KINDS = (
+ChangeKind = Literal[
     "extension_missing", "extension_extra", "extension_version",
     "schema_missing", "schema_extra", "schema_comment",
+    "role_missing", "external_missing",
     "enum_missing", "enum_extra", "enum_labels", "enum_comment",
+    "composite_missing", "composite_extra", "composite_changed", "composite_comment",
+    "range_missing", "range_extra", "range_changed", "range_comment",
     "domain_missing", "domain_extra", "domain_changed", "domain_comment",
     "sequence_missing", "sequence_extra", "sequence_changed", "sequence_comment",
     "function_missing", "function_extra", "function_changed", "function_comment",
@@ -42,16 +56,20 @@ KINDS = (
     "constraint_missing", "constraint_extra", "constraint_changed", "constraint_comment",
     "index_missing", "index_extra", "index_changed", "index_comment",
     "trigger_missing", "trigger_extra", "trigger_changed", "trigger_comment",
-    "policy_missing", "policy_extra", "policy_changed",
+    "policy_missing", "policy_extra", "policy_changed", "policy_comment",
     "view_missing", "view_extra", "view_changed", "view_comment",
     "grant_missing", "grant_extra",
-)
+]
+KINDS: tuple[str, ...] = get_args(ChangeKind)
+
+#: Supabase keeps the extensions a project installs in this schema.
+EXTENSIONS_SCHEMA = "extensions"
 
 
 class Change(BaseModel):
     """One difference between the master (wanted) and the replica (current)."""
 
-    kind: str
+    kind: ChangeKind
     object: str  # quoted qualified key
     detail: str
     master: Any = None
@@ -139,197 +157,227 @@ def resolve_renames(
     return out
 
 
-def _pairs(master: dict, replica: dict) -> tuple[list, list, list]:
-    missing = [k for k in master if k not in replica]
-    extra = [k for k in replica if k not in master]
-    both = [k for k in master if k in replica]
-    return missing, extra, both
-
-
 def _dump(obj: Any, exclude: Iterable[str] = ()) -> Any:
     if isinstance(obj, BaseModel):
         return obj.model_dump(mode="json", exclude=set(exclude))
     return obj
 
 
-def _normalize_tree(v: Any) -> Any:
+def _norm(v: Any) -> Any:
+    """Deparsed expressions compare by their canonical text, at any depth."""
     if isinstance(v, str):
         return normalize_expr(v)
     if isinstance(v, dict):
-        return {k: _normalize_tree(x) for k, x in v.items()}
+        return {k: _norm(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_normalize_tree(x) for x in v]
+        return [_norm(x) for x in v]
     return v
 
 
-def _attr_diff(m: BaseModel, r: BaseModel, exclude: Iterable[str] = ()) -> dict[str, list]:
-    """Top-level attributes that differ, as {attr: [master, replica]} (deepdiff for the walk)."""
-    md, rd = _normalize_tree(_dump(m, exclude)), _normalize_tree(_dump(r, exclude))
-    dd = DeepDiff(rd, md, ignore_order=False, view="tree")
-    attrs: dict[str, list] = {}
-    for items in dd.values():
-        for item in items:
-            path = item.path(output_format="list")
-            if path:
-                a = path[0]
-                attrs[a] = [md.get(a), rd.get(a)]
-    return attrs
+# -------------------------------------------------------------------------------------------------
+# one comparison for every kind
+
+
+@dataclass(frozen=True)
+class ObjectKind:
+    """How one kind of object is compared.
+
+    ``compare`` names the attributes that matter (``None``: every attribute but ``ignore``);
+    ``changed`` is the change kind for a difference in them (default ``<name>_changed``);
+    ``comment``: comments are compared (as ``<name>_comment``); ``grants``: the GRANT object type,
+    when privileges are compared; ``label`` names an object in details."""
+
+    name: str
+    compare: tuple[str, ...] | None = None
+    ignore: frozenset[str] = frozenset({"comment", "grants"})
+    changed: str | None = None
+    comment: bool = True
+    grants: str | None = None
+    label: Callable[[Any], str] | None = None
+
+    def describe(self, obj: Any) -> str:
+        return self.label(obj) if self.label else self.name
+
+    def differing(self, m: Any, r: Any) -> dict[str, list]:
+        md, rd = _dump(m), _dump(r)
+        attrs = self.compare if self.compare is not None else [a for a in md if a not in self.ignore]
+        return {a: [md.get(a), rd.get(a)] for a in attrs if _norm(md.get(a)) != _norm(rd.get(a))}
+
+
+EXTENSION = ObjectKind("extension", compare=("version",), changed="extension_version", comment=False)
+SCHEMA = ObjectKind("schema", compare=(), grants="schema")
+ENUM = ObjectKind("enum", compare=("labels",), changed="enum_labels")
+COMPOSITE = ObjectKind("composite", label=lambda _: "composite type")
+RANGE = ObjectKind("range", label=lambda _: "range type")
+DOMAIN = ObjectKind("domain")
+SEQUENCE = ObjectKind("sequence", grants="sequence")
+FUNCTION = ObjectKind("function", grants="function", label=lambda f: f.kind)
+TABLE = ObjectKind("table", compare=("kind", "unlogged", "partition_of", "partition_bound", "partition_key",
+                                     "inherits", "options"), grants="table", label=lambda t: t.kind)
+VIEW = ObjectKind("view", compare=("materialized", "definition", "options"), grants="table",
+                  label=lambda v: "materialized view" if v.materialized else "view")
+CONSTRAINT = ObjectKind("constraint", compare=("definition", "validated"))
+INDEX = ObjectKind("index", compare=("definition",))
+TRIGGER = ObjectKind("trigger", compare=("definition", "enabled"))
+POLICY = ObjectKind("policy", compare=("command", "permissive", "roles", "using", "with_check"))
+
+#: Top-level kinds compared by :func:`_compare` alone, with where each side keeps them.
+OBJECT_KINDS: tuple[tuple[ObjectKind, Callable[[Schema], Mapping[str, Any]]], ...] = (
+    (SCHEMA, lambda s: s.namespaces),
+    (ENUM, lambda s: s.enums),
+    (COMPOSITE, lambda s: s.composites),
+    (RANGE, lambda s: s.ranges),
+    (DOMAIN, lambda s: s.domains),
+    (SEQUENCE, lambda s: {k: q for k, q in s.sequences.items() if not q.identity}),
+    (FUNCTION, lambda s: s.functions),
+)
+
+
+@dataclass
+class _Diff:
+    """The changes found so far, and how to add more."""
+
+    privileges: bool
+    changes: list[Change] = field(default_factory=list)
+
+    def add(self, **kw: Any) -> None:
+        self.changes.append(Change(**kw))
+
+    def compare(self, kind: ObjectKind, m: Mapping[str, Any], r: Mapping[str, Any], *,
+                table: str | None = None, key: Callable[[str], str] = lambda k: k) -> list[tuple[str, Any, Any]]:
+        """Missing / extra / changed / comment / grant changes of one kind; returns the pairs that
+        exist on both sides, for callers that compare deeper."""
+        nested = {"table": table, "name": None} if table else {}
+        both = []
+        for k, obj in m.items():
+            if k not in r:
+                self.add(kind=f"{kind.name}_missing", object=key(k), detail=f"{kind.describe(obj)} missing on replica",
+                         master=_dump(obj), **(nested | ({"name": k} if table else {})))
+        for k, obj in r.items():
+            if k not in m:
+                self.add(kind=f"{kind.name}_extra", object=key(k), detail=f"{kind.describe(obj)} only on replica",
+                         replica=_dump(obj), **(nested | ({"name": k} if table else {})))
+        for k, mo in m.items():
+            if k not in r:
+                continue
+            ro = r[k]
+            both.append((k, mo, ro))
+            named = nested | ({"name": k} if table else {})
+            d = kind.differing(mo, ro)
+            if d:
+                self.add(kind=kind.changed or f"{kind.name}_changed", object=key(k),
+                         detail=f"{kind.describe(mo)} differs in {', '.join(d)}: " + _brief_diff(d),
+                         master=_dump(mo), replica=_dump(ro), diff=d, **named)
+            if kind.comment and getattr(mo, "comment", None) != getattr(ro, "comment", None):
+                self.comment(f"{kind.name}_comment", key(k), mo.comment, ro.comment, **named)
+            if kind.grants and self.privileges:
+                self.grants(key(k), kind.grants, mo.grants, ro.grants)
+        return both
+
+    def comment(self, kind: str, key: str, m: str | None, r: str | None, **kw: Any) -> None:
+        if m != r:
+            detail = ("comment differs" if m and r else
+                      "comment missing on replica" if m else "comment only on replica")
+            self.add(kind=kind, object=key, detail=detail, master=m, replica=r, **kw)
+
+    def grants(self, key: str, what: str, m: list, r: list) -> None:
+        ms = {(g.grantee, g.privilege, g.grantable) for g in m}
+        rs = {(g.grantee, g.privilege, g.grantable) for g in r}
+        for g in sorted(ms - rs):
+            self.add(kind="grant_missing", object=key, detail=f"{g[1]} to {g[0]} missing on replica",
+                     master={"grantee": g[0], "privilege": g[1], "grantable": g[2], "on": what})
+        for g in sorted(rs - ms):
+            self.add(kind="grant_extra", object=key, detail=f"{g[1]} to {g[0]} only on replica",
+                     replica={"grantee": g[0], "privilege": g[1], "grantable": g[2], "on": what})
+
+
+def _brief_diff(d: dict[str, list]) -> str:
+    def short(v: Any) -> str:
+        text = " ".join(str(v).split())
+        return text if len(text) <= 60 else text[:59] + "…"
+
+    return "; ".join(f"{a} {short(r)!s} on replica, {short(m)!s} on master" for a, (m, r) in d.items())
+
+
+# -------------------------------------------------------------------------------------------------
 
 
 def diff_schemas(
     master: Schema, replica: Schema, renames: dict[str, dict[str, str]] | None = None
 ) -> list[Change]:
     """Every structural difference that turns ``replica`` into ``master``, in a stable order."""
-    ch: list[Change] = []
-    add = ch.append
+    d = _Diff(privileges=master.with_privileges and replica.with_privileges)
     ren = resolve_renames(renames, master)
 
-    # extensions
-    missing, extra, both = _pairs(master.extensions, replica.extensions)
-    for k in missing:
-        e = master.extensions[k]
-        add(Change(kind="extension_missing", object=quote(k), detail=f"extension {k} {e.version} missing on replica", master=_dump(e)))
-    for k in extra:
-        add(Change(kind="extension_extra", object=quote(k), detail=f"extension {k} only on replica", replica=_dump(replica.extensions[k])))
-    for k in both:
-        m, r = master.extensions[k], replica.extensions[k]
-        if m.version != r.version:
-            add(Change(kind="extension_version", object=quote(k), detail=f"version {r.version} on replica, {m.version} on master", master=m.version, replica=r.version))
+    d.compare(EXTENSION, extensions_in_scope(master, replica), extensions_in_scope(replica, master), key=quote)
+    for kind, items in OBJECT_KINDS:
+        d.compare(kind, items(master), items(replica))
+    _outside(d, master, replica)
 
-    # schemas
-    missing, extra, both = _pairs(master.namespaces, replica.namespaces)
-    for k in missing:
-        add(Change(kind="schema_missing", object=k, detail="schema missing on replica", master=_dump(master.namespaces[k])))
-    for k in extra:
-        add(Change(kind="schema_extra", object=k, detail="schema only on replica", replica=_dump(replica.namespaces[k])))
-    for k in both:
-        _comment(ch, "schema_comment", k, master.namespaces[k].comment, replica.namespaces[k].comment)
-        if master.with_privileges and replica.with_privileges:
-            _grants(ch, k, "schema", master.namespaces[k].grants, replica.namespaces[k].grants)
+    for k, mt, rt in d.compare(TABLE, master.tables, replica.tables, key=lambda k: k):
+        _diff_table(d, mt, rt, ren.get(k, {}), master, replica)
+    # table_* changes carry the table they are about
+    for c in d.changes:
+        if c.kind.startswith("table_") and c.table is None:
+            c.table = c.object
 
-    # enums
-    missing, extra, both = _pairs(master.enums, replica.enums)
-    for k in missing:
-        add(Change(kind="enum_missing", object=k, detail=f"enum missing on replica ({', '.join(master.enums[k].labels)})", master=_dump(master.enums[k])))
-    for k in extra:
-        add(Change(kind="enum_extra", object=k, detail="enum only on replica", replica=_dump(replica.enums[k])))
-    for k in both:
-        m, r = master.enums[k], replica.enums[k]
-        if m.labels != r.labels:
-            add(Change(kind="enum_labels", object=k, detail=f"labels {r.labels} on replica, {m.labels} on master", master=m.labels, replica=r.labels))
-        _comment(ch, "enum_comment", k, m.comment, r.comment)
-
-    # domains
-    missing, extra, both = _pairs(master.domains, replica.domains)
-    for k in missing:
-        add(Change(kind="domain_missing", object=k, detail="domain missing on replica", master=_dump(master.domains[k])))
-    for k in extra:
-        add(Change(kind="domain_extra", object=k, detail="domain only on replica", replica=_dump(replica.domains[k])))
-    for k in both:
-        m, r = master.domains[k], replica.domains[k]
-        d = _attr_diff(m, r, exclude={"comment"})
-        if d:
-            add(Change(kind="domain_changed", object=k, detail=f"differs in {', '.join(d)}", master=_dump(m), replica=_dump(r), diff=d))
-        _comment(ch, "domain_comment", k, m.comment, r.comment)
-
-    # sequences (identity sequences follow their column)
-    mseq = {k: s for k, s in master.sequences.items() if not s.identity}
-    rseq = {k: s for k, s in replica.sequences.items() if not s.identity}
-    missing, extra, both = _pairs(mseq, rseq)
-    for k in missing:
-        add(Change(kind="sequence_missing", object=k, detail="sequence missing on replica", master=_dump(mseq[k])))
-    for k in extra:
-        add(Change(kind="sequence_extra", object=k, detail="sequence only on replica", replica=_dump(rseq[k])))
-    for k in both:
-        d = _attr_diff(mseq[k], rseq[k], exclude={"comment", "grants"})
-        if d:
-            add(Change(kind="sequence_changed", object=k, detail=f"differs in {', '.join(d)}", master=_dump(mseq[k]), replica=_dump(rseq[k]), diff=d))
-        _comment(ch, "sequence_comment", k, mseq[k].comment, rseq[k].comment)
-        if master.with_privileges and replica.with_privileges:
-            _grants(ch, k, "sequence", mseq[k].grants, rseq[k].grants)
-
-    # functions
-    missing, extra, both = _pairs(master.functions, replica.functions)
-    for k in missing:
-        add(Change(kind="function_missing", object=k, detail=f"{master.functions[k].kind} missing on replica", master=_dump(master.functions[k])))
-    for k in extra:
-        add(Change(kind="function_extra", object=k, detail=f"{replica.functions[k].kind} only on replica", replica=_dump(replica.functions[k])))
-    for k in both:
-        m, r = master.functions[k], replica.functions[k]
-        d = _attr_diff(m, r, exclude={"comment", "grants"})
-        if d:
-            add(Change(kind="function_changed", object=k, detail=f"differs in {', '.join(d)}", master=_dump(m), replica=_dump(r), diff=d))
-        _comment(ch, "function_comment", k, m.comment, r.comment)
-        if master.with_privileges and replica.with_privileges:
-            _grants(ch, k, "function", m.grants, r.grants)
-
-    # tables
-    missing, extra, both = _pairs(master.tables, replica.tables)
-    for k in missing:
-        t = master.tables[k]
-        add(Change(kind="table_missing", object=k, detail=f"{t.kind} missing on replica ({len(t.columns)} columns)", master=_dump(t), table=k))
-    for k in extra:
-        t = replica.tables[k]
-        add(Change(kind="table_extra", object=k, detail=f"{t.kind} only on replica ({len(t.columns)} columns)", replica=_dump(t), table=k))
-    for k in both:
-        _diff_table(ch, master.tables[k], replica.tables[k], ren.get(k, {}), master.with_privileges and replica.with_privileges)
-
-    # views
-    missing, extra, both = _pairs(master.views, replica.views)
-    for k in missing:
-        add(Change(kind="view_missing", object=k, detail=("materialized view" if master.views[k].materialized else "view") + " missing on replica", master=_dump(master.views[k])))
-    for k in extra:
-        add(Change(kind="view_extra", object=k, detail="view only on replica", replica=_dump(replica.views[k])))
-    for k in both:
-        m, r = master.views[k], replica.views[k]
-        d = _attr_diff(m, r, exclude={"comment", "grants", "populated", "triggers", "indexes", "columns"})
-        if _dump(m.columns) != _dump(r.columns):
-            mc = {n: c.type for n, c in m.columns.items()}
-            rc = {n: c.type for n, c in r.columns.items()}
-            if mc != rc:
-                d["columns"] = [mc, rc]
-        if d:
-            add(Change(kind="view_changed", object=k, detail=f"differs in {', '.join(d)}", master=_dump(m), replica=_dump(r), diff=d))
-        else:
-            _comment(ch, "view_comment", k, m.comment, r.comment)
-            for cn, c in m.columns.items():
-                rc_ = r.columns.get(cn)
-                if rc_ is not None:
-                    _comment(ch, "column_comment", member_key(k, cn), c.comment, rc_.comment, table=k, name=cn)
-            _nested(ch, k, "index", {n: i for n, i in m.indexes.items()}, {n: i for n, i in r.indexes.items()}, ("definition",))
-        _nested(ch, k, "trigger", m.triggers, r.triggers, ("definition", "enabled"))
-        if master.with_privileges and replica.with_privileges:
-            _grants(ch, k, "view", m.grants, r.grants)
-    return ch
+    for k, mv, rv in d.compare(VIEW, master.views, replica.views):
+        mc = {n: c.type for n, c in mv.columns.items()}
+        rc = {n: c.type for n, c in rv.columns.items()}
+        if mc != rc and not any(c.object == k and c.kind == "view_changed" for c in d.changes):
+            d.add(kind="view_changed", object=k, detail="view differs in columns", master=_dump(mv),
+                  replica=_dump(rv), diff={"columns": [mc, rc]})
+        if any(c.object == k and c.kind == "view_changed" for c in d.changes):
+            continue  # recreated whole, with its indexes and triggers
+        for cn, col in mv.columns.items():
+            if (rcol := rv.columns.get(cn)) is not None:
+                d.comment("column_comment", member_key(k, cn), col.comment, rcol.comment, table=k, name=cn)
+        d.compare(INDEX, mv.indexes, rv.indexes, table=k, key=lambda n, k=k: nested_key(k, n))
+        d.compare(TRIGGER, mv.triggers, rv.triggers, table=k, key=lambda n, k=k: nested_key(k, n))
+    return d.changes
 
 
-def _comment(ch: list[Change], kind: str, key: str, m: str | None, r: str | None, **kw: Any) -> None:
-    if m != r:
-        ch.append(Change(kind=kind, object=key, detail="comment differs" if m and r else ("comment missing on replica" if m else "comment only on replica"), master=m, replica=r, **kw))
+def extensions_in_scope(side: Schema, other: Schema) -> dict[str, Extension]:
+    """The extensions of ``side`` that are compared: those in a compared schema, those compared
+    objects use, and those in Supabase's ``extensions`` schema that ``other``'s server can install
+    (an extension the replica's server does not ship, that nothing uses, is not a difference)."""
+    used = {d.on_extension for d in side.dependencies if d.on_extension and d.schema_name in side.schemas}
+    out = {}
+    for name, e in side.extensions.items():
+        if e.schema_name in side.schemas or name in used:
+            out[name] = e
+        elif e.schema_name == EXTENSIONS_SCHEMA and (
+                name in other.extensions or not other.available_extensions or name in other.available_extensions):
+            out[name] = e
+    return out
 
 
-def _grants(ch: list[Change], key: str, what: str, m: list, r: list) -> None:
-    ms = {(g.grantee, g.privilege, g.grantable) for g in m}
-    rs = {(g.grantee, g.privilege, g.grantable) for g in r}
-    for g in sorted(ms - rs):
-        ch.append(Change(kind="grant_missing", object=key, detail=f"{g[1]} to {g[0]} missing on replica", master={"grantee": g[0], "privilege": g[1], "grantable": g[2], "on": what}))
-    for g in sorted(rs - ms):
-        ch.append(Change(kind="grant_extra", object=key, detail=f"{g[1]} to {g[0]} only on replica", replica={"grantee": g[0], "privilege": g[1], "grantable": g[2], "on": what}))
+def _outside(d: _Diff, master: Schema, replica: Schema) -> None:
+    """Roles and objects outside the compared schemas that the master's compared schemas use and
+    the replica lacks (it may have them with another definition: that is its own business)."""
+    for role in sorted(master.roles_used()):
+        if role not in replica.roles:
+            d.add(kind="role_missing", object=quote(role), master=_dump(master.roles.get(role)),
+                  detail=f"role {role} (named by the compared schemas' policies or grants) missing on the "
+                         "replica's server (roles are cluster-wide)")
+    ext, rext = master.external, replica.external
+    kinds: list[tuple[str, str, Mapping[str, Any]]] = [
+        ("type", "enum", ext.enums), ("type", "domain", ext.domains), ("type", "composite type", ext.composites),
+        ("type", "range type", ext.ranges), ("table", "table", ext.tables), ("function", "function", ext.functions)]
+    for ref_kind, label, objects in kinds:
+        for key, obj in objects.items():
+            if not rext.has(ref_kind, key):
+                d.add(kind="external_missing", object=key, master={"kind": label, **_dump(obj)},
+                      detail=f"{label} {key} (outside the compared schemas, used by them) missing on replica")
+    for et in ext.triggers:
+        if not rext.has("trigger", et.table, et.trigger.name):
+            d.add(kind="external_missing", object=nested_key(et.table, et.trigger.name),
+                  master={"kind": "trigger", "table": et.table, **_dump(et.trigger)}, table=et.table, name=et.trigger.name,
+                  detail=f"trigger {et.trigger.name} on {et.table} (calls {et.trigger.function}) missing on replica")
 
 
-def _nested(ch: list[Change], tkey: str, what: str, m: dict, r: dict, compare: tuple[str, ...]) -> None:
-    missing, extra, both = _pairs(m, r)
-    for n in missing:
-        ch.append(Change(kind=f"{what}_missing", object=nested_key(tkey, n), detail=f"{what} {n} missing on replica", master=_dump(m[n]), table=tkey, name=n))
-    for n in extra:
-        ch.append(Change(kind=f"{what}_extra", object=nested_key(tkey, n), detail=f"{what} {n} only on replica", replica=_dump(r[n]), table=tkey, name=n))
-    for n in both:
-        md, rd = _dump(m[n]), _dump(r[n])
-        d = {a: [md.get(a), rd.get(a)] for a in compare if _norm(md.get(a)) != _norm(rd.get(a))}
-        if d:
-            ch.append(Change(kind=f"{what}_changed", object=nested_key(tkey, n), detail=f"{what} {n} differs in {', '.join(d)}", master=md, replica=rd, table=tkey, name=n, diff=d))
-        elif "comment" in md and md.get("comment") != rd.get("comment"):
-            _comment(ch, f"{what}_comment", nested_key(tkey, n), md.get("comment"), rd.get("comment"), table=tkey, name=n)
+def _parents(t: Table) -> tuple[str | None, tuple[str, ...]]:
+    return t.partition_of, tuple(t.inherits)
 
 
 _COLUMN_ATTRS = (
@@ -343,28 +391,38 @@ _COLUMN_ATTRS = (
 )
 
 
-def _norm(v: Any) -> Any:
-    return normalize_expr(v) if isinstance(v, str) else v
+def _inherited(c: Column) -> bool:
+    # snapshots written before `inherited` existed only know is_local (False for partition columns)
+    return c.inherited or not c.is_local
 
 
-def _diff_table(ch: list[Change], m: Table, r: Table, renames: dict[str, str], privileges: bool) -> None:
+IDENTITY_OPTIONS = ("increment", "min_value", "max_value", "start", "cache", "cycle")
+
+
+def identity_options(schema: Schema, table: str, column: str) -> dict[str, Any] | None:
+    """The sequence options of an identity column (its implicit sequence), None when unknown."""
+    for s in schema.sequences.values():
+        if s.identity and s.owned_by_table == table and s.owned_by_column == column:
+            return {a: getattr(s, a) for a in IDENTITY_OPTIONS}
+    return None
+
+
+def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str], ms: Schema, rs: Schema) -> None:
     k = m.key
-    add = ch.append
-    tattrs = {}
-    for a in ("kind", "unlogged", "partition_of", "partition_bound", "partition_key", "inherits", "options"):
-        if getattr(m, a) != getattr(r, a):
-            tattrs[a] = [getattr(m, a), getattr(r, a)]
-    if tattrs:
-        add(Change(kind="table_changed", object=k, detail=f"table differs in {', '.join(tattrs)}", master={a: v[0] for a, v in tattrs.items()}, replica={a: v[1] for a, v in tattrs.items()}, table=k, diff=tattrs))
     if (m.rls_enabled, m.rls_forced) != (r.rls_enabled, r.rls_forced):
-        add(Change(kind="table_rls", object=k, detail=f"row level security enabled={r.rls_enabled} forced={r.rls_forced} on replica, enabled={m.rls_enabled} forced={m.rls_forced} on master", master={"enabled": m.rls_enabled, "forced": m.rls_forced}, replica={"enabled": r.rls_enabled, "forced": r.rls_forced}, table=k))
-    _comment(ch, "table_comment", k, m.comment, r.comment, table=k)
+        d.add(kind="table_rls", object=k, table=k,
+              detail=f"row level security enabled={r.rls_enabled} forced={r.rls_forced} on replica, "
+                     f"enabled={m.rls_enabled} forced={m.rls_forced} on master",
+              master={"enabled": m.rls_enabled, "forced": m.rls_forced},
+              replica={"enabled": r.rls_enabled, "forced": r.rls_forced})
 
-    # columns, with renames: replica name -> master name
-    mcols = {n: c for n, c in m.columns.items() if c.is_local or m.partition_of is None}
+    # A column a child inherits is changed once, on its parent: it is compared here only when the
+    # child's parents differ between the sides (an attach or detach is planned).
+    same_parents = _parents(m) == _parents(r)
+    mcols = {n: c for n, c in m.columns.items() if not (same_parents and _inherited(c))}
     rcols: dict[str, tuple[str, Column]] = {}  # master-side name -> (replica name, column)
     for n, c in r.columns.items():
-        if not (c.is_local or r.partition_of is None):
+        if same_parents and _inherited(c):
             continue
         target = renames.get(n)
         if target is not None and target in mcols and target not in r.columns:
@@ -373,35 +431,47 @@ def _diff_table(ch: list[Change], m: Table, r: Table, renames: dict[str, str], p
             rcols.setdefault(n, (n, c))
     for n, c in mcols.items():
         if n not in rcols:
-            add(Change(kind="column_missing", object=member_key(k, n), detail=f"column {n} {c.type} missing on replica", master=_dump(c), table=k, name=n))
+            if not (_inherited(c) and n in r.columns):
+                d.add(kind="column_missing", object=member_key(k, n), detail=f"column {n} {c.type} missing on replica",
+                      master=_dump(c), table=k, name=n)
             continue
         rname, rc = rcols[n]
         if rname != n:
-            add(Change(kind="column_renamed", object=member_key(k, n), detail=f"column {rname} on replica is {n} on master", master=n, replica=rname, table=k, name=n, replica_name=rname))
+            d.add(kind="column_renamed", object=member_key(k, n), detail=f"column {rname} on replica is {n} on master",
+                  master=n, replica=rname, table=k, name=n, replica_name=rname)
         for attr, kind in _COLUMN_ATTRS:
             mv, rv = getattr(c, attr), getattr(rc, attr)
             if _norm(mv) != _norm(rv):
-                add(Change(kind=kind, object=member_key(k, n), detail=f"{attr}: {rv!r} on replica, {mv!r} on master", master=mv, replica=rv, table=k, name=n, replica_name=rname, diff={"column": [_dump(c), _dump(rc)]}))
+                d.add(kind=kind, object=member_key(k, n), detail=f"{attr}: {rv!r} on replica, {mv!r} on master",
+                      master=mv, replica=rv, table=k, name=n, replica_name=rname,
+                      diff={"column": [_dump(c), _dump(rc)]})
+        if c.identity and c.identity == rc.identity:
+            mo, ro = identity_options(ms, k, n), identity_options(rs, k, rname)
+            if mo is not None and ro is not None and mo != ro:
+                diff = {a: [mo[a], ro[a]] for a in IDENTITY_OPTIONS if mo[a] != ro[a]}
+                d.add(kind="column_identity", object=member_key(k, n), table=k, name=n, replica_name=rname,
+                      detail="identity sequence differs in " + _brief_diff(diff), master=c.identity, replica=rc.identity,
+                      diff={"column": [_dump(c), _dump(rc)], "options": diff})
     for n, (rname, rc) in rcols.items():
-        if n not in mcols:
-            add(Change(kind="column_extra", object=member_key(k, rname), detail=f"column {rname} {rc.type} only on replica", replica=_dump(rc), table=k, name=rname, replica_name=rname))
+        if n not in mcols and not (_inherited(rc) and n in m.columns):
+            d.add(kind="column_extra", object=member_key(k, rname), detail=f"column {rname} {rc.type} only on replica",
+                  replica=_dump(rc), table=k, name=rname, replica_name=rname)
 
-    cons_m = {n: c for n, c in m.constraints.items() if not c.inherited}
-    cons_r = {n: c for n, c in r.constraints.items() if not c.inherited}
-    _nested(ch, k, "constraint", cons_m, cons_r, ("definition", "validated"))
-    idx_m = {n: i for n, i in m.indexes.items() if i.constraint is None and not i.inherited}
-    idx_r = {n: i for n, i in r.indexes.items() if i.constraint is None and not i.inherited}
-    _nested(ch, k, "index", idx_m, idx_r, ("definition",))
-    # comments on constraint-backing indexes
+    def nested(kind: ObjectKind, mi: Mapping[str, Any], ri: Mapping[str, Any]) -> None:
+        d.compare(kind, mi, ri, table=k, key=lambda n: nested_key(k, n))
+
+    nested(CONSTRAINT, {n: c for n, c in m.constraints.items() if not c.inherited},
+           {n: c for n, c in r.constraints.items() if not c.inherited})
+    nested(INDEX, {n: i for n, i in m.indexes.items() if i.constraint is None and not i.inherited},
+           {n: i for n, i in r.indexes.items() if i.constraint is None and not i.inherited})
+    # comments on the indexes behind constraints
     for n, i in m.indexes.items():
-        if i.constraint is not None and n in r.indexes and r.indexes[n].constraint is not None and i.comment != r.indexes[n].comment:
-            _comment(ch, "index_comment", nested_key(k, n), i.comment, r.indexes[n].comment, table=k, name=n)
-    trg_m = {n: t for n, t in m.triggers.items() if not t.inherited and not t.is_constraint}
-    trg_r = {n: t for n, t in r.triggers.items() if not t.inherited and not t.is_constraint}
-    _nested(ch, k, "trigger", trg_m, trg_r, ("definition", "enabled"))
-    _nested(ch, k, "policy", m.policies, r.policies, ("command", "permissive", "roles", "using", "with_check"))
-    if privileges:
-        _grants(ch, k, "table", m.grants, r.grants)
+        ri = r.indexes.get(n)
+        if i.constraint is not None and ri is not None and ri.constraint is not None:
+            d.comment("index_comment", nested_key(k, n), i.comment, ri.comment, table=k, name=n)
+    nested(TRIGGER, {n: t for n, t in m.triggers.items() if not t.inherited and not t.is_constraint},
+           {n: t for n, t in r.triggers.items() if not t.inherited and not t.is_constraint})
+    nested(POLICY, m.policies, r.policies)
 
 
 def diff_snapshot(old: Schema, new: Schema) -> list[Change]:
@@ -416,3 +486,8 @@ def summarize(changes: list[Change]) -> dict[str, int]:
     for c in changes:
         out[c.kind] = out.get(c.kind, 0) + 1
     return dict(sorted(out.items()))
+
+
+__all__ = ["Change", "ChangeKind", "KINDS", "ObjectKind", "OBJECT_KINDS", "diff_schemas", "diff_snapshot",
+           "extensions_in_scope", "member_key", "nested_key", "normalize_expr", "quote", "resolve_renames",
+           "summarize", "present_ref"]

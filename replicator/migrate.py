@@ -3,14 +3,16 @@
 By default the plan is recomputed from live introspection of both sides (so it is never stale), the
 pre-checks are run, and then:
 
-* destructive steps are skipped (and reported) unless ``allow_destructive``;
+* destructive steps are skipped (and reported) unless ``allow_destructive``, and so are the steps
+  that need them (creating a view where a table must first be dropped);
 * a data-dependent step whose pre-check found offending rows stops the migration before anything is
   changed, with one line naming the table / column and the count, unless ``force`` (then the step is
   attempted: if the data really does not fit, PostgreSQL refuses and the whole transaction rolls back);
 * a backup is written under ``reports/backups/<timestamp>/``: ``schema.sql`` (``pg_dump
-  --schema-only`` when a pg_dump at least as new as the server is found), always ``replica-schema.json``
-  and ``plan.sql`` / ``rollback.sql``, and ``data/<table>.copy`` (COPY text format) for each table a
-  destructive step that will run alters;
+  --schema-only`` when a pg_dump at least as new as the server is found), always ``replica-schema.json``,
+  ``plan.sql`` (the whole plan) and ``rollback.sql`` (the inverse of exactly the steps that are
+  applied), and ``data/<table>.copy`` (COPY text format) for each table a destructive step that will
+  run alters;
 * the statements run in one transaction. New enum labels are the exception: PostgreSQL cannot use a
   label added in the same transaction, so ``ALTER TYPE ... ADD VALUE`` steps are committed first, in
   their own transaction (they are additive and harmless if the rest then fails).
@@ -54,6 +56,7 @@ class MigrateOptions(AnalyzeOptions):
 
 class MigrateResult(BaseModel):
     applied: list[int] = Field(default_factory=list)
+    applied_statements: list[dict] = Field(default_factory=list)  # {"step", "object", "sql"} in order
     skipped: list[dict] = Field(default_factory=list)
     forced: list[dict] = Field(default_factory=list)
     dry_run: bool = False
@@ -63,22 +66,33 @@ class MigrateResult(BaseModel):
     plan_file: str | None = None
     plan: Plan | None = None
     nothing_to_do: bool = False
+    master_audit: list[dict] = Field(default_factory=list)  # every statement sent to the master (guard)
 
 
 def select_steps(plan: Plan, allow_destructive: bool, force: bool) -> tuple[list[Step], list[dict], list[dict]]:
+    """The steps to run; the skipped ones (destructive without ``allow_destructive``, and those that
+    need a skipped step); the ones forced past a failing pre-check. A failing pre-check without
+    ``force`` raises before anything is changed."""
     run, skipped, forced = [], [], []
+    destructive = [] if allow_destructive else [s.n for s in plan.steps if s.classification == "destructive"]
+    held = plan.skipped_with(destructive)
     for s in plan.steps:
-        if s.classification == "destructive" and not allow_destructive:
+        if s.n in destructive:
             skipped.append({"step": s.n, "object": s.object, "reason": "destructive (needs --allow-destructive)", "sql": s.sql})
+            continue
+        if s.n in held:
+            skipped.append({"step": s.n, "object": s.object, "sql": s.sql,
+                            "reason": f"needs skipped destructive step [{held[s.n]}]"})
             continue
         p = s.precheck
         if p is not None and p.ok is False:
             where = p.table or s.object
             if p.column:
                 where += f".{p.column}"
+            found = f"{p.result} rows ({p.description})" if p.result is not None else p.description
             if not force:
                 raise MigrationError(
-                    f"pre-check failed for step [{s.n}] on {where}: {p.result} rows ({p.description}); "
+                    f"pre-check failed for step [{s.n}] on {where}: {found}; "
                     "fix the data or rerun with --force; nothing was changed")
             forced.append({"step": s.n, "object": s.object, "rows": p.result, "check": p.description})
         run.append(s)
@@ -90,8 +104,8 @@ def run_migrate(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
         return _apply_file(cfg, out_dir, opts)
     guard = MasterGuard()
     master, replica, plan, s = compute(cfg, opts, guard)
+    res = MigrateResult(dry_run=opts.dry_run, plan=plan)
     try:
-        res = MigrateResult(dry_run=opts.dry_run, plan=plan)
         if plan.empty:
             res.nothing_to_do = True
             return res
@@ -102,11 +116,14 @@ def run_migrate(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
         bdir = out_dir / "reports" / "backups" / utc_stamp()
         res.backup_dir = str(bdir)
         res.backup_files = backup(s.replica, s.replica_url, bdir, replica, plan,
-                                  [st.table for st in steps if st.classification == "destructive" and st.table])
+                                  [st.table for st in steps if st.classification == "destructive" and st.table],
+                                  applied=[st.n for st in steps])
         apply_steps(s.replica, steps)
         res.applied = [st.n for st in steps]
+        res.applied_statements = [{"step": st.n, "object": st.object, "sql": st.sql} for st in steps]
     finally:
         s.close()
+        res.master_audit = guard.summary()
     write_report(out_dir / "reports", "migration-report", migration_markdown(res), res)
     return res
 
@@ -157,11 +174,13 @@ def find_pg_dump(server_version: int) -> str | None:
     return best[1] if best else None
 
 
-def backup(conn: psycopg.Connection, url: str, bdir: Path, replica, plan: Plan, tables: list[str]) -> list[str]:
+def backup(conn: psycopg.Connection, url: str, bdir: Path, replica, plan: Plan, tables: list[str],
+           applied: list[int] | None = None) -> list[str]:
+    """Write the backup; ``rollback.sql`` undoes the ``applied`` steps only (all when None)."""
     bdir.mkdir(parents=True, exist_ok=True)
     files = [str(write_json(bdir / "replica-schema.json", replica)),
              str(write_text(bdir / "plan.sql", plan.to_sql(True))),
-             str(write_text(bdir / "rollback.sql", plan.rollback_sql()))]
+             str(write_text(bdir / "rollback.sql", plan.rollback_sql(applied)))]
     dump = find_pg_dump(conn.info.server_version)
     if dump:
         target = bdir / "schema.sql"
@@ -183,7 +202,8 @@ def backup(conn: psycopg.Connection, url: str, bdir: Path, replica, plan: Plan, 
         rt = replica.tables[t]
         path = bdir / "data" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', t)}.copy"
         path.parent.mkdir(parents=True, exist_ok=True)
-        q = sql.SQL("COPY {} TO STDOUT").format(sql.Identifier(rt.schema_name, rt.name))
+        # COPY (SELECT ...) also reads a partitioned table (COPY <table> TO refuses one)
+        q = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT").format(sql.Identifier(rt.schema_name, rt.name))
         with conn.transaction(), conn.cursor() as cur, open(path, "wb") as f:
             cur.execute("SET TRANSACTION READ ONLY")
             with cur.copy(q) as cp:
@@ -230,12 +250,24 @@ def _apply_file(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
 def migration_markdown(res: MigrateResult) -> str:
     lines = ["# Migration report", ""]
     if res.backup_dir:
-        lines.append(f"Backup: `{res.backup_dir}`")
+        lines.append(f"Backup: `{res.backup_dir}` (its `rollback.sql` undoes exactly the applied statements)")
     lines.append(f"Applied {len(res.applied)} statements; skipped {len(res.skipped)}; forced {len(res.forced)}.")
+    if res.plan is not None:
+        lines += [f"- note: {n}" for n in res.plan.notes]
+        lines += [f"- not handled: {u}" for u in res.plan.unsupported]
+    if res.applied_statements:
+        lines += ["", "## Applied statements", ""]
+        for a in res.applied_statements:
+            lines += [f"[{a['step']}] {a['object']}", "", "```sql", a["sql"].rstrip().rstrip(";") + ";", "```", ""]
     if res.skipped:
-        lines += ["", "## Skipped (destructive)", ""] + [f"- [{s['step']}] {s['object']}: `{' '.join(s['sql'].split())[:160]}`" for s in res.skipped]
+        lines += ["", "## Skipped", ""] + [f"- [{s['step']}] {s['object']} ({s['reason']}): `{' '.join(s['sql'].split())[:160]}`"
+                                           for s in res.skipped]
     if res.forced:
         lines += ["", "## Forced past a failing pre-check", ""] + [f"- [{s['step']}] {s['object']}: {s['rows']} rows ({s['check']})" for s in res.forced]
+    if res.master_audit:
+        lines += ["", "## Statements sent to the master (guard audit)", ""]
+        lines += [f"- {r['count']}× {'allowed' if r['allowed'] else 'REFUSED'}: `{' '.join(r['statement'].split())[:140]}`"
+                  for r in res.master_audit]
     return "\n".join(lines) + "\n"
 
 

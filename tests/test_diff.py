@@ -67,3 +67,45 @@ def test_quote_matches_quote_ident(master_url, sql_on):
     names = words + ["x$1", "naïve", "Mixed Case", 'we"ird', "end", "order", "_plain_1", "1abc"]
     expected = dict(sql_on(master_url, "SELECT n, quote_ident(n) FROM unnest(%s::text[]) AS n", (names,)))
     assert {n: quote(n) for n in names} == expected
+
+
+def test_change_kind_is_a_literal():
+    import pydantic
+    import pytest
+
+    from replicator.diff import KINDS
+
+    assert "composite_changed" in KINDS and "external_missing" in KINDS and "role_missing" in KINDS
+    with pytest.raises(pydantic.ValidationError):
+        Change(kind="tabel_missing", object="x", detail="typo")
+
+
+def test_every_kind_compared_the_same_way():
+    """Missing / extra / changed / comment for each top-level kind, from plain models."""
+    from replicator.introspect.models import CompositeAttribute, CompositeType, Enum, RangeType, Schema
+
+    def schema(**kw):
+        return Schema(server_version=150000, database="d", schemas=["public"], **kw)
+
+    comp = CompositeType(key="public.c", schema_name="public", name="c", attributes=[CompositeAttribute(name="a", type="int")])
+    m = schema(composites={"public.c": comp.model_copy(update={"comment": "new"})},
+               ranges={"public.r": RangeType(key="public.r", schema_name="public", name="r", subtype="date")},
+               enums={"public.e": Enum(key="public.e", schema_name="public", name="e", labels=["a", "b"])})
+    r = schema(composites={"public.c": comp.model_copy(update={"attributes": []})},
+               enums={"public.e": Enum(key="public.e", schema_name="public", name="e", labels=["a"]),
+                      "public.old": Enum(key="public.old", schema_name="public", name="old")})
+    got = {(c.kind, c.object) for c in diff_schemas(m, r)}
+    assert got == {("composite_changed", "public.c"), ("composite_comment", "public.c"), ("range_missing", "public.r"),
+                   ("enum_labels", "public.e"), ("enum_extra", "public.old")}
+    changed = next(c for c in diff_schemas(m, r) if c.kind == "composite_changed")
+    assert list(changed.diff) == ["attributes"]
+
+
+def test_inherited_columns_are_compared_on_the_parent_only(master_url, replica_url, sql_on):
+    ddl = """CREATE TABLE p (id int{}) PARTITION BY LIST (id);
+             CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);
+             CREATE TABLE base (id int{}); CREATE TABLE child (x int) INHERITS (base);"""
+    sql_on(replica_url, ddl.format("", ""))
+    sql_on(master_url, ddl.format(", v text", ", v text"))
+    changes = diff_schemas(_schema(master_url), _schema(replica_url))
+    assert sorted((c.kind, c.object) for c in changes) == [("column_missing", "public.base.v"), ("column_missing", "public.p.v")]

@@ -114,7 +114,8 @@ def test_every_query_is_bundled_and_parameterised():
     # the schema list is always bound, never spliced
     for name in names:
         text = queries.load(name)
-        assert "%(schemas)s" in text or name in {"server", "settings", "extensions", "all_schemas"}
+        assert "%(schemas)s" in text or name in {"server", "settings", "extensions", "all_schemas",
+                                                                 "available_extensions", "roles"}
 
 
 def test_schema_selection(db, schema):
@@ -418,3 +419,71 @@ def test_empty_database_and_connection_left_idle(master_url):
     assert s.tables == {} and s.views == {} and s.functions == {}
     assert s.server_version >= 140000
     assert s.schemas == ["public"] and "public" in s.namespaces
+
+
+def test_composite_range_aggregate_and_dependencies(master_url, sql_on):
+    sql_on(master_url, """
+        CREATE TYPE mood AS ENUM ('a', 'b');
+        CREATE TYPE addr AS (street text, city text COLLATE "C", m mood);
+        COMMENT ON COLUMN addr.street IS 'the street';
+        CREATE TYPE span AS RANGE (subtype = float8, subtype_diff = float8mi);
+        CREATE TABLE customer (id int PRIMARY KEY, home addr, s span);
+        CREATE FUNCTION all_customers() RETURNS SETOF customer LANGUAGE sql AS 'SELECT * FROM customer';
+        CREATE FUNCTION _cat(text, text) RETURNS text LANGUAGE sql AS 'SELECT $1 || $2';
+        CREATE AGGREGATE cat(text) (SFUNC = _cat, STYPE = text, INITCOND = '');
+        CREATE VIEW cities AS SELECT cat((home).city) AS c FROM customer;
+        CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customer (id), total int DEFAULT length(_cat('a', 'b')));
+    """)
+    with psycopg.connect(master_url) as conn:
+        s = introspect(conn)
+    addr = s.composites["public.addr"]
+    assert [(a.name, a.type, a.collation) for a in addr.attributes] == [
+        ("street", "text", None), ("city", "text", 'pg_catalog."C"'), ("m", "public.mood", None)]
+    assert addr.attributes[0].comment == "the street"
+    span = s.ranges["public.span"]
+    assert (span.subtype, span.subtype_diff, span.multirange) == ("double precision", "float8mi", "public.span_multirange")
+    # range constructors belong to the type, not to the functions
+    assert not any(k.startswith("public.span") for k in s.functions)
+    agg = s.functions["public.cat(text)"]
+    assert agg.kind == "aggregate"
+    assert agg.definition == "CREATE AGGREGATE public.cat(text) (SFUNC = public._cat, STYPE = text, INITCOND = '')"
+    deps = {(d.kind, d.key, d.name, d.on_kind, d.on_key, d.on_name) for d in s.dependencies}
+    assert ("function", "public.all_customers()", None, "table", "public.customer", None) in deps  # SETOF row type
+    assert ("function", "public.cat(text)", None, "function", "public._cat(text, text)", None) in deps
+    assert ("view", "public.cities", None, "function", "public.cat(text)", None) in deps
+    assert ("view", "public.cities", None, "table", "public.customer", "home") in deps
+    assert ("column", "public.customer", "home", "type", "public.addr", None) in deps
+    assert ("type", "public.addr", None, "type", "public.mood", None) in deps
+    assert ("constraint", "public.orders", "orders_customer_id_fkey", "constraint", "public.customer", "customer_pkey") in deps
+    assert ("column", "public.orders", "total", "function", "public._cat(text, text)", None) in deps
+    # what belongs to its own table is left out
+    assert not any(d.kind in ("constraint", "index") and d.key == d.on_key and d.on_kind == "table" for d in s.dependencies)
+
+
+def test_outside_objects_and_roles(master_url, sql_on):
+    sql_on(master_url, """
+        CREATE SCHEMA ext; CREATE EXTENSION pgcrypto WITH SCHEMA ext;
+        CREATE SCHEMA platform;
+        CREATE TABLE platform.users (id uuid PRIMARY KEY, secret text);
+        CREATE FUNCTION platform.me() RETURNS uuid LANGUAGE sql STABLE AS 'SELECT NULL::uuid';
+        CREATE TABLE platform.unrelated (id int);
+        CREATE TABLE profile (id uuid PRIMARY KEY REFERENCES platform.users (id) DEFAULT ext.gen_random_uuid(),
+                              owner uuid DEFAULT platform.me());
+        CREATE FUNCTION on_user() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+        CREATE TRIGGER user_created AFTER INSERT ON platform.users FOR EACH ROW EXECUTE FUNCTION on_user();
+        DO $$ BEGIN CREATE ROLE intro_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+        ALTER TABLE profile ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY mine ON profile TO intro_reader USING (owner = platform.me());
+    """)
+    with psycopg.connect(master_url) as conn:
+        s = introspect(conn)
+    assert set(s.external.tables) == {"platform.users"} and "platform.unrelated" not in s.external.tables
+    assert s.external.tables["platform.users"].primary_key == ["id"]
+    assert set(s.external.functions) == {"platform.me()"}
+    assert [(t.table, t.trigger.name, t.trigger.function) for t in s.external.triggers] == [
+        ("platform.users", "user_created", "public.on_user()")]
+    assert s.external.has("table", "platform.unrelated") and s.external.has("schema", "ext")
+    assert s.external.has("trigger", "platform.users", "user_created")
+    assert any(d.on_extension == "pgcrypto" and d.key == "public.profile" for d in s.dependencies)
+    assert "intro_reader" in s.roles and s.roles_used() == {"intro_reader"}
+    assert "pgcrypto" in s.available_extensions and "1.3" in s.available_extensions["pgcrypto"]

@@ -97,3 +97,110 @@ def test_enum_label_removal_is_destructive(master_url, replica_url, sql_on):
     assert plan.steps[0].classification == "destructive"
     cast = next(s for s in plan.steps if "USING" in s.sql)
     assert cast.precheck.result == 1
+
+
+def _sqls(plan):
+    return [s.sql for s in plan.steps]
+
+
+def _index(sqls, fragment):
+    return next(i for i, s in enumerate(sqls) if fragment in s)
+
+
+def test_rename_then_collation_under_the_new_name(master_url, replica_url, sql_on):
+    sql_on(replica_url, "CREATE TABLE t (id int PRIMARY KEY, old_label text)")
+    sql_on(master_url, 'CREATE TABLE t (id int PRIMARY KEY, label text COLLATE "C")')
+    sqls = _sqls(_plan(master_url, replica_url, {"t": {"old_label": "label"}}))
+    rename = _index(sqls, "RENAME COLUMN old_label TO label")
+    collate = _index(sqls, 'ALTER COLUMN label TYPE text COLLATE pg_catalog."C"')
+    assert rename < collate
+    assert not any("ALTER COLUMN old_label" in s for s in sqls)
+
+
+def test_identity_added_after_not_null(master_url, replica_url, sql_on):
+    sql_on(replica_url, "CREATE TABLE t (id int DEFAULT 0)")
+    sql_on(master_url, "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY)")
+    sqls = _sqls(_plan(master_url, replica_url))
+    assert _index(sqls, "DROP DEFAULT") < _index(sqls, "SET NOT NULL") < _index(sqls, "ADD GENERATED ALWAYS AS IDENTITY")
+
+
+def test_partitioned_table_changed_once_on_the_parent(master_url, replica_url, sql_on):
+    ddl = """CREATE TABLE ev (id int, at date NOT NULL{}) PARTITION BY RANGE (at);
+             CREATE TABLE ev_a PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+             CREATE TABLE ev_b PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');"""
+    sql_on(replica_url, ddl.format(""))
+    sql_on(master_url, ddl.format(", kind text NOT NULL DEFAULT 'x'"))
+    sqls = _sqls(_plan(master_url, replica_url))
+    assert sqls == ["ALTER TABLE public.ev ADD COLUMN kind text DEFAULT 'x'::text NOT NULL"]
+
+
+def test_table_becomes_view_drop_first_and_create_needs_it(master_url, replica_url, sql_on):
+    sql_on(replica_url, "CREATE TABLE base (id int); CREATE TABLE v (id int)")
+    sql_on(master_url, "CREATE TABLE base (id int); CREATE VIEW v AS SELECT id FROM base")
+    plan = _plan(master_url, replica_url)
+    drop = next(s for s in plan.steps if s.sql == "DROP TABLE public.v")
+    create = next(s for s in plan.steps if s.sql.startswith("CREATE VIEW public.v"))
+    assert drop.n < create.n and drop.classification == "destructive" and create.requires == [drop.n]
+    text = plan.to_sql(allow_destructive=False)
+    assert f"--   needs destructive step [{drop.n}]" in text and "\nCREATE VIEW public.v" not in text
+    assert plan.skipped_with([drop.n]) == {create.n: drop.n}
+
+
+def test_row_type_function_aggregate_and_views_in_dependency_order(master_url, replica_url, sql_on):
+    # names chosen so that alphabetical order is the wrong order
+    sql_on(master_url, """
+        CREATE TABLE z_customer (id int PRIMARY KEY, name text);
+        CREATE FUNCTION a_customers() RETURNS SETOF z_customer LANGUAGE sql AS 'SELECT * FROM z_customer';
+        CREATE FUNCTION y_cat(text, text) RETURNS text LANGUAGE sql AS 'SELECT $1 || $2';
+        CREATE AGGREGATE b_concat(text) (SFUNC = y_cat, STYPE = text);
+        CREATE VIEW a_names AS SELECT b_concat(name) AS names FROM a_customers();
+    """)
+    sqls = _sqls(_plan(master_url, replica_url))
+    assert _index(sqls, "CREATE TABLE public.z_customer") < _index(sqls, "FUNCTION public.a_customers()")
+    assert _index(sqls, "FUNCTION public.y_cat") < _index(sqls, "CREATE AGGREGATE public.b_concat(text)")
+    assert _index(sqls, "CREATE AGGREGATE") < _index(sqls, "CREATE VIEW public.a_names")
+    assert _index(sqls, "FUNCTION public.a_customers()") < _index(sqls, "CREATE VIEW public.a_names")
+
+
+def test_foreign_key_cycle_between_new_tables(master_url, replica_url, sql_on):
+    sql_on(master_url, """
+        CREATE TABLE a (id int PRIMARY KEY, b_id int);
+        CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id));
+        ALTER TABLE a ADD CONSTRAINT a_b FOREIGN KEY (b_id) REFERENCES b (id);
+    """)
+    sqls = _sqls(_plan(master_url, replica_url))
+    tables = max(_index(sqls, "CREATE TABLE public.a"), _index(sqls, "CREATE TABLE public.b"))
+    keys = [i for i, s in enumerate(sqls) if "FOREIGN KEY" in s]
+    assert len(keys) == 2 and min(keys) > tables
+
+
+def test_enum_to_enum_goes_through_text_with_a_precheck(master_url, replica_url, sql_on):
+    types = "CREATE TYPE a AS ENUM ('x', 'y'); CREATE TYPE b AS ENUM ('x', 'z');"
+    sql_on(replica_url, types + "CREATE TABLE t (v a); INSERT INTO t VALUES ('x'), ('y'), ('y');")
+    sql_on(master_url, types + "CREATE TABLE t (v b);")
+    plan = _plan(master_url, replica_url)
+    step = next(s for s in plan.steps if "TYPE public.b" in s.sql)
+    assert step.sql == "ALTER TABLE public.t ALTER COLUMN v TYPE public.b USING v::text::public.b"
+    assert step.classification == "data-dependent" and step.precheck.result == 2 and step.precheck.ok is False
+
+
+def test_rollback_covers_only_applied_steps(master_url, replica_url, sql_on):
+    sql_on(replica_url, "CREATE TABLE gone (id int)")
+    sql_on(master_url, "CREATE TABLE kept (id int)")
+    plan = _plan(master_url, replica_url)
+    create = next(s for s in plan.steps if s.sql.startswith("CREATE TABLE"))
+    rb = plan.rollback_sql([create.n])
+    assert "DROP TABLE public.kept" in rb and "CREATE TABLE public.gone" not in rb
+    assert "CREATE TABLE public.gone" in plan.rollback_sql()
+
+
+def test_plan_uses_the_one_ordering_module():
+    """No hand-written topological sort in the plan package: it orders through replicator.order."""
+    import inspect
+
+    import replicator.plan as pkg
+    from replicator.plan import graph
+
+    source = "\n".join(inspect.getsource(m) for m in (graph,))
+    assert "from ..order import Graph" in source
+    assert not hasattr(pkg, "_topo") and not hasattr(pkg, "_topo_tables")

@@ -47,6 +47,13 @@ def analyze(run: RunContext, schemas, all_schemas, with_privileges, exact_counts
             click.echo(f"  pre-check fails: [{s.n}] {s.object}: {s.precheck.description}: {s.precheck.result} rows")
         for u in res.plan.unsupported:
             click.echo(f"  not handled: {u}")
+        for n in res.plan.notes:
+            click.echo(f"  note: {n}")
+        if res.outside:
+            missing = [f"{o.kind} {o.object}" for o in res.outside if not o.on_replica]
+            click.echo(f"used outside the compared schemas: {len(res.outside)} object(s) "
+                       f"({', '.join(sorted({o.kind for o in res.outside}))})"
+                       + (f"; missing on the replica: {', '.join(missing)}" if missing else "; all present on the replica"))
         for label, path in res.files.items():
             click.echo(f"wrote {path}")
         click.echo(f"master statements: {summary['master_statements']} (refused: {summary['master_statements_refused']})")

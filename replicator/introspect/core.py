@@ -20,15 +20,20 @@ from ..errors import GuardViolation
 from . import queries
 from .models import (
     Column,
+    CompositeType,
     Constraint,
+    Dependency,
     Domain,
     Enum,
     Extension,
+    ExternalTrigger,
     Function,
     Grant,
     Index,
     Namespace,
     Policy,
+    RangeType,
+    Role,
     RowCount,
     Schema,
     Sequence,
@@ -36,6 +41,7 @@ from .models import (
     Trigger,
     View,
     ViewColumn,
+    present_ref,
 )
 
 DEFAULT_SCHEMAS: tuple[str, ...] = ("public",)
@@ -90,6 +96,10 @@ def introspect(
     Row counts are exact (``count(*)``) when the planner estimate is below ``count_threshold``,
     when the table was never analyzed, or with ``exact_counts=True``; otherwise the estimate.
     Grants are read only with ``with_privileges=True``.
+
+    Besides the compared schemas' objects, the result holds their dependencies (``pg_depend``),
+    the cluster's roles, the extensions the server could install, and what the compared schemas use
+    outside themselves (:class:`External`: ``auth.users``, ``auth.uid()`` in a Supabase project).
     """
     with conn.transaction(force_rollback=True):
         with conn.cursor(row_factory=dict_row) as cur:
@@ -104,11 +114,6 @@ def introspect(
                 names = [r["name"] for r in cur.fetchall()]
             else:
                 names = list(dict.fromkeys(schemas if schemas is not None else DEFAULT_SCHEMAS))
-            params = {"schemas": names}
-
-            def rows(name: str) -> list[dict[str, Any]]:
-                cur.execute(queries.load(name), params)
-                return cur.fetchall()
 
             result = Schema(
                 server_version=server["server_version"],
@@ -118,55 +123,19 @@ def introspect(
                 search_path=server["search_path"],
                 settings_pinned=pinned,
             )
+            reltuples, countable = _read_objects(cur, result, names)
+            rows = _reader(cur, {"schemas": names})
             for r in rows("namespaces"):
                 result.namespaces[r["key"]] = Namespace(**r)
             for r in rows("extensions"):
                 result.extensions[r["name"]] = Extension(**r)
-
-            reltuples: dict[str, float] = {}
-            countable: set[str] = set()
-            for r in rows("tables"):
-                reltuples[r["key"]] = r.pop("reltuples")
-                if r.pop("countable"):
-                    countable.add(r["key"])
-                result.tables[r["key"]] = Table(**r)
-            for r in rows("views"):
-                result.views[r["key"]] = View(**r)
-
-            for r in rows("columns"):
-                rel = r.pop("relation")
-                if (t := result.tables.get(rel)) is not None:
-                    t.columns[r["name"]] = Column(**r)
-                elif (v := result.views.get(rel)) is not None:
-                    v.columns[r["name"]] = ViewColumn(
-                        name=r["name"], type=r["type"], comment=r["comment"]
-                    )
-            for r in rows("constraints"):
-                if (t := result.tables.get(r.pop("relation"))) is not None:
-                    t.constraints[r["name"]] = Constraint(**r)
-            for r in rows("indexes"):
-                rel = r.pop("relation")
-                owner = result.tables.get(rel) or result.views.get(rel)
-                if owner is not None:
-                    owner.indexes[r["name"]] = Index(**r)
-            for r in rows("triggers"):
-                rel = r.pop("relation")
-                owner = result.tables.get(rel) or result.views.get(rel)
-                if owner is not None:
-                    owner.triggers[r["name"]] = Trigger(**r)
-            for r in rows("policies"):
-                if (t := result.tables.get(r.pop("relation"))) is not None:
-                    t.policies[r["name"]] = Policy(**r)
-
-            for r in rows("sequences"):
-                result.sequence_values[r["key"]] = r.pop("last_value")
-                result.sequences[r["key"]] = Sequence(**r)
-            for r in rows("enums"):
-                result.enums[r["key"]] = Enum(**r)
-            for r in rows("domains"):
-                result.domains[r["key"]] = Domain(**r)
-            for r in rows("functions"):
-                result.functions[r["key"]] = Function(**r)
+            for r in rows("available_extensions"):
+                result.available_extensions[r["name"]] = r["versions"]
+            for r in rows("roles"):
+                result.roles[r["name"]] = Role(**r)
+            result.dependencies = [Dependency(**r) for r in rows("depends")]
+            result.external.present = [present_ref(r["kind"], r["key"], r["name"]) for r in rows("outside")]
+            _read_external(cur, result)
 
             if with_privileges:
                 _attach_grants(result, rows("grants"))
@@ -180,6 +149,131 @@ def introspect(
                 threshold=count_threshold,
             )
     return result
+
+
+def _reader(cur: psycopg.Cursor[Any], params: dict[str, Any]):
+    def rows(name: str) -> list[dict[str, Any]]:
+        cur.execute(queries.load(name), params)
+        return cur.fetchall()
+
+    return rows
+
+
+def _read_objects(cur: psycopg.Cursor[Any], result: Any, schemas: list[str]) -> tuple[dict[str, float], set[str]]:
+    """Tables, views and their members, sequences, types and functions of ``schemas`` into
+    ``result`` (a :class:`Schema` or an :class:`External`-shaped holder). Returns the planner's
+    reltuples per table and the tables that can be counted."""
+    rows = _reader(cur, {"schemas": schemas})
+    reltuples: dict[str, float] = {}
+    countable: set[str] = set()
+    views = getattr(result, "views", None)
+    for r in rows("tables"):
+        reltuples[r["key"]] = r.pop("reltuples")
+        if r.pop("countable"):
+            countable.add(r["key"])
+        result.tables[r["key"]] = Table(**r)
+    if views is not None:
+        for r in rows("views"):
+            views[r["key"]] = View(**r)
+
+    for r in rows("columns"):
+        rel = r.pop("relation")
+        if (t := result.tables.get(rel)) is not None:
+            t.columns[r["name"]] = Column(**r)
+        elif views is not None and (v := views.get(rel)) is not None:
+            v.columns[r["name"]] = ViewColumn(name=r["name"], type=r["type"], comment=r["comment"])
+    for r in rows("constraints"):
+        if (t := result.tables.get(r.pop("relation"))) is not None:
+            t.constraints[r["name"]] = Constraint(**r)
+    for r in rows("indexes"):
+        rel = r.pop("relation")
+        owner = result.tables.get(rel) or (views.get(rel) if views is not None else None)
+        if owner is not None:
+            owner.indexes[r["name"]] = Index(**r)
+    for r in rows("triggers"):
+        rel = r.pop("relation")
+        owner = result.tables.get(rel) or (views.get(rel) if views is not None else None)
+        if owner is not None:
+            owner.triggers[r["name"]] = Trigger(**r)
+    for r in rows("policies"):
+        if (t := result.tables.get(r.pop("relation"))) is not None:
+            t.policies[r["name"]] = Policy(**r)
+
+    if isinstance(result, Schema):
+        for r in rows("sequences"):
+            result.sequence_values[r["key"]] = r.pop("last_value")
+            result.sequences[r["key"]] = Sequence(**r)
+    for r in rows("enums"):
+        result.enums[r["key"]] = Enum(**r)
+    for r in rows("domains"):
+        result.domains[r["key"]] = Domain(**r)
+    for r in rows("composites"):
+        result.composites[r["key"]] = CompositeType(**r)
+    for r in rows("ranges"):
+        result.ranges[r["key"]] = RangeType(**r)
+    for r in rows("functions"):
+        result.functions[r["key"]] = Function(**r)
+    return reltuples, countable
+
+
+def _read_external(cur: psycopg.Cursor[Any], result: Schema) -> None:
+    """Introspect what the compared schemas use outside themselves (see :class:`External`).
+
+    The schemas holding such objects are read like compared ones (one more round of queries, only
+    when there is anything outside to read); then only the objects used are kept: the tables and
+    functions the dependencies point at, the tables of outside triggers that call compared
+    functions, and the outside types those tables' columns have."""
+    compared = set(result.schemas)
+    wanted: dict[str, set[str]] = {"table": set(), "function": set(), "type": set()}
+    trigger_refs: set[tuple[str, str]] = set()
+    for d in result.dependencies:
+        if d.schema_name in compared and d.on_schema not in compared and d.on_extension is None:
+            if d.on_kind in ("table", "function", "type"):
+                wanted[d.on_kind].add(d.on_key)
+            elif d.on_kind == "constraint":  # a foreign key into an outside table's key
+                wanted["table"].add(d.on_key)
+        elif d.kind == "trigger" and d.schema_name not in compared and d.on_schema in compared:
+            trigger_refs.add((d.key, d.name or ""))
+            wanted["table"].add(d.key)
+    outside_schemas = sorted(
+        {d.on_schema for d in result.dependencies if d.on_schema not in compared and d.on_extension is None}
+        | {d.schema_name for d in result.dependencies if d.schema_name not in compared})
+    if not outside_schemas or not any(wanted.values()):
+        return
+
+    class _Holder:  # the shape _read_objects fills
+        def __init__(self) -> None:
+            self.tables: dict[str, Table] = {}
+            self.enums: dict[str, Enum] = {}
+            self.domains: dict[str, Domain] = {}
+            self.composites: dict[str, CompositeType] = {}
+            self.ranges: dict[str, RangeType] = {}
+            self.functions: dict[str, Function] = {}
+
+    seen = _Holder()
+    _read_objects(cur, seen, outside_schemas)
+    ext = result.external
+    for key in sorted(wanted["table"]):
+        if (t := seen.tables.get(key)) is not None:
+            triggers = {n: tg for n, tg in t.triggers.items() if (key, n) in trigger_refs}
+            for n, tg in triggers.items():
+                ext.triggers.append(ExternalTrigger(table=key, trigger=tg))
+            # the table as the replica needs it: no triggers, no policies of its own
+            ext.tables[key] = t.model_copy(update={"triggers": {}, "policies": {}})
+            for col in t.columns.values():
+                wanted["type"].add(col.type.removesuffix("[]"))
+    for key in sorted(wanted["function"]):
+        if (f := seen.functions.get(key)) is not None:
+            ext.functions[key] = f
+    for key in sorted(wanted["type"]):
+        if key in seen.enums:
+            ext.enums[key] = seen.enums[key]
+        elif key in seen.domains:
+            ext.domains[key] = seen.domains[key]
+        elif key in seen.composites:
+            ext.composites[key] = seen.composites[key]
+        elif key in seen.ranges:
+            ext.ranges[key] = seen.ranges[key]
 
 
 def _pin_settings(cur: psycopg.Cursor[Any]) -> bool:

@@ -49,6 +49,7 @@ class Column(_Model):
     collation: str | None = None  # only when it differs from the type's default collation
     comment: str | None = None
     is_local: bool = True  # False when inherited from a parent table / partitioned table
+    inherited: bool = False  # comes from a parent (partition or inheritance), local or not
 
 
 ConstraintKind = Literal["primary key", "foreign key", "unique", "check", "exclusion"]
@@ -282,9 +283,50 @@ class Function(_Model):
     language: str
     security_definer: bool = False
     volatility: Literal["immutable", "stable", "volatile"] = "volatile"
-    definition: str | None = None  # pg_get_functiondef; None for aggregates
+    # pg_get_functiondef; for an aggregate, its CREATE AGGREGATE statement (read from pg_aggregate)
+    definition: str | None = None
     comment: str | None = None
     grants: list[Grant] = Field(default_factory=list)
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class CompositeAttribute(_Model):
+    name: str
+    type: str
+    collation: str | None = None
+    comment: str | None = None
+
+
+class CompositeType(_Model):
+    """``CREATE TYPE name AS (attribute type, ...)``."""
+
+    key: str
+    schema_name: str
+    name: str
+    attributes: list[CompositeAttribute] = Field(default_factory=list)
+    comment: str | None = None
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
+class RangeType(_Model):
+    """``CREATE TYPE name AS RANGE (SUBTYPE = ...)``."""
+
+    key: str
+    schema_name: str
+    name: str
+    subtype: str
+    subtype_opclass: str | None = None  # only when not the subtype's default btree class
+    collation: str | None = None  # only when not the subtype's default collation
+    canonical: str | None = None
+    subtype_diff: str | None = None
+    multirange: str | None = None  # key of the multirange type PostgreSQL made for it
+    comment: str | None = None
 
     @property
     def schema(self) -> str:  # type: ignore[override]
@@ -301,6 +343,93 @@ class Extension(_Model):
         return self.schema_name
 
 
+class Role(_Model):
+    """A role of the cluster. Roles are cluster-wide: every database on the server shares them."""
+
+    name: str
+    login: bool = False
+    inherit: bool = True
+    bypassrls: bool = False
+    superuser: bool = False
+
+
+DependencyKind = Literal[
+    "table", "view", "sequence", "type", "function", "constraint", "index", "trigger", "policy",
+    "rule", "column", "extension",
+]
+
+
+class Dependency(_Model):
+    """One object uses another (``pg_depend``): ``kind key [name]`` depends on
+    ``on_kind on_key [on_name]``.
+
+    ``key`` is the object's key; for objects nested in a table (column, constraint, index, trigger,
+    policy) it is the table's key and ``name`` the nested object's name. ``on_name`` is the column
+    when the dependency is on one column of a table or view. Row types, array types and multirange
+    types are folded into the table, element type or range they stand for; an index backing a
+    constraint is the constraint. ``on_extension`` names the extension the used object belongs to
+    (``extensions.uuid_generate_v4()`` belongs to ``uuid-ossp``)."""
+
+    kind: DependencyKind
+    key: str
+    name: str | None = None
+    schema_name: str
+    on_kind: DependencyKind
+    on_key: str
+    on_name: str | None = None
+    on_schema: str
+    on_extension: str | None = None
+
+    @property
+    def ref(self) -> tuple[str, str, str | None]:
+        return (self.kind, self.key, self.name)
+
+
+class ExternalTrigger(_Model):
+    """A trigger on a table outside the compared schemas that calls a function inside them (the
+    usual ``on_auth_user_created`` trigger on ``auth.users`` creating ``public.profiles`` rows)."""
+
+    table: str  # key of the table it is on
+    trigger: "Trigger"
+
+
+class External(_Model):
+    """What the compared schemas use outside themselves: in a Supabase project, objects of the
+    managed schemas (``auth.users`` behind foreign keys, ``auth.uid()`` in policies and defaults),
+    found through ``pg_depend``; plus the triggers out there that call compared functions.
+
+    ``tables`` are introspected like compared tables (columns, constraints, indexes; no triggers or
+    policies), so that a replica lacking them can be given the master's definition, and so that
+    ``copy`` can read, e.g., the ``auth.users`` rows that ``public.profiles.id`` points to.
+    ``enums`` / ``domains`` / ``composites`` / ``ranges`` are the outside types those tables'
+    columns use. ``present`` names everything that exists outside the compared schemas
+    (``"table auth.users"``, ``"function auth.uid()"``, ``"schema extensions"``,
+    ``"trigger auth.users/on_auth_user_created"``), so that the other side can tell what it lacks."""
+
+    tables: dict[str, "Table"] = Field(default_factory=dict)
+    functions: dict[str, "Function"] = Field(default_factory=dict)
+    enums: dict[str, "Enum"] = Field(default_factory=dict)
+    domains: dict[str, "Domain"] = Field(default_factory=dict)
+    composites: dict[str, CompositeType] = Field(default_factory=dict)
+    ranges: dict[str, RangeType] = Field(default_factory=dict)
+    triggers: list[ExternalTrigger] = Field(default_factory=list)
+    present: list[str] = Field(default_factory=list)
+
+    def has(self, kind: str, key: str, name: str | None = None) -> bool:
+        return present_ref(kind, key, name) in self.present
+
+    @property
+    def schemas(self) -> list[str]:
+        """Keys (quoted names) of the outside schemas that exist."""
+        return [p.split(" ", 1)[1] for p in self.present if p.startswith("schema ")]
+
+
+def present_ref(kind: str, key: str, name: str | None = None) -> str:
+    """How :attr:`External.present` names an object: ``"table auth.users"``,
+    ``"trigger auth.users/on_auth_user_created"``."""
+    return f"{kind} {key}" + (f"/{name}" if name is not None else "")
+
+
 class RowCount(_Model):
     """Rows in a table: exact ``count(*)``, or the planner's estimate (``exact=False``)."""
 
@@ -310,7 +439,8 @@ class RowCount(_Model):
 
 # Fields of Schema that describe the data or the server rather than the structure.
 NON_STRUCTURAL_FIELDS = frozenset(
-    {"server_version", "database", "search_path", "settings_pinned", "row_counts", "sequence_values"}
+    {"server_version", "database", "search_path", "settings_pinned", "row_counts", "sequence_values",
+     "available_extensions"}
 )
 
 
@@ -328,6 +458,14 @@ class Schema(_Model):
     enums: dict[str, Enum] = Field(default_factory=dict)
     domains: dict[str, Domain] = Field(default_factory=dict)
     functions: dict[str, Function] = Field(default_factory=dict)
+    composites: dict[str, CompositeType] = Field(default_factory=dict)
+    ranges: dict[str, RangeType] = Field(default_factory=dict)
+    # Which object uses which (pg_depend), for ordering a plan: see Dependency.
+    dependencies: list[Dependency] = Field(default_factory=list)
+    # Every role of the cluster (not pg_*): policies and grants name them, and roles are cluster-wide.
+    roles: dict[str, Role] = Field(default_factory=dict)
+    # What the compared schemas use outside themselves (Supabase's auth.users, auth.uid(), ...).
+    external: External = Field(default_factory=External)
     with_privileges: bool = False
     # How the introspection ran (not structure). settings_pinned is False when the connection
     # refused set_config (a guarded master): expressions and definitions then render names as
@@ -337,6 +475,8 @@ class Schema(_Model):
     # Data, not structure: excluded by structure_dump().
     row_counts: dict[str, RowCount] = Field(default_factory=dict)
     sequence_values: dict[str, int | None] = Field(default_factory=dict)  # last_value per sequence
+    # The server, not the database: extensions it could install, name -> versions shipped.
+    available_extensions: dict[str, list[str]] = Field(default_factory=dict)
 
     def structure_dump(self) -> dict[str, Any]:
         """A JSON-compatible dict of the structure only (no counts, versions or sequence values),
@@ -367,4 +507,20 @@ class Schema(_Model):
 
     def partitions_of(self, key: str) -> list[Table]:
         return [t for t in self.tables.values() if t.partition_of == key]
+
+    def types(self) -> dict[str, "Enum | Domain | CompositeType | RangeType"]:
+        """Every user-defined type of the compared schemas, by key."""
+        return {**self.enums, **self.domains, **self.composites, **self.ranges}
+
+    def roles_used(self) -> set[str]:
+        """Roles the compared schemas name: in policies, and in grants when they were read."""
+        used = {r for t in self.tables.values() for p in t.policies.values() for r in p.roles}
+        holders: list[Any] = [*self.namespaces.values(), *self.tables.values(), *self.views.values(),
+                              *self.sequences.values(), *self.functions.values()]
+        used |= {g.grantee for h in holders for g in h.grants}
+        return used - {"public", "PUBLIC"}
+
+
+External.model_rebuild()
+ExternalTrigger.model_rebuild()
 

@@ -17,7 +17,8 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS relation,
            JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
            WHERE co.oid = a.attcollation) END AS collation,
        col_description(c.oid, a.attnum) AS comment,
-       a.attislocal AS is_local
+       a.attislocal AS is_local,
+       a.attinhcount > 0 AS inherited
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
