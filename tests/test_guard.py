@@ -107,16 +107,20 @@ def test_write_through_master_connection_never_reaches_the_server(master_url, sq
 
 
 def test_master_transactions_are_read_only_even_past_the_guard(master_url, sql_on):
-    """The second layer: a write hidden in a function is stopped by the READ ONLY transaction."""
+    """The second layer: a write hidden where the guard cannot see it (a view calling a volatile
+    function) is stopped by the READ ONLY transaction; called directly, the guard refuses it first."""
     sql_on(master_url, """
         CREATE TABLE t (id int);
         CREATE FUNCTION sneaky() RETURNS int LANGUAGE sql AS 'INSERT INTO t VALUES (1) RETURNING 1';
+        CREATE VIEW innocent AS SELECT sneaky() AS x;
     """)
     with open_master(master_url) as conn:
         assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
         conn.rollback()
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        with pytest.raises(GuardViolation, match=r"sneaky\(\)"):
             conn.execute("SELECT sneaky()")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("SELECT x FROM innocent")
         conn.rollback()
         conn.autocommit = True
         assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
