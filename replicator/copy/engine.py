@@ -15,6 +15,7 @@ from deepdiff import DeepDiff
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from .. import identity
 from ..config import Config, Policy
 from ..connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo
 from ..errors import ReplicatorError
@@ -857,6 +858,7 @@ def copy_tables(
     replica._replicator_pooled = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
     run: _Run | None = None
     try:
+        identity.check_pair(master, replica, allow_new_master=cfg.replica_of_new_master, mark=not dry_run)
         master.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         # One transaction holds the snapshot for the whole run; with only this connection reading the
         # master no pg_export_snapshot is needed, which also works through a transaction pooler.

@@ -10,10 +10,11 @@ from typing import Callable
 import psycopg
 from psycopg import IsolationLevel
 
+from .. import identity
 from ..config import Config, require_url
-from ..connect import describe, open_master, open_replica, redact
+from ..connect import describe, lost_connections, open_master, open_replica, redact
 from ..diff import quote
-from ..errors import ConfigError, GuardViolation
+from ..errors import ConfigError, ConnectError, GuardViolation
 from ..guard import MasterGuard
 from ..introspect import Schema, introspect
 from .access import check_master_access
@@ -72,6 +73,7 @@ def run_verify(
         stack.callback(m.close)
         r = open_replica(replica_url)
         stack.callback(r.close)
+        identity.check_pair(m, r, allow_new_master=config.replica_of_new_master)
         for conn in (m, r):
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
@@ -80,6 +82,8 @@ def run_verify(
         # One snapshot per side for the whole run; both transactions only read and are rolled back.
         stack.enter_context(m.transaction(force_rollback=True))
         stack.enter_context(r.transaction(force_rollback=True))
+        # Runs first on the way out: a Ctrl-C must not wait for the other side's query to finish.
+        stack.push(lambda kind, _e, _tb: _cancel_on_interrupt(kind, m, r))
         settings = align_render_settings(sides)
 
         say("introspecting both sides")
@@ -107,6 +111,9 @@ def run_verify(
                 with sides.savepoint():
                     fn()
             except (psycopg.Error, GuardViolation) as e:
+                if m.closed or r.closed:
+                    # A lost connection is not a finding about the replica: exit 2, not failed checks.
+                    raise _connection_lost(e, name, table) from e
                 report.add(name, "fail", f"error: {describe(e)}", table, error=type(e).__name__)
 
         scope = set(keys) if tables else None
@@ -133,9 +140,45 @@ def run_verify(
         guarded("sequences", None, lambda: check_sequences(report, sides, rs, selected))
 
         read_only = fetchone(m, "SELECT current_setting('transaction_read_only')")[0]  # type: ignore[index]
+        hide_masked_values(report, selected)
     _audit(report, guard, read_only, settings)
     report.finished_at = datetime.now(timezone.utc)
     return report
+
+
+def _connection_lost(e: BaseException, check: str, table: str | None) -> ConnectError:
+    lost = lost_connections()
+    where = f" during the {check} check" + (f" of {table}" if table else "")
+    if lost:
+        return ConnectError(lost[0].message() + where)
+    return ConnectError(f"lost a connection{where}: {describe(e)}")
+
+
+def _cancel_on_interrupt(kind: type[BaseException] | None, *conns: psycopg.Connection) -> bool:
+    if kind is not None and issubclass(kind, KeyboardInterrupt):
+        for c in conns:
+            try:
+                c.cancel_safe(timeout=5)
+            except Exception:  # noqa: BLE001 - best effort: the connection is closed next anyway
+                pass
+    return False
+
+
+MASKED = "(masked)"
+
+
+def hide_masked_values(report: VerifyReport, pairs: list[TablePair]) -> None:
+    """Values of masked columns never appear in a report, even with --show-values: orphan examples
+    show them as "(masked)"."""
+    masked = {p.label: {p.columns.get(c, c) for c in p.masked} | set(p.masked) for p in pairs if p.masked}
+    for c in report.checks:
+        hidden = masked.get(c.table or "")
+        if not hidden:
+            continue
+        for example in c.evidence.get("examples") or []:
+            for col in example:
+                if col in hidden:
+                    example[col] = MASKED
 
 
 def _content(report: VerifyReport, sides: Sides, pair: TablePair, max_keys: int) -> None:
