@@ -26,11 +26,11 @@ _lock = threading.Lock()
 # (an unencoded '@' in a password must not leave its tail visible).
 _URL_PASSWORD = re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@\"']*:)(?P<pw>[^\s\"']*)@")
 # key=value conninfo: password=secret, password = 'quoted \' secret'
-_CONNINFO_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s'\"]+)", re.I)
+_CONNINFO_PASSWORD = re.compile(r"(?P<pre>\bpassword\s*=\s*)(?!\*\*\*)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s'\"]+)", re.I)
 # ?password=... or &password=... in a URL query
-_QUERY_PASSWORD = re.compile(r"(?P<pre>[?&]password=)(?P<pw>[^&\s\"']*)", re.I)
+_QUERY_PASSWORD = re.compile(r"(?P<pre>[?&]password=)(?!\*\*\*)(?P<pw>[^&\s\"']*)", re.I)
 # PGPASSWORD=... in an echoed environment
-_ENV_PASSWORD = re.compile(r"(?P<pre>\bPGPASSWORD=)(?P<pw>\S+)")
+_ENV_PASSWORD = re.compile(r"(?P<pre>\bPGPASSWORD=)(?!\*\*\*)(?P<pw>\S+)")
 
 
 class ReplicatorError(Exception):
@@ -97,7 +97,7 @@ def scrub(text: str) -> str:
         if s in text:
             text = text.replace(s, MASK)
     text = _URL_PASSWORD.sub(lambda m: m.group("pre") + MASK + "@", text)
-    for rx in (_CONNINFO_PASSWORD, _QUERY_PASSWORD, _ENV_PASSWORD):
+    for rx in (_QUERY_PASSWORD, _CONNINFO_PASSWORD, _ENV_PASSWORD):
         text = rx.sub(lambda m: m.group("pre") + MASK, text)
     return text
 

@@ -16,7 +16,7 @@ import click
 import psycopg
 
 from ..connect import describe, error_side, forget_lost_connections, lost_connections
-from ..errors import ReplicatorError, one_line
+from ..errors import ConnectError, ReplicatorError, one_line
 
 # psycopg reports some errors it ignores while cleaning up (a COPY cut by a lost connection) through
 # logging; the exception that follows says it in one line, so these never reach the terminal raw.
@@ -45,6 +45,8 @@ def interrupted(command: str | None = None) -> None:
 def error_line(e: BaseException, command: str | None = None) -> str:
     """The one line for an error raised by a command."""
     lost = lost_connections()
+    if isinstance(e, ConnectError):
+        return f"error: {e}"  # already says which connection, and where
     if lost and _is_connection_error(e):
         hint = RERUN_HINTS.get(command or "") if command == "copy" else None
         return f"error: {lost[0].message()}" + (f"; {hint}" if hint else "")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import signal
+import threading
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg import IsolationLevel
@@ -82,8 +84,8 @@ def run_verify(
         # One snapshot per side for the whole run; both transactions only read and are rolled back.
         stack.enter_context(m.transaction(force_rollback=True))
         stack.enter_context(r.transaction(force_rollback=True))
-        # Runs first on the way out: a Ctrl-C must not wait for the other side's query to finish.
-        stack.push(lambda kind, _e, _tb: _cancel_on_interrupt(kind, m, r))
+        # Ctrl-C must not wait for the query the other thread is running.
+        stack.enter_context(_cancel_queries_on_sigint(m, r))
         settings = align_render_settings(sides)
 
         say("introspecting both sides")
@@ -154,14 +156,29 @@ def _connection_lost(e: BaseException, check: str, table: str | None) -> Connect
     return ConnectError(f"lost a connection{where}: {describe(e)}")
 
 
-def _cancel_on_interrupt(kind: type[BaseException] | None, *conns: psycopg.Connection) -> bool:
-    if kind is not None and issubclass(kind, KeyboardInterrupt):
+@contextmanager
+def _cancel_queries_on_sigint(*conns: psycopg.Connection) -> Iterator[None]:
+    """On Ctrl-C, cancel the queries running on `conns` (in any thread) before KeyboardInterrupt is
+    raised: the side that did not receive the signal would otherwise run its query to the end, and the
+    run would wait for it."""
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if not callable(previous):  # not the main thread, or Ctrl-C ignored / handled outside Python
+        yield
+        return
+
+    def on_sigint(signum, frame):
         for c in conns:
             try:
                 c.cancel_safe(timeout=5)
-            except Exception:  # noqa: BLE001 - best effort: the connection is closed next anyway
+            except Exception:  # noqa: BLE001 - best effort: the connections are closed next anyway
                 pass
-    return False
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 MASKED = "(masked)"
