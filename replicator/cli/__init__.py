@@ -28,7 +28,6 @@ INTERRUPTED_EXIT = 130
 #: Added to the interruption line per command: what happens when it is run again.
 RERUN_HINTS = {
     "copy": "rerun the same copy to resume from its last committed batch",
-    "migrate": "nothing was applied unless the migration's transaction had committed; rerun to finish",
 }
 
 
