@@ -90,9 +90,20 @@ DENIED_FUNCTIONS = frozenset({
 #: rendered, never what the session may write. Read-only settings are deliberately absent.
 PRESENTATION_SETTINGS = frozenset({"search_path", "timezone", "datestyle", "intervalstyle", "extra_float_digits"})
 
+#: Names sqlglot parses with a dedicated parser (its FUNCTION_PARSERS), producing nodes that do not
+#: record where they came from: the guard checks these calls on the tokens instead, and only these
+#: PostgreSQL built-ins (or syntax) may be called that way; `argmax(...)`, `"INITCAP"(...)` or
+#: `public.initcap(...)` would reach a user's function and are refused.
+PARSED_BUILTINS = frozenset({
+    "cast", "ceil", "chr", "char", "convert", "date_part", "decode", "extract", "floor", "initcap", "jsonb_exists",
+    "json_agg", "json_object", "json_objectagg", "json_table", "json_value", "normalize", "overlay", "position",
+    "string_agg", "substring", "trim", "xmlelement", "xmltable",
+})
+_PARSER_KEYS = frozenset(k.lower() for k in sqlglot.Dialect.get_or_raise("postgres").parser_class.FUNCTION_PARSERS)
+
 # Typed sqlglot nodes that carry no source position: SQL syntax (CAST, CASE, ANY(...), operators such
-# as ~ or @>) and two aggregates sqlglot renames (string_agg, json_agg). Any other typed node without a
-# position is refused: the guard could not tell which function it stands for.
+# as ~ or @>) and calls made through sqlglot's dedicated parsers (checked on the tokens, above). Any
+# other typed node without a position is refused: the guard could not tell which function it is.
 _SYNTAX_NODES = tuple(
     getattr(exp, name)
     for name in (
@@ -462,8 +473,11 @@ def _name_list(tokens: list[Token]) -> bool:
 def _query(sql_text: str) -> Verdict:
     try:
         trees = sqlglot.parse(sql_text, read="postgres")
+        parsed_calls = _parsed_builtin_calls(sqlglot.tokenize(sql_text, read="postgres"))
     except Exception as e:  # noqa: BLE001 - ParseError, TokenError, or anything else: fail closed
         return _refuse("query", f"cannot parse: {_first_line(e)}")
+    if isinstance(parsed_calls, str):
+        return _refuse("query", parsed_calls)
     functions: list[str] = []
     for tree in trees:
         if tree is None:
@@ -474,17 +488,41 @@ def _query(sql_text: str) -> Verdict:
             if isinstance(node, _WRITE_NODES):
                 return _refuse("query", f"contains {type(node).__name__.upper()}")
             if isinstance(node, exp.Func):
-                refusal = _check_call(node, sql_text, functions)
+                refusal = _check_call(node, sql_text, functions, parsed_calls)
                 if refusal:
                     return _refuse("query", refusal)
     return Verdict(allowed=True, kind="select", functions=tuple(functions))
 
 
-def _check_call(node: exp.Func, sql_text: str, functions: list[str]) -> str | None:
+def _parsed_builtin_calls(tokens: list[Token]) -> int | str:
+    """How many calls of names sqlglot parses with a dedicated parser the statement makes, each checked
+    to be a PostgreSQL built-in (`PARSED_BUILTINS`, unqualified or in pg_catalog); or why not."""
+    calls = 0
+    for k, tok in enumerate(tokens[:-1]):
+        if tokens[k + 1].token_type != TokenType.L_PAREN or tok.text.lower() not in _PARSER_KEYS:
+            continue
+        if tok.token_type == TokenType.IDENTIFIER:
+            name = normalize_identifier('"' + tok.text.replace('"', '""') + '"')
+        elif _word(tok):
+            name = tok.text.lower()
+        else:
+            continue
+        if k >= 2 and tokens[k - 1].token_type == TokenType.DOT:
+            qualifier = tokens[k - 2]
+            q = qualifier.text if qualifier.token_type == TokenType.IDENTIFIER else qualifier.text.lower()
+            if q != "pg_catalog" or (k >= 3 and tokens[k - 3].token_type == TokenType.DOT):
+                return f"calls {q}.{name}(): only pg_catalog functions are allowed"
+        if name not in PARSED_BUILTINS:
+            return f"calls {name}(), which is not a PostgreSQL built-in"
+        calls += 1
+    return calls
+
+
+def _check_call(node: exp.Func, sql_text: str, functions: list[str], parsed_calls: int) -> str | None:
     """None when the call is allowed (appending names that need the catalog to `functions`), else why not."""
     name = _function_name(node, sql_text)
     if name is None:
-        if isinstance(node, _SYNTAX_NODES):
+        if isinstance(node, _SYNTAX_NODES) or parsed_calls:
             return None
         return f"cannot tell which function {node.sql_name().lower()} is"
     schema, _, fn = name.rpartition(".")

@@ -308,11 +308,15 @@ class Interruption:
     action: str  # "terminate" or "sigint"
     expect_code: int
     expect: str
+    #: How the command is made to wait: "lock" (the test holds ACCESS EXCLUSIVE on items), or "row"
+    #: (the test holds an uncommitted row with a key the copy inserts: the COPY stream itself waits).
+    hold: str = "lock"
 
 
 PROCESS_CASES = [
     Interruption("copy", "master", "terminate", 2, r"^error: lost the connection to the master .*rerun"),
     Interruption("copy", "replica", "terminate", 2, r"^error: lost the connection to the replica .*rerun"),
+    Interruption("copy", "replica", "terminate", 2, r"^error: lost the connection to the replica .*rerun", "row"),
     Interruption("verify", "master", "terminate", 2,
                  r"^error: lost the connection to the master .* during the row_counts check of public\.items$"),
     Interruption("verify", "replica", "terminate", 2,
@@ -323,9 +327,11 @@ PROCESS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", PROCESS_CASES, ids=[f"{c.command}-{c.side}-{c.action}" for c in PROCESS_CASES])
+@pytest.mark.parametrize("case", PROCESS_CASES, ids=[f"{c.command}-{c.side}-{c.action}-{c.hold}" for c in PROCESS_CASES])
 def test_interrupted_mid_run(case: Interruption, master_url, replica_url, tmp_path):
     run_sql(master_url, SCHEMA)
+    if case.hold == "row":  # enough rows that the COPY stream is still being written when the server waits
+        run_sql(master_url, "INSERT INTO items SELECT g, repeat('x', 200), NULL FROM generate_series(201, 100000) g")
     run_sql(replica_url, "CREATE TABLE items (id int PRIMARY KEY, name text, email text)")
     locked = master_url if case.side == "master" else replica_url
     m, r = master_url, replica_url
@@ -339,7 +345,10 @@ def test_interrupted_mid_run(case: Interruption, master_url, replica_url, tmp_pa
     dbname = conninfo_to_dict(locked)["dbname"]
     args = {"copy": ["copy", "--table", "items"], "verify": ["verify"], "analyze": ["analyze", "--exact-counts"]}[case.command]
     with psycopg.connect(locked) as holder:
-        holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        if case.hold == "lock":
+            holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        else:
+            holder.execute("INSERT INTO items (id) VALUES (150)")
         proc = spawn([*args, "--master", m, "--replica", r, "--out-dir", str(tmp_path / "out")], tmp_path)
         try:
             pid = blocked_backend(locked, dbname)
@@ -356,4 +365,4 @@ def test_interrupted_mid_run(case: Interruption, master_url, replica_url, tmp_pa
     assert_clean(CliRun(res.code, res.stdout, "\n".join(ln for ln in res.lines if ln not in progress)),
                  case.expect_code, case.expect, secrets_of(master_url, replica_url), tmp_path / "out")
     assert "error ignored" not in res.stderr and "Exception ignored" not in res.stderr
-    assert run_sql(master_url, "SELECT count(*) FROM items") == [(200,)]
+    assert run_sql(master_url, "SELECT count(*) FROM items") == [(200 if case.hold == "lock" else 100000,)]
