@@ -149,6 +149,15 @@ def read_identity(conn: psycopg.Connection, side: str) -> ServerIdentity:
                           bool(has_marker), bool(has_bookkeeping), marker)
 
 
+def replica_marker(conn: psycopg.Connection) -> ReplicaMarker | None:
+    """The replica's marker, if it has one (for `replicator status`)."""
+    with conn.transaction():
+        if conn.execute("SELECT pg_catalog.to_regclass('_replicator.replica_of') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+            row = conn.execute(load_sql("replica_marker_read")).fetchone()
+            return ReplicaMarker(*row) if row else None
+    return None
+
+
 def same_session_probe(master_conn: psycopg.Connection, replica_conn: psycopg.Connection) -> bool:
     """True when the replica connection's session is visible in the master database's pg_stat_activity,
     i.e. both connections reach the same database. Both connections must be idle."""

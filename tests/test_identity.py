@@ -32,7 +32,15 @@ def commands(master: str, replica: str, out_dir) -> dict[str, list[str]]:
         "verify": ["verify", "--deep", *common],
         "analyze": ["analyze", *common],
         "migrate": ["migrate", *common],
+        "migrate --plan": ["migrate", "--plan", str(plan_file(out_dir)), *common],
     }
+
+
+def plan_file(out_dir) -> str:
+    path = out_dir / "reviewed-plan.sql"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("BEGIN;\nCREATE TABLE from_the_plan (id int);\nCOMMIT;\n")
+    return str(path)
 
 
 def assert_refused(res, *patterns: str) -> None:
@@ -104,7 +112,7 @@ def test_read_only_replica_is_refused_for_writing_commands(logged_server, logged
     run_sql(replica_url, f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
     since = logged_server.log_offset()
     cmds = commands(logged_master_url, replica_url, tmp_path)
-    for name in ("copy", "migrate"):
+    for name in ("copy", "migrate", "migrate --plan"):
         res = run_cli(*cmds[name], cwd=tmp_path)
         assert_refused(res, r"^error: replica .* is read-only: default_transaction_read_only is on")
     # verify only reads the replica: it runs (and finds the replica behind)
@@ -150,6 +158,8 @@ def test_replica_of_another_master_needs_the_flag(master_url, replica_url, logge
     assert run_cli(*other, cwd=tmp_path).code == 0
     res = run_cli("verify", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path), cwd=tmp_path)
     assert_refused(res, r"is the replica of another master")
+    res = run_cli("status", "--replica", replica_url, cwd=tmp_path)
+    assert res.code == 0 and "replica of postgresql://" in res.stdout and f"'{new}'" in res.stdout
 
 
 def test_system_identifier_unreadable_falls_back_to_the_session_probe(logged_server, logged_master_url):
