@@ -311,7 +311,7 @@ def _classify_one(text: str, tokens: list[Token]) -> Verdict:
     if first == "COPY":
         return _copy(text, tokens, words)
     if first in {"SELECT", "WITH", "VALUES", "TABLE"} or tokens[0].token_type == TokenType.L_PAREN:
-        return _query(_source(text, tokens))
+        return _query(_source(text, tokens), tokens)
     shown = first or tokens[0].text[:20]
     return _refuse(shown.lower(), f"{shown} is not a read")
 
@@ -411,7 +411,7 @@ def _copy(text: str, tokens: list[Token], w: list[str | None]) -> Verdict:
         j = _closing(tokens, 1)
         if j is None or j == 2:
             return _refuse("copy", "unbalanced parentheses")
-        inner = _query(_source(text, tokens[2:j]))
+        inner = _query(_source(text, tokens[2:j]), tokens[2:j])
         if not inner.allowed:
             return Verdict(allowed=False, kind="copy", reason=inner.reason)
         i = j + 1
@@ -470,10 +470,11 @@ def _name_list(tokens: list[Token]) -> bool:
 # queries
 
 
-def _query(sql_text: str) -> Verdict:
+def _query(sql_text: str, tokens: list[Token]) -> Verdict:
+    """`sql_text`: one query; `tokens`: its tokens (already split off the statement)."""
     try:
         trees = sqlglot.parse(sql_text, read="postgres")
-        parsed_calls = _parsed_builtin_calls(sqlglot.tokenize(sql_text, read="postgres"))
+        parsed_calls = _parsed_builtin_calls(tokens)
     except Exception as e:  # noqa: BLE001 - ParseError, TokenError, or anything else: fail closed
         return _refuse("query", f"cannot parse: {_first_line(e)}")
     if isinstance(parsed_calls, str):

@@ -96,6 +96,9 @@ class ReplicatorGroup(click.Group):
                 interrupted()
             fail("aborted", 1)
         except click.ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `replicator`: the help itself
+                e.show()
+                sys.exit(e.exit_code)
             fail(usage_line(e), USAGE_EXIT)
         except KeyboardInterrupt:
             interrupted()
