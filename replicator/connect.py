@@ -24,8 +24,8 @@ from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 from psycopg.pq import ConnStatus
 
-from .errors import ConnectError, one_line, remember_secrets_in, scrub
-from .guard import MasterGuard
+from .errors import ConnectError, GuardViolation, one_line, remember_secrets_in, scrub
+from .guard import MasterGuard, classify
 
 # sqlglot logs a warning whenever it falls back to a generic Command node; the guard handles those.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -168,9 +168,13 @@ class GuardedCursor(psycopg.Cursor):
         return super().execute(query, params, **kwargs)
 
     def executemany(self, query, params_seq, **kwargs):  # type: ignore[override]
-        # Audited once per row: the server logs every execution.
+        # Audited once per row, as the server executes (and logs) it once per row.
         params_seq = list(params_seq)
-        for params in params_seq or [None]:
+        if not params_seq:
+            verdict = classify(wire_text(query, (), self.connection))
+            if not verdict.allowed:
+                raise GuardViolation(f"refused to send to the master ({verdict.reason})")
+        for params in params_seq:
             self._guard(query, params)
         return super().executemany(query, params_seq, **kwargs)
 

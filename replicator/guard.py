@@ -74,7 +74,7 @@ SQL_CONSTRUCTS = frozenset({
     "coalesce", "greatest", "least", "nullif", "array", "row", "exists", "any", "all", "some",
     "current_user", "current_role", "session_user", "user", "current_catalog", "current_schema",
     "current_date", "current_time", "current_timestamp", "localtime", "localtimestamp",
-    "extract", "overlay", "position", "substring", "trim", "cast", "collation for", "nullif", "normalize",
+    "extract", "overlay", "position", "substring", "trim", "cast", "normalize",
 })
 
 #: Refused whatever their volatility: they execute SQL handed to them as text (so a write could hide

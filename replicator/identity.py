@@ -231,7 +231,9 @@ def refuse_read_only(replica: ServerIdentity) -> None:
 
 def mark_replica(replica_conn: psycopg.Connection, pair: CheckedPair) -> None:
     """Before the first write of a run: refuse a read-only replica, then record the master in
-    `_replicator.replica_of` (committed at once; a no-op when it already names this master)."""
+    `_replicator.replica_of` (a no-op when it already names this master). Committed at once, together
+    with whatever the connection's open transaction had read: a rollback the command does later must
+    not take the marker with it."""
     refuse_read_only(pair.replica)
     m = pair.master
     params: dict[str, Any] = {"system_identifier": m.system_identifier, "database_oid": m.database_oid,
@@ -241,6 +243,8 @@ def mark_replica(replica_conn: psycopg.Connection, pair: CheckedPair) -> None:
             if not pair.replica.has_marker:
                 replica_conn.execute(load_sql("replica_marker_ddl"))
             replica_conn.execute(load_sql("replica_marker_upsert"), params)
+        if not replica_conn.autocommit and replica_conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            replica_conn.commit()
     except psycopg.Error as e:
         from .connect import describe
 

@@ -219,3 +219,17 @@ def test_check_pair_leaves_both_connections_idle(master_url, replica_url):
     with open_master(master_url) as m, open_replica(replica_url) as r:
         identity.check_pair(m, r, mark=True)
     assert run_sql(replica_url, "SELECT marked_at FROM _replicator.replica_of") == first
+
+
+def test_migrate_marks_the_replica_before_its_first_write(master_url, replica_url, tmp_path):
+    run_sql(master_url, SCHEMA)
+    run_sql(replica_url, "CREATE TABLE items (id int PRIMARY KEY)")
+    res = run_cli("migrate", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path))
+    assert res.code == 0, res.stderr
+    assert run_sql(replica_url, "SELECT master_database FROM _replicator.replica_of") == [
+        (conninfo_to_dict(master_url)["dbname"],)]
+    assert run_sql(replica_url, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items'") == [(2,)]
+    # a dry run writes nothing, not even the marker
+    run_sql(replica_url, "DROP SCHEMA _replicator CASCADE; ALTER TABLE items DROP COLUMN name")
+    res = run_cli("migrate", "--dry-run", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path))
+    assert res.code == 0 and run_sql(replica_url, "SELECT to_regnamespace('_replicator')") == [(None,)]
