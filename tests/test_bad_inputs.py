@@ -361,6 +361,8 @@ def test_interrupted_mid_run(case: Interruption, master_url, replica_url, tmp_pa
             if proc.poll() is None:
                 proc.kill()
         holder.rollback()
+    if case.command == "verify":
+        run_sql(locked, "DROP ROLE IF EXISTS cut_reader")
     progress = [ln for ln in res.lines if re.match(r"^public\.items: ", ln)]  # copy's progress lines
     assert_clean(CliRun(res.code, res.stdout, "\n".join(ln for ln in res.lines if ln not in progress)),
                  case.expect_code, case.expect, secrets_of(master_url, replica_url), tmp_path / "out")

@@ -47,7 +47,7 @@ def error_line(e: BaseException, command: str | None = None) -> str:
     if isinstance(e, ConnectError):
         return f"error: {e}"  # already says which connection, and where
     if lost and _is_connection_error(e):
-        hint = RERUN_HINTS.get(command or "") if command == "copy" else None
+        hint = RERUN_HINTS.get(command or "")
         return f"error: {lost[0].message()}" + (f"; {hint}" if hint else "")
     if isinstance(e, ReplicatorError):
         return f"error: {e}"
