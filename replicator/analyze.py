@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from . import order
+from . import identity, order
 from .config import Config, require_url
 from .connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact
 from .diff import EXTENSIONS_SCHEMA, Change, diff_schemas, extensions_in_scope, quote, resolve_renames, summarize
@@ -153,8 +153,11 @@ class Sessions:
         self.master = open_master(self.master_url, guard)
         try:
             self.replica = open_replica(self.replica_url)
+            self.identity = identity.check_pair(self.master, self.replica, allow_new_master=cfg.replica_of_new_master)
         except BaseException:
             self.master.close()
+            if hasattr(self, "replica"):
+                self.replica.close()
             raise
 
     def close(self) -> None:

@@ -14,13 +14,19 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Container, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "replicator.toml"
 MASTER_ENV = "REPLICATOR_MASTER_URL"
 REPLICA_ENV = "REPLICATOR_REPLICA_URL"
+
+# Bounds of the numeric settings: past them a value is a typo, and PostgreSQL would reject it later
+# with a message that does not name the setting ("bigint out of range").
+MAX_BATCH_ROWS = 10_000_000
+MAX_BATCH_BYTES = 4 * 1024**3
+MAX_LAG_SECONDS = 366 * 24 * 3600
 
 
 class Policy(str, Enum):
@@ -57,9 +63,10 @@ class TableConfig(BaseModel):
         description="replica column name = master column name; emitted as RENAME COLUMN, honoured by copy",
     )
     cursor: str | None = Field(None, description="column for `copy --incremental` (e.g. updated_at)")
-    lag_seconds: int = Field(0, ge=0, description="incremental: re-read rows this many seconds behind the watermark")
+    lag_seconds: int = Field(0, ge=0, le=MAX_LAG_SECONDS,
+                             description="incremental: re-read rows this many seconds behind the watermark")
     mask: dict[str, MaskRule] = Field(default_factory=dict, description="column = masking rule")
-    batch_size: int | None = Field(None, gt=0, description="rows per batch for this table")
+    batch_size: int | None = Field(None, gt=0, le=MAX_BATCH_ROWS, description="rows per batch for this table")
 
     def replica_column(self, master_column: str, replica_columns: Container[str]) -> str:
         """The replica's name for a master column.
@@ -102,14 +109,23 @@ class Config(BaseModel):
     master_url: str | None = Field(None, description="libpq URL of the master (prefer the environment)")
     replica_url: str | None = Field(None, description="libpq URL of the replica (prefer the environment)")
     schemas: list[str] = Field(default_factory=lambda: ["public"], description="schemas to compare and copy")
-    batch_size: int = Field(50_000, gt=0, description="default rows per copy batch (and checkpoint)")
-    batch_bytes: int = Field(64 * 1024 * 1024, gt=0, description="upper bound of one copy batch, in bytes")
+    batch_size: int = Field(50_000, gt=0, le=MAX_BATCH_ROWS, description="default rows per copy batch (and checkpoint)")
+    batch_bytes: int = Field(64 * 1024 * 1024, gt=0, le=MAX_BATCH_BYTES,
+                             description="upper bound of one copy batch, in bytes")
     mask_key: str | None = Field(
         None, description="key for `hash` masking; default from REPLICATOR_MASK_KEY (keep it out of git)"
     )
     copy_: CopySettings = Field(default_factory=CopySettings, alias="copy")
     tables: dict[str, TableConfig] = Field(default_factory=dict)
     managed: ManagedConfig = Field(default_factory=ManagedConfig)
+
+    # --replica-of-new-master, for one run only: never a file setting, re-pointing a replica that is
+    # marked for another master must be asked for each time.
+    _replica_of_new_master: bool = PrivateAttr(default=False)
+
+    @property
+    def replica_of_new_master(self) -> bool:
+        return self._replica_of_new_master
 
     @field_validator("schemas")
     @classmethod
@@ -133,6 +149,7 @@ def load_config(
     *,
     master: str | None = None,
     replica: str | None = None,
+    replica_of_new_master: bool = False,
 ) -> Config:
     """Read the config file (explicit path, or ./replicator.toml if present) and apply env and flags."""
     data: dict = {}
@@ -148,6 +165,8 @@ def load_config(
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: invalid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}): TOML files must be UTF-8") from None
         except OSError as e:
             raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     try:
@@ -158,6 +177,7 @@ def load_config(
         raise ConfigError(f"{p}: {where}: {err['msg']}") from None
     cfg.master_url = master or os.environ.get(MASTER_ENV) or cfg.master_url
     cfg.replica_url = replica or os.environ.get(REPLICA_ENV) or cfg.replica_url
+    cfg._replica_of_new_master = replica_of_new_master
     return cfg
 
 

@@ -1,23 +1,31 @@
 """Opening connections to the master (guarded, read-only) and to the replica.
 
-Every master statement goes through `GuardedCursor`, which asks the `MasterGuard` before anything is
-sent. Master transactions are READ ONLY, and the session also starts with
-`default_transaction_read_only=on` where the server accepts startup options.
+Every statement that reaches the master's wire is classified by the `MasterGuard` first and kept in
+its audit log: the cursor's statements (`GuardedCursor`) and psycopg's own transaction commands
+(BEGIN, COMMIT, ROLLBACK, SAVEPOINT, DEALLOCATE: `MasterConnection._exec_command`). Master
+transactions are READ ONLY, and the session also starts with `default_transaction_read_only=on` where
+the server accepts startup options.
+
+Both connection classes remember which side they are: an error raised while talking to a server
+carries `replicator_side`, and a connection that breaks (server restart, pg_terminate_backend, network)
+is recorded so the command line can say "lost the connection to the replica" in one line.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Literal
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
 from psycopg import sql
+from psycopg.pq import ConnStatus
 
-from .errors import ConnectError
-from .guard import MasterGuard
+from .errors import ConnectError, GuardViolation, one_line, remember_secrets_in, scrub
+from .guard import MasterGuard, classify
 
 # sqlglot logs a warning whenever it falls back to a generic Command node; the guard handles those.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -28,24 +36,39 @@ CONNECT_TIMEOUT = 10
 
 Side = Literal["master", "replica"]
 
+# Functions of pg_catalog by volatility, read once per master connection (the guard allows the
+# immutable and stable ones). Calls no function itself, so it passes the guard without the catalog.
+CATALOG_FUNCTIONS_SQL = (
+    "SELECT p.proname, p.provolatile FROM pg_catalog.pg_proc AS p "
+    "JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace WHERE n.nspname = 'pg_catalog'"
+)
+
+_PLACEHOLDERS = re.compile(r"%%|%\((?P<name>[^)]+)\)[sbt]|%[sbt]")
+
 
 def parse_conninfo(url: str, side: Side) -> dict[str, str]:
-    """Parse a libpq URL or key=value string; a malformed one is a one-line error."""
+    """Parse a libpq URL or key=value string; a malformed one is a one-line error without its password."""
+    remember_secrets_in(url)
+    userinfo = re.match(r"^\s*[A-Za-z][A-Za-z0-9+.\-]*://(?P<userinfo>[^/?#]*)@", url)
+    if userinfo and "@" in userinfo.group("userinfo"):
+        # libpq would split at the first '@' and go on with a fragment of the password as host name.
+        raise ConnectError(f"malformed {side} URL {redact(url)}: an '@' in the user name or password must be "
+                           "percent-encoded as %40")
     try:
         return pg_conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as e:
-        raise ConnectError(f"malformed {side} URL: {_first_line(str(e))}") from None
+        raise ConnectError(f"malformed {side} URL {redact(url)}: {one_line(str(e))}") from None
 
 
 def redact(url: str) -> str:
     """The URL with its password masked, for messages and reports."""
+    remember_secrets_in(url)
     try:
         params = pg_conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
-        # Unparseable: mask anything that looks like a password rather than echo it.
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"(password\s*=\s*)\S+", r"\1***", url))
+        return scrub(url)  # unparseable: every password-looking part masked
     user = params.get("user", "")
-    host = params.get("host", "")
+    host = params.get("host", "") or params.get("hostaddr", "")
     port = params.get("port", "")
     db = params.get("dbname", "")
     auth = f"{user}{':***' if 'password' in params else ''}@" if user or "password" in params else ""
@@ -68,49 +91,161 @@ def is_transaction_pooler(params: dict[str, str]) -> bool:
     return params.get("port") == str(TRANSACTION_POOLER_PORT)
 
 
+# ------------------------------------------------------------------------------------------------
+# lost connections
+
+
+class LostConnection:
+    """A connection of this process that broke while in use (not closed by us)."""
+
+    def __init__(self, side: str, address: str, reason: str):
+        self.side, self.address, self.reason = side, address, reason
+
+    def message(self) -> str:
+        return f"lost the connection to the {self.side} {self.address}: {self.reason}"
+
+
+_lost: list[LostConnection] = []
+_lost_lock = threading.Lock()
+
+
+def lost_connections() -> list[LostConnection]:
+    """Connections that broke since the last `forget_lost_connections()`, first one first."""
+    with _lost_lock:
+        return list(_lost)
+
+
+def forget_lost_connections() -> None:
+    with _lost_lock:
+        _lost.clear()
+
+
+class _SideConnection(psycopg.Connection):
+    """A connection that knows its side, tags its errors with it, and records when it breaks."""
+
+    side: Side = "replica"
+    address: str = ""
+    _lost_recorded: bool = False
+
+    def wait(self, gen, *args, **kwargs):  # type: ignore[override]
+        try:
+            return super().wait(gen, *args, **kwargs)
+        except psycopg.Error as e:
+            if getattr(e, "replicator_side", None) is None:
+                e.replicator_side = self.side  # type: ignore[attr-defined]
+            if self.pgconn.status == ConnStatus.BAD:
+                self._record_lost(describe(e))
+            raise
+
+    def close(self) -> None:
+        if self.broken:
+            self._record_lost("the connection was closed by the server")
+        super().close()
+
+    def _record_lost(self, reason: str) -> None:
+        if self._lost_recorded:
+            return
+        self._lost_recorded = True
+        with _lost_lock:
+            _lost.append(LostConnection(self.side, self.address, reason))
+
+
+class ReplicaConnection(_SideConnection):
+    """A normal read-write connection to the replica."""
+
+    side: Side = "replica"
+
+
 class GuardedCursor(psycopg.Cursor):
     """A cursor that lets the master guard see every statement before it is sent."""
 
-    def _guard(self, query: Any) -> None:
-        guard: MasterGuard = self.connection.guard  # type: ignore[attr-defined]
-        if isinstance(query, sql.Composable):
-            text = query.as_string(self.connection)
-        elif isinstance(query, bytes):
-            text = query.decode()
-        else:
-            text = str(query)
-        guard.check(text)
+    def _guard(self, query: Any, params: Any) -> None:
+        conn: MasterConnection = self.connection  # type: ignore[assignment]
+        conn.guard.check(wire_text(query, params, conn), catalog=conn.stable_functions)
 
     def execute(self, query, params=None, **kwargs):  # type: ignore[override]
-        self._guard(query)
+        self._guard(query, params)
         return super().execute(query, params, **kwargs)
 
     def executemany(self, query, params_seq, **kwargs):  # type: ignore[override]
-        self._guard(query)
+        # Audited once per row, as the server executes (and logs) it once per row.
+        params_seq = list(params_seq)
+        if not params_seq:
+            verdict = classify(wire_text(query, (), self.connection))
+            if not verdict.allowed:
+                raise GuardViolation(f"refused to send to the master ({verdict.reason})")
+        for params in params_seq:
+            self._guard(query, params)
         return super().executemany(query, params_seq, **kwargs)
 
     def stream(self, query, params=None, **kwargs):  # type: ignore[override]
-        self._guard(query)
+        self._guard(query, params)
         return super().stream(query, params, **kwargs)
 
     @contextmanager
     def copy(self, statement, params=None, **kwargs):  # type: ignore[override]
-        self._guard(statement)
+        self._guard(statement, params)
         with super().copy(statement, params, **kwargs) as cp:
             yield cp
 
 
-class MasterConnection(psycopg.Connection):
-    """A psycopg connection whose statements are all classified by `guard` first."""
+def wire_text(query: Any, params: Any, conn: psycopg.Connection | None) -> str:
+    """The statement text as the server receives it: with parameters, psycopg turns `%s` / `%(name)s`
+    into `$1`, `$2`... and `%%` into `%`; without parameters the text is sent as it is.
 
+    (COPY binds its parameters client-side: the server then sees the values where the audit keeps `$n`,
+    so a secret such as the masking key never lands in a report.)"""
+    if isinstance(query, sql.Composable):
+        text = query.as_string(conn)
+    elif isinstance(query, (bytes, bytearray, memoryview)):
+        text = bytes(query).decode()
+    else:
+        text = str(query)
+    if params is None:
+        return text
+    numbers: dict[str, int] = {}
+
+    def number(m: re.Match) -> str:
+        if m.group(0) == "%%":
+            return "%"
+        key = m.group("name") or f"#{len(numbers)}"
+        numbers.setdefault(key, len(numbers) + 1)
+        return f"${numbers[key]}"
+
+    return _PLACEHOLDERS.sub(number, text)
+
+
+class MasterConnection(_SideConnection):
+    """A psycopg connection whose statements are all classified by `guard` first, psycopg's own
+    transaction commands included."""
+
+    side: Side = "master"
     guard: MasterGuard
     pooled: bool = False
+    _catalog_functions: frozenset[str] | None = None
 
     def cursor(self, *args, **kwargs):  # type: ignore[override]
         if args or kwargs.get("name"):
             # Named (server-side) cursors would bypass GuardedCursor: we never need them on the master.
             raise ConnectError("server-side cursors are not used on the master")
         return super().cursor(**kwargs)
+
+    def _exec_command(self, command, *args, **kwargs):  # type: ignore[override]
+        # BEGIN / COMMIT / ROLLBACK / SAVEPOINT / DEALLOCATE / PREPARE TRANSACTION: psycopg sends these
+        # itself, not through a cursor. Checked without the catalog: the connection lock is held here.
+        self.guard.check(wire_text(command, None, self))
+        return super()._exec_command(command, *args, **kwargs)
+
+    def stable_functions(self) -> frozenset[str]:
+        """pg_catalog functions whose every overload is immutable or stable, read once per connection."""
+        if self._catalog_functions is None:
+            with self.cursor() as cur:
+                cur.execute(CATALOG_FUNCTIONS_SQL)
+                volatility: dict[str, set[str]] = {}
+                for name, vol in cur.fetchall():
+                    volatility.setdefault(name, set()).add(vol)
+            self._catalog_functions = frozenset(n for n, v in volatility.items() if v <= {"i", "s"})
+        return self._catalog_functions
 
 
 def open_master(url: str, guard: MasterGuard | None = None, *, autocommit: bool = False) -> MasterConnection:
@@ -134,7 +269,7 @@ def open_master(url: str, guard: MasterGuard | None = None, *, autocommit: bool 
     return conn
 
 
-def open_replica(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+def open_replica(url: str, *, autocommit: bool = False) -> ReplicaConnection:
     """Open a normal read-write connection to the replica."""
     params = parse_conninfo(url, "replica")
     kwargs: dict[str, Any] = dict(
@@ -144,20 +279,24 @@ def open_replica(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     )
     if is_transaction_pooler(params):
         kwargs["prepare_threshold"] = None
-    return _connect(psycopg.Connection, url, "replica", **kwargs)
+    return _connect(ReplicaConnection, url, "replica", **kwargs)
 
 
 def _connect(cls, url: str, side: Side, **kwargs):
     try:
-        return cls.connect(url, **kwargs)
+        conn = cls.connect(url, **kwargs)
     except psycopg.OperationalError as e:
         raise ConnectError(f"cannot connect to {side} {redact(url)}: {describe(e, url)}") from None
-    except psycopg.ProgrammingError as e:
-        raise ConnectError(f"malformed {side} URL: {describe(e, url)}") from None
+    except (psycopg.Error, ValueError) as e:
+        raise ConnectError(f"malformed {side} URL {redact(url)}: {describe(e, url)}") from None
+    conn.address = redact(url)
+    return conn
 
 
 def describe(e: BaseException, url: str | None = None) -> str:
     """One line from a libpq/psycopg error, with any password scrubbed."""
+    if url:
+        remember_secrets_in(url)
     text = str(e)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     # libpq prefixes every attempt with "connection to server at ... failed:"; keep the reason.
@@ -169,19 +308,19 @@ def describe(e: BaseException, url: str | None = None) -> str:
             ln = m.group(1)
         if ln and ln not in reasons:
             reasons.append(ln)
-    msg = reasons[0] if reasons else type(e).__name__
-    if url:
-        try:
-            pw = pg_conninfo.conninfo_to_dict(url).get("password")
-        except psycopg.ProgrammingError:
-            pw = None
-        if pw:
-            msg = msg.replace(pw, "***")
-    return msg
+    return scrub(reasons[0] if reasons else type(e).__name__)
 
 
-def _first_line(s: str) -> str:
-    return s.strip().splitlines()[0] if s.strip() else s
+def error_side(e: BaseException) -> str | None:
+    """The side (master / replica) a database error came from, following `raise ... from` chains."""
+    seen = 0
+    while e is not None and seen < 10:
+        side = getattr(e, "replicator_side", None)
+        if side:
+            return side
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
 
 
 @contextmanager
@@ -194,9 +333,16 @@ def master_session(url: str, guard: MasterGuard | None = None) -> Iterator[Maste
 
 
 @contextmanager
-def replica_session(url: str) -> Iterator[psycopg.Connection]:
+def replica_session(url: str) -> Iterator[ReplicaConnection]:
     conn = open_replica(url)
     try:
         yield conn
     finally:
         conn.close()
+
+
+__all__ = [
+    "parse_conninfo", "redact", "without_password", "is_transaction_pooler", "open_master", "open_replica",
+    "describe", "error_side", "lost_connections", "forget_lost_connections", "MasterConnection",
+    "ReplicaConnection", "GuardedCursor", "wire_text", "master_session", "replica_session",
+]

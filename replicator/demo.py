@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import ephemeral
+from .connect import open_master, open_replica
 from .errors import ReplicatorError
 from .examples import example_path, load_example
 
@@ -392,8 +393,8 @@ def row_figures(master_url: str, replica_url: str, schemas: list[str] | None = N
     """(table, rows on master, rows on replica or None if absent) for every master table."""
     schemas = schemas or ["public"]
     out = []
-    with psycopg.connect(master_url) as m, psycopg.connect(replica_url) as r:
-        m.read_only = True
+    # The master is read like everywhere else: guarded, read-only, audited.
+    with open_master(master_url) as m, open_replica(replica_url) as r:
         replica_tables = set(_tables(r, schemas))
         for schema, table in _tables(m, schemas):
             name = table if schema == "public" else f"{schema}.{table}"

@@ -108,8 +108,12 @@ def embedded_bindir() -> Path | None:
     return Path(POSTGRES_BIN_PATH) if (Path(POSTGRES_BIN_PATH) / "initdb").exists() else None
 
 
-def start_cluster(bindir: Path, *, basedir: Path | None = None, port: int | None = None) -> Cluster:
-    """initdb + start a fresh cluster; returns once it accepts connections."""
+def start_cluster(bindir: Path, *, basedir: Path | None = None, port: int | None = None,
+                  settings: dict[str, str] | None = None) -> Cluster:
+    """initdb + start a fresh cluster; returns once it accepts connections.
+
+    `settings` are written into the cluster's postgresql.conf (for example `log_statement = all`, with
+    values any shell would mangle on a command line)."""
     run_as = _unprivileged_user() if os.geteuid() == 0 else None
     if bindir and run_as:
         _make_executable_for_all(bindir)
@@ -127,6 +131,8 @@ def start_cluster(bindir: Path, *, basedir: Path | None = None, port: int | None
           "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-sync"], run_as)
     pwfile.unlink()
     version = int((basedir / "data" / "PG_VERSION").read_text().strip().split(".")[0])
+    if settings:
+        _append_settings(basedir / "data" / "postgresql.conf", settings)
     last_error = ""
     for _ in range(5):
         p = port or _free_port()
@@ -144,9 +150,42 @@ def start_cluster(bindir: Path, *, basedir: Path | None = None, port: int | None
     raise ReplicatorError(f"could not start PostgreSQL from {bindir}: {last_error}")
 
 
-def _run(cmd: list, run_as: str | None, *, check: bool = True) -> subprocess.CompletedProcess:
+def start_standby(primary: Cluster, *, basedir: Path | None = None) -> Cluster:
+    """A hot standby of `primary` (pg_basebackup -R: same system identifier, streaming, read-only), on
+    its own port. The primary's default pg_hba.conf already admits replication from loopback."""
+    basedir = Path(basedir or tempfile.mkdtemp(prefix="replicator-standby-"))
+    basedir.mkdir(parents=True, exist_ok=True)
+    if primary.run_as:
+        pw = pwd.getpwnam(primary.run_as)
+        os.chmod(basedir, 0o700)
+        os.chown(basedir, pw.pw_uid, pw.pw_gid)
+    env = {**os.environ, "PGPASSWORD": primary.password}
+    _run([primary.bindir / "pg_basebackup", "-D", basedir / "data", "-R", "-X", "stream", "-c", "fast", "--no-sync",
+          "-h", "127.0.0.1", "-p", str(primary.port), "-U", primary.user], primary.run_as, env=env)
+    last_error = ""
+    for _ in range(5):
+        p = _free_port()
+        # The same settings as the primary: a standby refuses a lower max_connections.
+        opts = " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())
+        res = _run([primary.bindir / "pg_ctl", "-D", basedir / "data", "-w", "-t", "60", "-l", basedir / "server.log",
+                    "-o", f"-p {p} -k {basedir} {opts} -c hot_standby=on", "start"], primary.run_as, check=False)
+        if res.returncode == 0:
+            return Cluster(bindir=primary.bindir, basedir=basedir, port=p, password=primary.password,
+                           version=primary.version, run_as=primary.run_as)
+        last_error = _tail(basedir / "server.log")
+    raise ReplicatorError(f"could not start a standby of the cluster on port {primary.port}: {last_error}")
+
+
+def _append_settings(conf: Path, settings: dict[str, str]) -> None:
+    quoted = (f"{k} = '{str(v).replace(chr(39), chr(39) * 2)}'" for k, v in settings.items())
+    with conf.open("a", encoding="utf-8") as f:
+        f.write("\n# replicator.ephemeral\n" + "\n".join(quoted) + "\n")
+
+
+def _run(cmd: list, run_as: str | None, *, check: bool = True,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [str(c) for c in cmd]
-    res = subprocess.run(cmd, capture_output=True, text=True, user=run_as, cwd="/")
+    res = subprocess.run(cmd, capture_output=True, text=True, user=run_as, cwd="/", env=env)
     if check and res.returncode != 0:
         raise ReplicatorError(f"{Path(cmd[0]).name} failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
     return res

@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from . import ephemeral
+from . import ephemeral, identity
 from .analyze import AnalyzeOptions, Sessions, compute, config_renames
 from .config import Config, require_url
 from .connect import describe, open_replica, redact, without_password
@@ -113,6 +113,7 @@ def run_migrate(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
         res.statements = [st.sql for st in steps]
         if opts.dry_run or not steps:
             return res
+        identity.mark_replica(s.replica, s.identity)  # refuses a read-only replica before the first write
         bdir = out_dir / "reports" / "backups" / utc_stamp()
         res.backup_dir = str(bdir)
         res.backup_files = backup(s.replica, s.replica_url, bdir, replica, plan,
@@ -231,6 +232,7 @@ def _apply_file(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
     url = require_url(cfg, "replica")
     conn = open_replica(url, autocommit=True)
     try:
+        identity.check_plan_target(cfg, conn)
         replica = introspect(conn, schemas=opts.schemas or list(cfg.schemas), all_schemas=opts.all_schemas)
         bdir = out_dir / "reports" / "backups" / utc_stamp()
         res.backup_dir = str(bdir)

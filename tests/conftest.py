@@ -230,3 +230,144 @@ pidfile = {workdir}/pgbouncer.pid
         proc.terminate()
         proc.wait(5)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- A server that logs every statement, and a hot standby of it (identity and audit tests) -------
+
+
+@dataclass
+class LoggedServer:
+    """A cluster started with log_statement = all, logging to a file we can read back."""
+
+    cluster: ephemeral.Cluster
+
+    @property
+    def admin_url(self) -> str:
+        return self.cluster.url()
+
+    def url_for(self, dbname: str) -> str:
+        return self.cluster.url(dbname)
+
+    def log_offset(self) -> int:
+        return (self.cluster.basedir / "server.log").stat().st_size
+
+    def statements(self, dbname: str, *, since: int = 0, application: str | None = "replicator",
+                   raw: bool = False) -> list[str]:
+        """Statements the server logged for `dbname` (and `application`), whitespace-normalised unless
+        `raw`, in order.
+        Extended-protocol executions (`execute <unnamed>: ...`, `execute _pg3_0: ...`) count like
+        simple-protocol ones (`statement: ...`)."""
+        import re
+
+        with open(self.cluster.basedir / "server.log", "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        entries: list[list[str]] = []
+        for line in text.split("\n"):
+            if line.startswith("@@|"):
+                entries.append([line])
+            elif entries:
+                entries[-1].append(line[1:] if line.startswith("\t") else line)
+        out = []
+        for entry in entries:
+            m = re.match(r"^@@\|(?P<app>[^|]*)\|(?P<db>[^|]*)\|\d+\|LOG:\s+(?:statement|execute [^:]+): (?P<sql>.*)$",
+                         entry[0], re.S)
+            if m and m["db"] == dbname and (application is None or m["app"] == application):
+                text = "\n".join([m["sql"], *entry[1:]]).rstrip("\n")
+                out.append(text if raw else " ".join(text.split()))
+        return out
+
+
+LOG_SETTINGS = {"log_statement": "all", "log_line_prefix": "@@|%a|%d|%p|", "log_min_messages": "warning"}
+
+
+def _local_bindir():
+    return ephemeral.system_bindir() or ephemeral.embedded_bindir()
+
+
+@pytest.fixture(scope="session")
+def logged_server() -> Iterator[LoggedServer]:
+    bindir = _local_bindir()
+    if bindir is None:
+        pytest.skip("needs PostgreSQL binaries (initdb) on this machine or the pgserver wheel")
+    cluster = ephemeral.start_cluster(bindir, settings=LOG_SETTINGS)
+    try:
+        yield LoggedServer(cluster)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def logged_master_url(logged_server) -> Iterator[str]:
+    """Superuser URL of a fresh database on the statement-logging server."""
+    yield from _fresh_database(Server(logged_server.admin_url, logged_server.cluster.version, "logged"), "logged")
+
+
+@pytest.fixture(scope="session")
+def standby_server(logged_server) -> Iterator[ephemeral.Cluster]:
+    """A hot standby of `logged_server` (pg_basebackup -R), on its own port."""
+    standby = ephemeral.start_standby(logged_server.cluster)
+    try:
+        yield standby
+    finally:
+        standby.stop()
+
+
+def wait_for_database(url: str, timeout: float = 30) -> None:
+    """Until `url`'s database accepts connections (a standby replays CREATE DATABASE a moment later)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        """Non-empty stderr lines."""
+        return [ln for ln in self.stderr.splitlines() if ln.strip()]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd=None, timeout: float = 120,
+            process: bool = False) -> CliRun:
+    """`replicator ARGS`, without the REPLICATOR_* variables of the calling environment unless given in
+    `env`. In this process by default (click's runner, fast); with `process=True` in a child process
+    through the console entry point (signals, start-up, what really reaches the terminal). An exception
+    that escapes the command in-process is rendered as its traceback on stderr, as Python would."""
+    import subprocess
+    import sys
+    import traceback
+
+    if process:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_")}
+        proc = subprocess.run([sys.executable, "-m", "replicator", *args], capture_output=True, text=True,
+                              env={**base, **(env or {})}, cwd=cwd, timeout=timeout)
+        return CliRun(proc.returncode, proc.stdout, proc.stderr)
+    from click.testing import CliRunner
+
+    from replicator.cli import main
+
+    unset = {k: None for k in os.environ if k.startswith("REPLICATOR_")}
+    old = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        res = CliRunner().invoke(main, list(args), env={**unset, **(env or {})})
+    finally:
+        os.chdir(old)
+    stderr = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(res.exception))
+    return CliRun(res.exit_code, res.stdout, stderr)

@@ -70,3 +70,85 @@ def test_without_password_moves_it_to_the_environment(master_url):
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         del os.environ["PGPASSWORD"]
+
+
+# --- one redaction for every message: passwords with %, @, : and [ ---------------------------------
+
+SPECIAL_PASSWORDS = ["pa%zz-word", "p@ss:w[rd-1", "[bracket]:pw", "100%:@[x"]
+
+
+@pytest.mark.parametrize("password", SPECIAL_PASSWORDS)
+def test_redact_and_errors_never_show_special_passwords(password):
+    from urllib.parse import quote
+
+    from replicator.errors import scrub
+
+    encoded = quote(password, safe="")
+    good = f"postgresql://app:{encoded}@db.example.com:5432/prod"
+    assert redact(good) == "postgresql://app:***@db.example.com:5432/prod"
+    # the same password written raw: libpq cannot parse most of these; whatever it says, no password
+    for bad in (f"postgresql://app:{password}@db.example.com:5432/prod",
+                f"postgresql://app:{password}@[::1:5432/prod",
+                f"host=db password='{password}",
+                f"host=db password={password} dbname"):
+        try:
+            parse_conninfo(bad, "master")
+            msg = redact(bad)  # libpq accepted it (e.g. a raw '[' or ':' in the password)
+        except ConnectError as exc:
+            msg = str(exc)
+            assert msg.startswith("malformed master URL") and "\n" not in msg
+        for form in (password, encoded):
+            assert form not in msg and form not in redact(bad)
+        # and any text that echoes the string, e.g. a libpq message, is scrubbed too
+        assert password not in scrub(f'invalid URI: "{bad}"')
+
+
+def test_scrub_masks_url_and_conninfo_passwords_it_was_never_told_about():
+    from replicator.errors import scrub
+
+    text = ("postgresql://u:s3cr3t-one@h/db?password=s3cr3t-two&sslmode=require "
+            "host=h password='s3cr3t three' PGPASSWORD=s3cr3t-four")
+    out = scrub(text)
+    assert "s3cr3t" not in out
+    assert "sslmode=require" in out and "host=h" in out
+
+
+def test_wrong_special_password_on_a_real_server(master_url):
+    from urllib.parse import quote
+
+    for password in SPECIAL_PASSWORDS:
+        for bad in (url_with(master_url, password=password),
+                    "postgresql://{user}:{pw}@{host}:{port}/{dbname}".format(
+                        pw=quote(password, safe=""), **conninfo_to_dict(master_url))):
+            with pytest.raises(ConnectError) as exc:
+                open_master(bad)
+            msg = str(exc.value)
+            assert "password authentication failed" in msg and "\n" not in msg
+            assert password not in msg and quote(password, safe="") not in msg
+
+
+def test_errors_carry_their_side_and_lost_connections_are_recorded(master_url, replica_url, sql_on):
+    import psycopg
+
+    from replicator.connect import error_side, forget_lost_connections, lost_connections
+
+    forget_lost_connections()
+    with open_master(master_url) as m, open_replica(replica_url) as r:
+        with pytest.raises(psycopg.Error) as exc:
+            r.execute("SELECT * FROM no_such_table")
+        assert error_side(exc.value) == "replica"
+        r.rollback()
+        with pytest.raises(psycopg.Error) as exc:
+            m.execute("SELECT * FROM no_such_table")
+        assert error_side(exc.value) == "master"
+        assert lost_connections() == []
+        pid = r.execute("SELECT pg_backend_pid()").fetchone()[0]
+        r.commit()
+        sql_on(replica_url, "SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            r.execute("SELECT 1")
+    (lost,) = lost_connections()
+    assert lost.side == "replica"
+    assert lost.message().startswith("lost the connection to the replica postgresql://")
+    assert conninfo_to_dict(replica_url)["password"] not in lost.message()
+    forget_lost_connections()

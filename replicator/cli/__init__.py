@@ -1,40 +1,119 @@
 """The `replicator` command line: thin click commands over the library.
 
-Each command lives in its own module and registers itself on `main`. Errors a user can act on
-(`ReplicatorError`, database errors, files that cannot be read or written) are printed as one line
-on stderr with exit code 2.
+Each command lives in its own module and registers itself on `main`. Whatever goes wrong in a way a
+user can act on is printed as ONE line on stderr, scrubbed of secrets (`errors.scrub`), with exit
+code 2: `ReplicatorError`, database errors (naming the side they came from), a connection lost while
+in use, files that cannot be read or written, and click's usage errors (naming the option). Ctrl-C
+exits 130 with one line, at any moment (see also `replicator.__main__`, which covers start-up).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
 import psycopg
 
-from ..connect import describe
-from ..errors import ReplicatorError
+from ..connect import describe, error_side, forget_lost_connections, lost_connections
+from ..errors import ConnectError, ReplicatorError, one_line
+
+# psycopg reports some errors it ignores while cleaning up (a COPY cut by a lost connection) through
+# logging; the exception that follows says it in one line, so these never reach the terminal raw.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
+
+USAGE_EXIT = 2
+INTERRUPTED_EXIT = 130
+
+#: Added to the interruption line per command: what happens when it is run again.
+RERUN_HINTS = {
+    "copy": "rerun the same copy to resume from its last committed batch",
+}
+
+
+def fail(message: str, code: int = USAGE_EXIT) -> None:
+    click.echo(one_line(message), err=True)
+    sys.exit(code)
+
+
+def interrupted(command: str | None = None) -> None:
+    hint = RERUN_HINTS.get(command or "")
+    fail("interrupted" + (f": {hint}" if hint else ""), INTERRUPTED_EXIT)
+
+
+def error_line(e: BaseException, command: str | None = None) -> str:
+    """The one line for an error raised by a command."""
+    lost = lost_connections()
+    if isinstance(e, ConnectError):
+        return f"error: {e}"  # already says which connection, and where
+    if lost and _is_connection_error(e):
+        hint = RERUN_HINTS.get(command or "")
+        return f"error: {lost[0].message()}" + (f"; {hint}" if hint else "")
+    if isinstance(e, ReplicatorError):
+        return f"error: {e}"
+    if isinstance(e, psycopg.Error):
+        side = error_side(e)
+        return f"error: {side + ': ' if side else ''}{describe(e)}"
+    if isinstance(e, OSError):
+        # Reports, plans and backups are written under --out-dir: a path that cannot be created or
+        # written is a usage error, named with its path.
+        where = f"{e.filename}: " if e.filename else ""
+        return f"error: {where}{e.strerror or e}"
+    return f"error: {e}"
+
+
+def _is_connection_error(e: BaseException | None) -> bool:
+    for _ in range(10):
+        if e is None:
+            return False
+        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+        if isinstance(e, ReplicatorError) and lost_connections():
+            # The library wrapped the database error (copy reports it in its result).
+            cause = e.__cause__ or e.__context__
+            if cause is None or _is_connection_error(cause):
+                return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def usage_line(e: click.ClickException) -> str:
+    ctx = getattr(e, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    hint = f" (see '{ctx.command_path} --help')" if isinstance(e, click.UsageError) and ctx is not None else ""
+    return f"error: {where}{e.format_message()}{hint}"
 
 
 class ReplicatorGroup(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        forget_lost_connections()
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
+                interrupted()
+            fail("aborted", 1)
+        except click.ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `replicator`: the help itself
+                e.show()
+                sys.exit(e.exit_code)
+            fail(usage_line(e), USAGE_EXIT)
+        except KeyboardInterrupt:
+            interrupted()
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except ReplicatorError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
-        except psycopg.Error as e:
-            click.echo(f"error: {describe(e)}", err=True)
-            sys.exit(2)
-        except OSError as e:
-            # Reports, plans and backups are written under --out-dir: a path that cannot be created or
-            # written is a usage error, named with its path.
-            where = f"{e.filename}: " if e.filename else ""
-            click.echo(f"error: {where}{e.strerror or e}", err=True)
-            sys.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            interrupted(ctx.invoked_subcommand)
+        except (ReplicatorError, psycopg.Error, OSError) as e:
+            code = e.exit_code if isinstance(e, ReplicatorError) else USAGE_EXIT
+            fail(error_line(e, ctx.invoked_subcommand), code)
 
 
 @click.group(cls=ReplicatorGroup, context_settings={"help_option_names": ["-h", "--help"]})

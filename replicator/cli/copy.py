@@ -8,7 +8,7 @@ import time
 
 import click
 
-from ..config import Policy, require_url
+from ..config import MAX_BATCH_ROWS, Policy, require_url
 from ..copy import CopyConflict, CopyResult, copy_tables
 from ..copy.models import TableResult
 from ..errors import ReplicatorError
@@ -92,7 +92,8 @@ def _summary_rows(result: CopyResult) -> list[dict]:
 @click.option("--all", "all_tables", is_flag=True, help="every table of the configured schemas, in FK order.")
 @click.option("--policy", type=click.Choice([p.value for p in Policy]), default=None,
               help="what to do with rows whose key exists on the replica (default: per table in the config).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="rows per batch (default from config).")
+@click.option("--batch-size", type=click.IntRange(min=1, max=MAX_BATCH_ROWS), default=None,
+              help="rows per batch (default from config).")
 @click.option("--restart", is_flag=True, help="ignore an interrupted copy's checkpoint and start over.")
 @click.option("--incremental", is_flag=True, help="only rows whose cursor column moved past the stored watermark.")
 @click.option("--dry-run", is_flag=True, help="report rows to insert/update/delete and conflicts; write nothing.")

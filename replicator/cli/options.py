@@ -37,7 +37,7 @@ class RunContext:
 
 
 def common_options(fn):
-    """--master, --replica, --config, --out-dir; passes `run: RunContext` to the command."""
+    """--master, --replica, --config, --out-dir, --replica-of-new-master; passes `run: RunContext` to the command."""
 
     @click.option("--master", "master", metavar="URL", help="master URL (or REPLICATOR_MASTER_URL).")
     @click.option("--replica", "replica", metavar="URL", help="replica URL (or REPLICATOR_REPLICA_URL).")
@@ -45,9 +45,11 @@ def common_options(fn):
                   help="config file (default: ./replicator.toml if present).")
     @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
                   show_default=True, help="where reports/ and schemas/ are written.")
+    @click.option("--replica-of-new-master", is_flag=True,
+                  help="accept a replica whose marker names another master (and re-point the marker when writing).")
     @functools.wraps(fn)
-    def wrapper(*args, master, replica, config_path, out_dir, **kwargs):
-        cfg = load_config(config_path, master=master, replica=replica)
+    def wrapper(*args, master, replica, config_path, out_dir, replica_of_new_master, **kwargs):
+        cfg = load_config(config_path, master=master, replica=replica, replica_of_new_master=replica_of_new_master)
         return fn(*args, run=RunContext(config=cfg, out_dir=out_dir), **kwargs)
 
     return wrapper

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .. import identity
 from ..config import require_url
 from ..connect import replica_session
 from ..copy import checkpoint
@@ -20,9 +21,11 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
     """Show copy checkpoints (per table: run, last key, rows, policy, snapshot time)."""
     with replica_session(require_url(run.config, "replica")) as conn:
         rows = [c.model_dump(mode="json") for c in checkpoint.list_all(conn)]
+        marker = identity.replica_marker(conn)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    click.echo(f"replica of {marker.describe()}" if marker else "not marked as a replica yet (copy and migrate mark it)")
     if not rows:
         click.echo("no copy checkpoints on the replica")
         return

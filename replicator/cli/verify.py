@@ -30,8 +30,10 @@ from .options import RunContext, common_options
               help="stored master schema to compare with [default: <out-dir>/schemas/master-schema.json].")
 @click.option("--json", "as_json", is_flag=True, help="also print the JSON report on stdout.")
 @click.option("--serial", is_flag=True, help="query master and replica one after the other, not concurrently.")
+@click.option("--show-values", is_flag=True,
+              help="--deep: put the master's and replica's values of differing rows in the reports (never masked columns).")
 def verify_command(run: RunContext, tables, deep, examples, max_keys, require_readonly_role, snapshot, as_json,
-                   serial) -> None:
+                   serial, show_values) -> None:
     """Is the replica still a faithful copy, and was the master only ever read?"""
     run.ensure_out_dir()
     err = Console(stderr=True)
@@ -40,6 +42,8 @@ def verify_command(run: RunContext, tables, deep, examples, max_keys, require_re
         snapshot=snapshot or run.schemas_dir / DEFAULT_SNAPSHOT.name, max_keys=max_keys, parallel=not serial,
         progress=lambda msg: err.log(msg) if err.is_terminal else None,
     )
+    if not show_values:
+        report = report.without_values()  # reports are published (CI job summary): keys and columns only
     md, js = write_report(run.reports_dir, f"verify-{utc_stamp(report.started_at)}", render_markdown(report), report)
     render_terminal(report, Console(stderr=as_json))
     if as_json:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import psycopg
 from psycopg import sql
 
-from .. import order
+from .. import identity, order
 from ..config import Config, Policy
 from ..connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo
 from ..errors import ReplicatorError
@@ -116,6 +116,12 @@ def copy_tables(
 
 def _run(master, replica, replica_url, cfg: Config, result: CopyResult, pool, held: list[TableLocks], *, tables,
          all_tables, policy, batch_size, restart, incremental, dry_run, progress, checksum_skip) -> None:
+    # Which server is which, before anything else: never the master's own database, nor a standby of
+    # it, nor a database that is itself a replica used as the master (the marker is written later,
+    # once the pre-flight pass has found nothing wrong, right before the first write).
+    pair = identity.check_pair(master, replica, allow_new_master=cfg.replica_of_new_master)
+    if not dry_run:
+        identity.refuse_read_only(pair.replica)
     master.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     # One transaction holds the snapshot for the whole run; with only this connection reading the
     # master, no pg_export_snapshot is needed, which also works through a transaction pooler.
@@ -154,6 +160,7 @@ def _run(master, replica, replica_url, cfg: Config, result: CopyResult, pool, he
     plans, deferred = _fk_order(rschema, plans)
     enforce_fks = not logic.replication_role
     if not dry_run:
+        identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
         _restore_constraints(replica)
         if deferred and enforce_fks:

@@ -41,6 +41,9 @@ class VerifyReport(BaseModel):
     tables: list[str] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     audit: list[dict[str, Any]] = Field(default_factory=list)  # MasterGuard.summary()
+    #: False in a report made safe to publish (`without_values`): differing rows name their keys and
+    #: columns, not the values.
+    values_shown: bool = True
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -60,6 +63,17 @@ class VerifyReport(BaseModel):
         check = Check(name=name, status=status, table=table, summary=summary, evidence=evidence)
         self.checks.append(check)
         return check
+
+    def without_values(self) -> "VerifyReport":
+        """A copy safe to publish (CI job summaries, artifacts): the keys and column names of differing
+        rows stay, their values go."""
+        safe = self.model_copy(deep=True)
+        for c in safe.checks:
+            for d in c.evidence.get("differences") or []:
+                if "values" in d:
+                    d["values"] = None
+        safe.values_shown = False
+        return safe
 
     def failures(self, name: str | None = None) -> list[Check]:
         return [c for c in self.checks if c.status == "fail" and (name is None or c.name == name)]

@@ -42,6 +42,7 @@ def render_markdown(report: VerifyReport) -> str:
         f"- replica: `{report.replica}`",
         f"- deep content comparison: {'yes' if report.deep else 'no (use --deep)'}",
         f"- read-only role required: {'yes' if report.require_readonly_role else 'no'}",
+        f"- values of differing rows: {'shown' if report.values_shown else 'hidden (keys and column names only; `--show-values` shows them)'}",
         f"- checks: {report.counts['pass']} pass, {report.counts['fail']} fail, "
         f"{report.counts['warn']} warn, {report.counts['skip']} skip",
         "",
@@ -77,8 +78,9 @@ def _evidence_md(c: Check) -> list[str]:
         rows = []
         for d in ev["differences"][:50]:
             key = ", ".join(f"{k}={v}" for k, v in d["key"].items())
-            rows.append([key, d["kind"], ", ".join(d.get("columns", [])), _short(json.dumps(d.get("values", ""),
-                                                                                         ensure_ascii=False), 200)])
+            values = d.get("values", "")
+            shown = "hidden" if values is None else _short(json.dumps(values, ensure_ascii=False), 200)
+            rows.append([key, d["kind"], ", ".join(d.get("columns", [])), shown])
         out += [md_table(["key", "difference", "columns", "values (master → replica)"], rows), ""]
     elif c.name == "foreign_keys" and ev.get("examples"):
         keys = list(ev["examples"][0])

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import signal
+import threading
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg import IsolationLevel
 
+from .. import identity
 from ..config import Config, require_url
-from ..connect import describe, open_master, open_replica, redact
+from ..connect import describe, lost_connections, open_master, open_replica, redact
 from ..diff import quote
-from ..errors import ConfigError, GuardViolation
+from ..errors import ConfigError, ConnectError, GuardViolation
 from ..guard import MasterGuard
 from ..introspect import Schema, introspect
 from .access import check_master_access
@@ -72,6 +75,7 @@ def run_verify(
         stack.callback(m.close)
         r = open_replica(replica_url)
         stack.callback(r.close)
+        identity.check_pair(m, r, allow_new_master=config.replica_of_new_master)
         for conn in (m, r):
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
@@ -80,6 +84,8 @@ def run_verify(
         # One snapshot per side for the whole run; both transactions only read and are rolled back.
         stack.enter_context(m.transaction(force_rollback=True))
         stack.enter_context(r.transaction(force_rollback=True))
+        # Ctrl-C must not wait for the query the other thread is running.
+        stack.enter_context(_cancel_queries_on_sigint(m, r))
         settings = align_render_settings(sides)
 
         say("introspecting both sides")
@@ -107,6 +113,9 @@ def run_verify(
                 with sides.savepoint():
                     fn()
             except (psycopg.Error, GuardViolation) as e:
+                if m.closed or r.closed:
+                    # A lost connection is not a finding about the replica: exit 2, not failed checks.
+                    raise _connection_lost(e, name, table) from e
                 report.add(name, "fail", f"error: {describe(e)}", table, error=type(e).__name__)
 
         scope = set(keys) if tables else None
@@ -133,9 +142,60 @@ def run_verify(
         guarded("sequences", None, lambda: check_sequences(report, sides, rs, selected))
 
         read_only = fetchone(m, "SELECT current_setting('transaction_read_only')")[0]  # type: ignore[index]
+        hide_masked_values(report, selected)
     _audit(report, guard, read_only, settings)
     report.finished_at = datetime.now(timezone.utc)
     return report
+
+
+def _connection_lost(e: BaseException, check: str, table: str | None) -> ConnectError:
+    lost = lost_connections()
+    where = f" during the {check} check" + (f" of {table}" if table else "")
+    if lost:
+        return ConnectError(lost[0].message() + where)
+    return ConnectError(f"lost a connection{where}: {describe(e)}")
+
+
+@contextmanager
+def _cancel_queries_on_sigint(*conns: psycopg.Connection) -> Iterator[None]:
+    """On Ctrl-C, cancel the queries running on `conns` (in any thread) before KeyboardInterrupt is
+    raised: the side that did not receive the signal would otherwise run its query to the end, and the
+    run would wait for it."""
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if not callable(previous):  # not the main thread, or Ctrl-C ignored / handled outside Python
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        for c in conns:
+            try:
+                c.cancel_safe(timeout=5)
+            except Exception:  # noqa: BLE001 - best effort: the connections are closed next anyway
+                pass
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+MASKED = "(masked)"
+
+
+def hide_masked_values(report: VerifyReport, pairs: list[TablePair]) -> None:
+    """Values of masked columns never appear in a report, even with --show-values: orphan examples
+    show them as "(masked)"."""
+    masked = {p.label: {p.columns.get(c, c) for c in p.masked} | set(p.masked) for p in pairs if p.masked}
+    for c in report.checks:
+        hidden = masked.get(c.table or "")
+        if not hidden:
+            continue
+        for example in c.evidence.get("examples") or []:
+            for col in example:
+                if col in hidden:
+                    example[col] = MASKED
 
 
 def _content(report: VerifyReport, sides: Sides, pair: TablePair, max_keys: int) -> None:
