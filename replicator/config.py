@@ -66,7 +66,27 @@ class TableConfig(BaseModel):
     lag_seconds: int = Field(0, ge=0, le=MAX_LAG_SECONDS,
                              description="incremental: re-read rows this many seconds behind the watermark")
     mask: dict[str, MaskRule] = Field(default_factory=dict, description="column = masking rule")
+    where: str | None = Field(
+        None, description="copy only the master rows matching this SQL condition (applied in the master's SELECT)")
     batch_size: int | None = Field(None, gt=0, le=MAX_BATCH_ROWS, description="rows per batch for this table")
+
+    @field_validator("where")
+    @classmethod
+    def _one_condition(cls, v: str | None) -> str | None:
+        """One SQL boolean expression: no statement, no second statement behind a semicolon. (Every
+        statement it ends up in still passes the master guard.)"""
+        if v is None:
+            return v
+        import sqlglot
+        from sqlglot import exp
+
+        try:
+            parsed = sqlglot.parse(f"SELECT 1 WHERE ({v})", read="postgres")
+        except sqlglot.errors.SqlglotError as e:
+            raise ValueError(f"not a SQL condition: {str(e).splitlines()[0]}") from None
+        if len(parsed) != 1 or not isinstance(parsed[0], exp.Select):
+            raise ValueError("must be one SQL condition, such as `store_id = 1`")
+        return v
 
     def replica_column(self, master_column: str, replica_columns: Container[str]) -> str:
         """The replica's name for a master column.

@@ -86,8 +86,9 @@ class KeyRanges:
         keys = sql.SQL(", ").join(sql.Identifier(k) for k in tp.key_m)
         picked = sql.SQL(
             "SELECT DISTINCT ON (tile) {keys} FROM (SELECT {keys}, ntile({n}) OVER (ORDER BY {order}) AS tile "
-            "FROM {t}{sample}) s WHERE tile > 1 ORDER BY tile, {order}"
-        ).format(keys=keys, n=sql.Literal(max(parts, 1)), order=self.order(tp.key_m), t=tp.mfrom, sample=sample)
+            "FROM {t}{sample} WHERE {f}) s WHERE tile > 1 ORDER BY tile, {order}"
+        ).format(keys=keys, n=sql.Literal(max(parts, 1)), order=self.order(tp.key_m), t=tp.mfrom, sample=sample,
+                 f=tp.where)
         params: list = []
         if include is not None:
             # the resume key becomes a boundary, placed among the others in the table's key order
@@ -106,7 +107,7 @@ class KeyRanges:
         trip: the n-th and (n+1)-th keys, and the last key, in one statement."""
         tp = self.tp
         rng, params = self.predicate("master", lo, cap)
-        where = sql.SQL("{} AND {}").format(rng, extra[0])
+        where = tp.mwhere(sql.SQL("{} AND {}").format(rng, extra[0]))
         # aliased: an output named like a key column would take its place in ORDER BY (as text)
         keys = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_replicator_k{i}"))
                                   for i, k in enumerate(tp.key_m))

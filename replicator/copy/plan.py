@@ -51,6 +51,15 @@ class TablePlan:
     collate_c: bool = False  # compare key ranges byte-wise: the two sides' key collations differ
     problems: list[str] = field(default_factory=list)
     rows_estimate: int | None = None  # master rows, from introspection (exact for small tables)
+    where: sql.Composable = field(default_factory=lambda: sql.SQL("true"))  # master rows to copy (a subset)
+
+    @property
+    def filtered(self) -> bool:
+        return self.where.as_string(None) != "true"
+
+    def mwhere(self, pred: sql.Composable) -> sql.Composable:
+        """``pred`` and the table's row filter, for every read of the master table."""
+        return pred if not self.filtered else sql.SQL("({}) AND ({})").format(pred, self.where)
 
     @property
     def keyed(self) -> bool:
@@ -96,14 +105,14 @@ class TablePlan:
     def select(self, where: sql.Composable) -> sql.Composable:
         """The master SELECT of this table's copied columns (masked, xml as text) under ``where``."""
         return sql.SQL("SELECT {e} FROM {t} WHERE {w}").format(
-            e=sql.SQL(", ").join(self.select_exprs), t=self.mfrom, w=where)
+            e=sql.SQL(", ").join(self.select_exprs), t=self.mfrom, w=self.mwhere(where))
 
     def select_as_replica(self, where: sql.Composable) -> sql.Composable:
         """Like :meth:`select`, with every output named as the replica column it goes into."""
         return sql.SQL("SELECT {e} FROM {t} WHERE {w}").format(
             e=sql.SQL(", ").join(sql.SQL("{} AS {}").format(e, sql.Identifier(c))
                                  for e, c in zip(self.select_exprs, self.rcols)),
-            t=self.mfrom, w=where)
+            t=self.mfrom, w=self.mwhere(where))
 
 
 def _base_type(t: str) -> str:
@@ -282,6 +291,9 @@ def plan_table(
         else:
             plan.cursor = tcfg.cursor
             plan.cursor_type = mt.columns[tcfg.cursor].type
+    if tcfg.where:
+        # user SQL by design (every statement it ends up in passes the guard); % is literal, not a placeholder
+        plan.where = sql.SQL(tcfg.where.replace("%", "%%"))
     if set(mcols) & binary_unsafe:
         plan.binary = False
     if plan.key_masked and plan.policy == Policy.MIRROR:

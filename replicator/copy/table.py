@@ -259,7 +259,7 @@ class TableCopy:
         for i, pr in enumerate(batches):
             where, params = pr.predicate()
             select = sql.SQL("SELECT {e} FROM ONLY {t} WHERE {w}").format(
-                e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=where)
+                e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=tp.mwhere(where))
             with self._write():
                 rows = pipe(self.m, self.r, copy_out(select, tp.fmt), tp.mask_args() + params, into)
                 self._count_batch(rows, direct=True)
@@ -378,7 +378,7 @@ class TableCopy:
         rng, params = ranges.predicate("master", lo, upper)
         with self._write():
             if self.ctx.dry_run:
-                rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, rng),
+                rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, tp.mwhere(rng)),
                                       params).fetchone()[0]
             else:
                 rows = pipe(self.m, self.r, copy_out(tp.select(rng), tp.fmt), tp.mask_args() + params,
@@ -502,8 +502,8 @@ class TableCopy:
             raise CopyError(f"replica table {res.replica_table} is not empty: choose a policy with --policy ({POLICIES})")
         run_watermark = None
         if tp.cursor:
-            run_watermark = self.m.execute(sql.SQL("SELECT max({c})::text FROM {t}").format(
-                c=sql.Identifier(tp.cursor), t=tp.mfrom)).fetchone()[0]
+            run_watermark = self.m.execute(sql.SQL("SELECT max({c})::text FROM {t} WHERE {w}").format(
+                c=sql.Identifier(tp.cursor), t=tp.mfrom, w=tp.where)).fetchone()[0]
         res.watermark = run_watermark
         extra = self._cursor_pred(since)
         mode = "incremental" if self.ctx.incremental else "full"
@@ -519,7 +519,7 @@ class TableCopy:
                     rng, params = ranges.predicate("master", lo, upper)
                     where = sql.SQL("{} AND {}").format(rng, extra[0])
                     if self.ctx.dry_run:
-                        rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, where),
+                        rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, tp.mwhere(where)),
                                               params + extra[1]).fetchone()[0]
                     else:
                         rows = pipe(self.m, self.r, copy_out(tp.select(where), tp.fmt),
