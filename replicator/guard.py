@@ -49,7 +49,7 @@ TOOL_FUNCTIONS = frozenset({
     # hashing, masking and row comparison
     "hashtext", "hashtextextended", "jsonb_hash_extended", "md5", "sha256", "encode", "decode", "convert_to",
     "left", "right", "lpad", "rpad", "octet_length", "length", "lower", "upper", "replace", "substr",
-    "split_part", "regexp_replace", "starts_with", "make_interval", "to_json", "to_jsonb", "ntile", "row_number",
+    "split_part", "regexp_replace", "starts_with", "concat_ws", "make_interval", "to_json", "to_jsonb", "ntile", "row_number",
     # aggregates
     "count", "sum", "min", "max", "avg", "array_agg", "string_agg", "json_agg", "jsonb_agg", "bool_and", "bool_or",
     # settings and names

@@ -26,6 +26,7 @@ guard like any other statement.
 
 from __future__ import annotations
 
+
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -116,37 +117,51 @@ def _on(value: str) -> bool:
 
 
 def read_identity(conn: psycopg.Connection, side: str) -> ServerIdentity:
-    """Read one side's identity; leaves an idle connection idle (its transaction is committed)."""
+    """Read one side's identity; leaves an idle connection idle (its transaction is committed). One
+    round trip: the query and its transaction's BEGIN and COMMIT go together (pipeline mode), which a
+    distant master notices."""
     address = _address(conn)
     try:
-        with conn.transaction():
-            row = conn.execute(load_sql("server_identity")).fetchone()
-            assert row is not None
-            oid, database, in_recovery, default_ro, txn_ro, has_marker, has_bookkeeping = row
-            sysid: str | None = None
+        try:
+            ident, found = _read(conn, [load_sql("server_identity"), load_sql("system_identifier")])
+            sysid: str | None = found[0][0] if found else None
+        except psycopg.errors.InsufficientPrivilege:
+            # EXECUTE on pg_control_system() revoked (some hosted services): the probe decides alone
+            (ident,) = _read(conn, [load_sql("server_identity")])
+            sysid = None
+        row = ident[0] if ident else None
+        assert row is not None
+        oid, database, in_recovery, default_ro, txn_ro, has_marker, has_bookkeeping = row
+        marker = None
+        if has_marker:
             try:
                 with conn.transaction():
-                    found = conn.execute(load_sql("system_identifier")).fetchone()
-                    sysid = found[0] if found else None
+                    m = conn.execute(load_sql("replica_marker_read")).fetchone()
+                if m:
+                    marker = ReplicaMarker(*m)
             except psycopg.errors.InsufficientPrivilege:
-                sysid = None  # e.g. EXECUTE on pg_control_system() revoked: the probe decides alone
-            marker = None
-            if has_marker:
-                try:
-                    with conn.transaction():
-                        m = conn.execute(load_sql("replica_marker_read")).fetchone()
-                    if m:
-                        marker = ReplicaMarker(*m)
-                except psycopg.errors.InsufficientPrivilege:
-                    if side == "replica":
-                        raise IdentityError(f"replica {address}: cannot read _replicator.replica_of "
-                                            "(permission denied); grant SELECT on it to this role") from None
+                if side == "replica":
+                    raise IdentityError(f"replica {address}: cannot read _replicator.replica_of "
+                                        "(permission denied); grant SELECT on it to this role") from None
     except psycopg.Error as e:
         from .connect import describe
 
         raise IdentityError(f"{side} {address}: cannot read the server's identity: {describe(e)}") from None
     return ServerIdentity(side, address, sysid, int(oid), database, bool(in_recovery), _on(default_ro), _on(txn_ro),
                           bool(has_marker), bool(has_bookkeeping), marker)
+
+
+def _read(conn: psycopg.Connection, statements: list[str]) -> list[list]:
+    """Run reads in one round trip and leave an idle connection idle: on an autocommit connection each
+    statement is its own transaction; otherwise the transaction psycopg opens is ended after them."""
+    from .connect import batch
+
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    try:
+        return batch(conn, [(q, None) for q in statements])
+    finally:
+        if idle and not conn.autocommit and not conn.closed:
+            conn.rollback()
 
 
 def replica_marker(conn: psycopg.Connection) -> ReplicaMarker | None:

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from .. import identity, order
 from ..config import Config, Policy
-from ..connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo
+from ..connect import batch, describe, is_transaction_pooler, open_master, open_replica, parse_conninfo
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..introspect import Schema, introspect
@@ -76,7 +76,7 @@ def copy_tables(
     guard = guard or MasterGuard()
     started = time.monotonic()
     result = CopyResult(run_id=str(uuid.uuid4()), started_at=_now(), dry_run=dry_run, incremental=incremental)
-    master = open_master(master_url, guard)
+    master = open_master(master_url, guard, autocommit=True)  # the run's one transaction is opened by hand
     try:
         replica = open_replica(replica_url)
     except BaseException:
@@ -105,7 +105,7 @@ def copy_tables(
         raise
     finally:
         pool.shutdown(wait=True)
-        _rollback(master)
+        # no ROLLBACK to wait for: closing the session ends its read-only transaction
         master.close()
         replica.close()
         for lock in held:
@@ -122,20 +122,24 @@ def _run(master, replica, replica_url, cfg: Config, result: CopyResult, pool, he
     pair = identity.check_pair(master, replica, allow_new_master=cfg.replica_of_new_master)
     if not dry_run:
         identity.refuse_read_only(pair.replica)
-    master.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     # One transaction holds the snapshot for the whole run; with only this connection reading the
-    # master, no pg_export_snapshot is needed, which also works through a transaction pooler.
-    master.execute(pin_master_sql(master.info.server_version))
-    result.snapshot_at = master.execute("SELECT now()").fetchone()[0]
+    # master, no pg_export_snapshot is needed, which also works through a transaction pooler. The
+    # session is in autocommit and the transaction is opened by a plain BEGIN, so it goes to the server
+    # with the pinned rendering and the settings read back: one round trip.
+    _begin, _pin, (now,), (rendered,) = batch(master, [
+        ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
+        (pin_master_sql(master.info.server_version), None), ("SELECT now()", None), (render_settings_query(), None)])
+    result.snapshot_at = now[0]
     result.snapshot_mode = "single REPEATABLE READ READ ONLY transaction" + (
         " (transaction pooler)" if getattr(master, "pooled", False) else "")
-    settings = dict(zip(RENDER_SETTINGS, master.execute(render_settings_query()).fetchone()))
+    settings = dict(zip(RENDER_SETTINGS, rendered))
     # The replica renders like the master for the whole session: keys and checksums travel as text.
     replica.execute(follow_sql(settings, local=False))
     replica.commit()
     pooled_replica = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
-    mschema = introspect(master, schemas=cfg.schemas)
-    rschema = introspect(replica, schemas=cfg.schemas)
+    # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables
+    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0)
+    rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0)
     replica.commit()
     if all_tables:
         names = [f"{t.schema_name}.{t.name}" for t in mschema.tables.values() if not t.partition_of]

@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from ..config import Config, Policy
+from ..connect import batch
 from ..introspect import Schema, Table
 from .logic import ReplicaLogic
 from .models import Checkpoint
@@ -28,8 +29,11 @@ def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict]:
         return cur.fetchall()
 
 
+_COLLATION = "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()"
+
+
 def _collation(conn: psycopg.Connection) -> str:
-    return conn.execute("SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()").fetchone()[0]
+    return conn.execute(_COLLATION).fetchone()[0]
 
 
 def resolve(names: list[str], mschema: Schema, rschema: Schema, cfg: Config) -> tuple[list[tuple[Table, Table]], list[str]]:
@@ -59,10 +63,14 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
     if pairs:
         mkeys = [mt.key for mt, _ in pairs]
         rkeys = [rt.key for _, rt in pairs]
+        # the master's three questions go together: one round trip
+        unsafe_rows, collation, readable_rows = batch(master, [
+            (queries.load("binary_unsafe"), {"tables": mkeys}), (_COLLATION, None),
+            (queries.load("master_access"), {"tables": mkeys})], row_factory=dict_row)
         unsafe: dict[str, set[str]] = {}
-        for r in _rows(master, queries.load("binary_unsafe"), {"tables": mkeys}):
+        for r in unsafe_rows:
             unsafe.setdefault(r["relation"], set()).add(r["column_name"])
-        db_collations_differ = _collation(master) != _collation(replica)
+        db_collations_differ = collation[0]["datcollate"] != _collation(replica)
         for mt, rt in pairs:
             key = mt.key_columns() or tree_key(mschema, mt) or []
             differ = db_collations_differ or any(
@@ -72,7 +80,7 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         access = {r["table"]: r for r in _rows(replica, queries.load("table_access"), {"tables": rkeys})}
         holds = replica.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
             sql.SQL("EXISTS (SELECT 1 FROM {})").format(p.rfrom) for p in plans))).fetchone()
-        readable = {r["table"]: r for r in _rows(master, queries.load("master_access"), {"tables": mkeys})}
+        readable = {r["table"]: r for r in readable_rows}
         replica.rollback()
         for tp, has_rows in zip(plans, holds):
             problems += tp.problems

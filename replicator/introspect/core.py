@@ -14,9 +14,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from ..errors import GuardViolation
+from ..connect import batch
 from . import queries
 from .models import (
     Column,
@@ -101,69 +102,133 @@ def introspect(
     the cluster's roles, the extensions the server could install, and what the compared schemas use
     outside themselves (:class:`External`: ``auth.users``, ``auth.uid()`` in a Supabase project).
     """
-    with conn.transaction(force_rollback=True):
-        with conn.cursor(row_factory=dict_row) as cur:
-            pinned = _pin_settings(cur)
-            cur.execute(queries.load("server"))
-            server = cur.fetchone()
-            assert server is not None
-            if isinstance(schemas, str):
-                raise TypeError("schemas must be a list of names, not a string")
-            if all_schemas:
-                cur.execute(queries.load("all_schemas"), {"excluded": sorted(EXCLUDED_SCHEMAS)})
-                names = [r["name"] for r in cur.fetchall()]
-            else:
-                names = list(dict.fromkeys(schemas if schemas is not None else DEFAULT_SCHEMAS))
+    if isinstance(schemas, str):
+        raise TypeError("schemas must be a list of names, not a string")
+    # Introspection reads in a transaction (or a savepoint) of its own that it rolls back: it only
+    # read, and rolling back restores the caller's settings it pinned. Its BEGIN/SAVEPOINT, the pins,
+    # the server facts and every catalog query of a round go to the server together (`batch`), so a
+    # distant master costs a few round trips, not one per query.
+    bracket = _Bracket(conn)
+    try:
+        head = bracket.opening() + [(queries.load("settings"), None), (queries.load("server"), None)]
+        if all_schemas:
+            *_, server_rows, schema_rows = batch(conn, head + [(queries.load("all_schemas"),
+                                                               {"excluded": sorted(EXCLUDED_SCHEMAS)})],
+                                                 row_factory=dict_row)
+            names = [r["name"] for r in schema_rows]
+            head = []
+        else:
+            names = list(dict.fromkeys(schemas if schemas is not None else DEFAULT_SCHEMAS))
+        kinds = OBJECT_QUERIES + SCHEMA_QUERIES + (("grants",) if with_privileges else ())
+        params = {"schemas": names}
+        results = batch(conn, head + [(queries.load(n), params) for n in kinds], row_factory=dict_row)
+        if head:
+            server_rows = results[len(head) - 1]
+        rows = dict(zip(kinds, results[len(head):])).__getitem__
+        server = server_rows[0]
+        result = Schema(
+            server_version=server["server_version"],
+            database=server["database"],
+            schemas=names,
+            with_privileges=with_privileges,
+            search_path=server["search_path"],
+            settings_pinned=True,
+        )
+        reltuples, countable = _read_objects(rows, result)
+        for r in rows("namespaces"):
+            result.namespaces[r["key"]] = Namespace(**r)
+        for r in rows("extensions"):
+            result.extensions[r["name"]] = Extension(**r)
+        for r in rows("available_extensions"):
+            result.available_extensions[r["name"]] = r["versions"]
+        for r in rows("roles"):
+            result.roles[r["name"]] = Role(**r)
+        result.dependencies = [Dependency(**r) for r in rows("depends")]
+        result.external.present = [present_ref(r["kind"], r["key"], r["name"]) for r in rows("outside")]
+        _read_external(conn, result)
 
-            result = Schema(
-                server_version=server["server_version"],
-                database=server["database"],
-                schemas=names,
-                with_privileges=with_privileges,
-                search_path=server["search_path"],
-                settings_pinned=pinned,
-            )
-            reltuples, countable = _read_objects(cur, result, names)
-            rows = _reader(cur, {"schemas": names})
-            for r in rows("namespaces"):
-                result.namespaces[r["key"]] = Namespace(**r)
-            for r in rows("extensions"):
-                result.extensions[r["name"]] = Extension(**r)
-            for r in rows("available_extensions"):
-                result.available_extensions[r["name"]] = r["versions"]
-            for r in rows("roles"):
-                result.roles[r["name"]] = Role(**r)
-            result.dependencies = [Dependency(**r) for r in rows("depends")]
-            result.external.present = [present_ref(r["kind"], r["key"], r["name"]) for r in rows("outside")]
-            _read_external(cur, result)
+        if with_privileges:
+            _attach_grants(result, rows("grants"))
 
-            if with_privileges:
-                _attach_grants(result, rows("grants"))
-
-            result.row_counts = _row_counts(
-                cur,
-                result,
-                reltuples,
-                countable,
-                exact_counts=exact_counts,
-                threshold=count_threshold,
-            )
+        # the exact counts travel with the statements closing the bracket: one round trip
+        result.row_counts = _row_counts(
+            bracket.close,
+            result,
+            reltuples,
+            countable,
+            exact_counts=exact_counts,
+            threshold=count_threshold,
+        )
+    except BaseException:
+        bracket.abandon()
+        raise
     return result
 
 
-def _reader(cur: psycopg.Cursor[Any], params: dict[str, Any]):
+class _Bracket:
+    """Introspection's own transaction, or a savepoint inside the caller's, as plain statements:
+    psycopg's `transaction()` waits for the server at each boundary, plain statements pipeline."""
+
+    NAME = "_replicator_introspect"
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+        status = conn.info.transaction_status
+        if status == TransactionStatus.INTRANS:
+            self.open, self.end = f"SAVEPOINT {self.NAME}", [f"ROLLBACK TO SAVEPOINT {self.NAME}", f"RELEASE SAVEPOINT {self.NAME}"]
+        elif conn.autocommit:
+            self.open, self.end = "BEGIN", ["ROLLBACK"]
+        else:  # psycopg begins a transaction with the first statement; conn.rollback() ends it
+            self.open, self.end = None, None
+
+    def opening(self) -> list[tuple[str, None]]:
+        return [(self.open, None)] if self.open else []
+
+    def close(self, statements: list[tuple[Any, Any]] = ()) -> list[list]:  # type: ignore[assignment]
+        """Run ``statements`` (reads) and end the bracket, together; returns their rows."""
+        if self.end is None:
+            found = batch(self.conn, list(statements), row_factory=dict_row) if statements else []
+            self.conn.rollback()
+            return found
+        found = batch(self.conn, list(statements) + [(s, None) for s in self.end], row_factory=dict_row)
+        return found[:len(statements)]
+
+    def abandon(self) -> None:
+        """After an error: undo what can be undone, quietly (the error says what went wrong)."""
+        try:
+            if self.end is None or self.conn.closed:
+                if not self.conn.closed:
+                    self.conn.rollback()
+                return
+            if self.conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                for s in self.end:
+                    self.conn.execute(s)
+        except psycopg.Error:
+            pass
+
+
+
+#: The catalog queries of one round of introspection: objects, then what the schema as a whole holds.
+OBJECT_QUERIES = ("tables", "views", "columns", "constraints", "indexes", "triggers", "policies", "sequences",
+                  "enums", "domains", "composites", "ranges", "functions")
+SCHEMA_QUERIES = ("namespaces", "extensions", "available_extensions", "roles", "depends", "outside")
+
+
+def _prefetch(conn: psycopg.Connection, names: Seq[str], params: dict[str, Any]):
+    """Send the named catalog queries together (one round trip, `connect.batch`); ``rows(name)`` then
+    hands out each one's result."""
+    results = dict(zip(names, batch(conn, [(queries.load(n), params) for n in names], row_factory=dict_row)))
+
     def rows(name: str) -> list[dict[str, Any]]:
-        cur.execute(queries.load(name), params)
-        return cur.fetchall()
+        return results[name]
 
     return rows
 
 
-def _read_objects(cur: psycopg.Cursor[Any], result: Any, schemas: list[str]) -> tuple[dict[str, float], set[str]]:
-    """Tables, views and their members, sequences, types and functions of ``schemas`` into
+def _read_objects(rows, result: Any) -> tuple[dict[str, float], set[str]]:
+    """Tables, views and their members, sequences, types and functions (prefetched by ``rows``) into
     ``result`` (a :class:`Schema` or an :class:`External`-shaped holder). Returns the planner's
     reltuples per table and the tables that can be counted."""
-    rows = _reader(cur, {"schemas": schemas})
     reltuples: dict[str, float] = {}
     countable: set[str] = set()
     views = getattr(result, "views", None)
@@ -216,7 +281,7 @@ def _read_objects(cur: psycopg.Cursor[Any], result: Any, schemas: list[str]) -> 
     return reltuples, countable
 
 
-def _read_external(cur: psycopg.Cursor[Any], result: Schema) -> None:
+def _read_external(conn: psycopg.Connection, result: Schema) -> None:
     """Introspect what the compared schemas use outside themselves (see :class:`External`).
 
     The schemas holding such objects are read like compared ones (one more round of queries, only
@@ -251,7 +316,7 @@ def _read_external(cur: psycopg.Cursor[Any], result: Schema) -> None:
             self.functions: dict[str, Function] = {}
 
     seen = _Holder()
-    _read_objects(cur, seen, outside_schemas)
+    _read_objects(_prefetch(conn, OBJECT_QUERIES, {"schemas": outside_schemas}), seen)
     ext = result.external
     for key in sorted(wanted["table"]):
         if (t := seen.tables.get(key)) is not None:
@@ -276,19 +341,6 @@ def _read_external(cur: psycopg.Cursor[Any], result: Schema) -> None:
             ext.ranges[key] = seen.ranges[key]
 
 
-def _pin_settings(cur: psycopg.Cursor[Any]) -> bool:
-    """Pin search_path and the literal-rendering settings for this transaction (sql/settings.sql).
-
-    A guarded master connection refuses set_config() before anything is sent; introspection then
-    goes on with the session's settings and says so in ``Schema.settings_pinned``.
-    """
-    try:
-        cur.execute(queries.load("settings"))
-    except GuardViolation:
-        return False
-    return True
-
-
 def _attach_grants(result: Schema, grant_rows: list[dict[str, Any]]) -> None:
     for r in grant_rows:
         kind, key = r.pop("object_type"), r.pop("object_key")
@@ -306,7 +358,7 @@ def _attach_grants(result: Schema, grant_rows: list[dict[str, Any]]) -> None:
 
 
 def _row_counts(
-    cur: psycopg.Cursor[Any],
+    run: Any,
     result: Schema,
     reltuples: dict[str, float],
     countable: set[str],
@@ -350,16 +402,15 @@ def _row_counts(
         else:
             counts[key] = RowCount(rows=int(est), exact=False)
 
-    for start in range(0, len(to_count), _COUNT_CHUNK):
-        chunk = to_count[start : start + _COUNT_CHUNK]
-        parts: list[sql.Composable] = [
-            sql.SQL("SELECT {} AS i, count(*) AS n FROM {}").format(
-                sql.Literal(i), sql.Identifier(t.schema_name, t.name)
-            )
-            for i, t in enumerate(chunk)
-        ]
-        cur.execute(sql.SQL(" UNION ALL ").join(parts))
-        for r in cur.fetchall():
+    chunks = [to_count[start : start + _COUNT_CHUNK] for start in range(0, len(to_count), _COUNT_CHUNK)]
+    statements = [
+        (sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {} AS i, count(*) AS n FROM {}").format(sql.Literal(i), sql.Identifier(t.schema_name, t.name))
+            for i, t in enumerate(chunk)), None)
+        for chunk in chunks
+    ]
+    for chunk, found in zip(chunks, run(statements)):
+        for r in found:
             t = chunk[r["i"]]
             counts[t.key] = RowCount(rows=r["n"], exact=True)
     return {k: counts[k] for k in result.tables if k in counts}
