@@ -300,15 +300,30 @@ def batch(conn: psycopg.Connection, statements: list[tuple[Any, Any]], *, row_fa
         return out
     cursors = []
     try:
-        with conn.pipeline():
-            for query, params in statements:
-                cur = conn.cursor(**kw)
-                cursors.append(cur)
-                cur.execute(query, params)
+        with conn.pipeline() as pipeline:
+            try:
+                for query, params in statements:
+                    cur = conn.cursor(**kw)
+                    cursors.append(cur)
+                    cur.execute(query, params)
+                pipeline.sync()
+            except BaseException as e:
+                if not isinstance(e, psycopg.Error):
+                    # Ctrl-C while the server works on what was sent (say, waiting on a lock): leaving
+                    # the pipeline waits for every result, so stop the server's work first.
+                    _cancel(conn)
+                raise
         return [c.fetchall() if c.description else [] for c in cursors]
     finally:
         for c in cursors:
             c.close()
+
+
+def _cancel(conn: psycopg.Connection) -> None:
+    try:
+        conn.cancel_safe(timeout=5.0)
+    except Exception:  # noqa: BLE001 - cancelling is best effort; the interruption is what matters
+        pass
 
 
 def _connect(cls, url: str, side: Side, **kwargs):
