@@ -1,35 +1,40 @@
-"""Benchmark `replicator copy` against the raw binary COPY pipe, on throwaway clusters.
+"""Benchmark `replicator copy` against the raw binary COPY pipe and other tools, on throwaway clusters.
 
-    .venv/bin/python benchmarks/copy_bench.py            # 1,000,000 rows (~1 KB each, jsonb payload)
-    .venv/bin/python benchmarks/copy_bench.py --rows 100000 --runs 3
+    .venv/bin/python benchmarks/copy_bench.py                      # 500,000 rows (~1.2 KB each, jsonb)
+    .venv/bin/python benchmarks/copy_bench.py --rows 1000000 --runs 3
 
-Measures, as medians of --runs runs:
-  raw     COPY ... TO STDOUT (FORMAT binary) piped into COPY ... FROM STDIN, one statement
-  empty   replicator copy into an empty replica table: the sequential path, one COPY in heap order cut
-          into checkpointed batches (goal <= 1.15 x raw)
-  same    replicator copy --policy master-wins into a replica holding the same rows (goal <= 1.5 x raw),
-          with the WAL the replica wrote (pg_current_wal_lsn() difference); key ranges whose checksums
-          match on both sides are skipped
-  1%      master-wins with 1% of the replica's rows changed
-and the peak RSS of the `replicator copy` process at the full and a quarter row count.
+Every case runs in the same session as its baseline; figures are medians of --runs runs and ratios
+to the raw pipe:
+  raw        COPY ... TO STDOUT (FORMAT binary) piped into COPY ... FROM STDIN in one Python process
+             (psycopg): the limit for a full copy
+  empty      the whole `replicator copy` process (start-up included) into an empty replica table
+             (goal <= 1.10)
+  pg_dump    `pg_dump -Fc --data-only | pg_restore --data-only` of the table, for comparison
+  pgcopydb   `pgcopydb copy table-data --table-jobs 2`, where pgcopydb is installed
+  unchanged  `copy --policy master-wins` into a replica holding the same rows (goal <= 0.25), with the
+             replica WAL it wrote
+  1%, 10%    the same with 1% / 10% of the replica's rows changed, spread over every key range
+             (goals <= 0.5 and <= 1.0), with the replica WAL written
+and the peak RSS of the `replicator copy` process in each (goal < 150 MB).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.copy import QueuedLibpqWriter
 
 from replicator import ephemeral
-from replicator.config import Config
-from replicator.copy import copy_tables
 
 DDL = """
 CREATE TABLE whatsapp_messages (
@@ -84,10 +89,21 @@ def empty_replica(replica: str) -> None:
     q(replica, "CHECKPOINT")
 
 
-def run_copy(master: str, replica: str, policy: str | None) -> tuple[float, object]:
+def cli(args: list[str], out: Path) -> tuple[float, int, int]:
+    """Wall time, exit status and peak RSS (bytes) of one `replicator` process."""
+    exe = Path(sys.executable).with_name("replicator")
     t0 = time.perf_counter()
-    res = copy_tables(master, replica, ["whatsapp_messages"], config=Config(), policy=policy, restart=True)
-    return time.perf_counter() - t0, res
+    p = subprocess.Popen([str(exe), *args, "--out-dir", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"replicator {' '.join(args[:1])} failed: {p.stderr.read().decode()[-400:]}")
+    return elapsed, status, usage.ru_maxrss * 1024
+
+
+def copy_cli(master: str, replica: str, out: Path, *extra: str) -> tuple[float, int]:
+    t, _, rss = cli(["copy", "--master", master, "--replica", replica, "--table", "whatsapp_messages", *extra], out)
+    return t, rss
 
 
 def wal_lsn(url: str) -> str:
@@ -98,21 +114,48 @@ def wal_diff(url: str, a: str) -> int:
     return int(q(url, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (a,))[0][0])
 
 
-def cli_peak_rss(master: str, replica: str, out: Path) -> tuple[float, int]:
-    """Wall time and peak RSS (bytes) of one `replicator copy` process into the empty replica."""
-    cli = Path(sys.executable).with_name("replicator")
+def pg_dump_restore(master: str, replica: str) -> float | None:
+    dump, restore = shutil.which("pg_dump"), shutil.which("pg_restore")
+    if not (dump and restore):
+        return None
+    env = {**os.environ, "PGPASSWORD": conninfo_to_dict(master)["password"]}
+    renv = {**os.environ, "PGPASSWORD": conninfo_to_dict(replica)["password"]}
+    mdsn = make_conninfo(master, password=None)
+    rdsn = make_conninfo(replica, password=None)
     t0 = time.perf_counter()
-    p = subprocess.Popen([str(cli), "copy", "--master", master, "--replica", replica, "--table", "whatsapp_messages",
-                          "--out-dir", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
-    if status != 0:
-        raise SystemExit(f"replicator copy failed with status {status}")
-    return time.perf_counter() - t0, usage.ru_maxrss * 1024
+    d = subprocess.Popen([dump, "-Fc", "--data-only", "-t", "whatsapp_messages", "-d", mdsn], stdout=subprocess.PIPE,
+                         env=env)
+    r = subprocess.run([restore, "--data-only", "-d", rdsn], stdin=d.stdout, env=renv, capture_output=True)
+    d.wait()
+    if d.returncode or r.returncode:
+        return None
+    return time.perf_counter() - t0
+
+
+def pgcopydb(master: str, replica: str, work: Path) -> float | None:
+    exe = shutil.which("pgcopydb")
+    if not exe:
+        return None
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    r = subprocess.run([exe, "copy", "table-data", "--source", master, "--target", replica, "--table-jobs", "2",
+                        "--dir", str(work)], capture_output=True, text=True)
+    if r.returncode:
+        print(f"pgcopydb failed ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}): skipped")
+        return None
+    return time.perf_counter() - t0
+
+
+def change(replica: str, pct: int) -> None:
+    q(replica, "UPDATE whatsapp_messages SET content = content || ' (edited)' "
+               "WHERE abs(hashtext(id::text)) %% 100 < %s", (pct,))
+    q(replica, "VACUUM ANALYZE whatsapp_messages")
+    q(replica, "CHECKPOINT")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rows", type=int, default=500_000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     bindir = ephemeral.system_bindir() or ephemeral.embedded_bindir()
@@ -120,7 +163,8 @@ def main() -> None:
         raise SystemExit("no PostgreSQL binaries (install PostgreSQL or `pip install pgserver`)")
     mc, rc = ephemeral.start_cluster(bindir), ephemeral.start_cluster(bindir)
     master, replica = mc.url(), rc.url()
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / "copy_bench_reports"
+    out = Path(tempfile.mkdtemp(prefix="copy-bench-"))
+    med = statistics.median
     try:
         q(master, DDL)
         q(replica, DDL)
@@ -133,60 +177,65 @@ def main() -> None:
         print(f"master: {args.rows:,} rows, {size / 1e9:.2f} GB on disk, built in {time.perf_counter() - t0:.0f}s "
               f"(PostgreSQL {mc.version}; bench clusters run with fsync/full_page_writes off)")
 
-        raw, empty, same, changed, wal_same, wal_changed = [], [], [], [], [], []
+        cases: dict[str, list[float]] = {k: [] for k in ("raw", "empty", "pg_dump", "pgcopydb")}
+        rss: dict[str, list[int]] = {"empty": []}
         for i in range(args.runs):
             empty_replica(replica)
-            raw.append(raw_pipe(master, replica))
+            cases["raw"].append(raw_pipe(master, replica))
             empty_replica(replica)
-            t, res = run_copy(master, replica, None)
-            empty.append(t)
-            assert res.tables[0].inserted == args.rows
-            print(f"run {i + 1}: raw {raw[-1]:.2f}s  copy-empty {t:.2f}s", flush=True)
+            t, peak = copy_cli(master, replica, out)
+            cases["empty"].append(t)
+            rss["empty"].append(peak)
+            empty_replica(replica)
+            if (t := pg_dump_restore(master, replica)) is not None:
+                cases["pg_dump"].append(t)
+            empty_replica(replica)
+            if (t := pgcopydb(master, replica, out / "pgcopydb")) is not None:
+                cases["pgcopydb"].append(t)
+            print(f"run {i + 1}: raw {cases['raw'][-1]:.2f}s  replicator copy (empty) {cases['empty'][-1]:.2f}s"
+                  + (f"  pg_dump|pg_restore {cases['pg_dump'][-1]:.2f}s" if cases["pg_dump"] else "")
+                  + (f"  pgcopydb {cases['pgcopydb'][-1]:.2f}s" if cases["pgcopydb"] else ""), flush=True)
+        empty_replica(replica)
+        copy_cli(master, replica, out)
         q(replica, "VACUUM ANALYZE whatsapp_messages")
         q(replica, "CHECKPOINT")
-        for i in range(args.runs):
-            lsn = wal_lsn(replica)
-            t, res = run_copy(master, replica, "master-wins")
-            wal_same.append(wal_diff(replica, lsn))
-            same.append(t)
-            assert res.tables[0].updated == 0 and res.tables[0].inserted == 0
-            skipped = res.tables[0].skipped_rows
-            q(replica, "UPDATE whatsapp_messages SET content = content || ' (edited)' "
-                       "WHERE abs(hashtext(id::text)) %% 100 = 0", ())
-            q(replica, "CHECKPOINT")
-            lsn = wal_lsn(replica)
-            t, res = run_copy(master, replica, "master-wins")
-            wal_changed.append(wal_diff(replica, lsn))
-            changed.append(t)
-            print(f"run {i + 1}: master-wins same {same[-1]:.2f}s ({wal_same[-1] / 1e6:.2f} MB WAL, "
-                  f"{skipped:,} rows skipped by checksum)  "
-                  f"1% changed {t:.2f}s ({res.tables[0].updated} updated, {wal_changed[-1] / 1e6:.1f} MB WAL)",
-                  flush=True)
+        wal: dict[str, list[int]] = {}
+        for label, pct in (("unchanged", 0), ("1%", 1), ("10%", 10)):
+            cases[label], rss[label], wal[label] = [], [], []
+            for i in range(args.runs):
+                if pct:
+                    change(replica, pct)
+                lsn = wal_lsn(replica)
+                t, peak = copy_cli(master, replica, out, "--policy", "master-wins")
+                wal[label].append(wal_diff(replica, lsn))
+                cases[label].append(t)
+                rss[label].append(peak)
+                print(f"{label} run {i + 1}: {t:.2f}s, {wal[label][-1] / 1e6:.1f} MB replica WAL, "
+                      f"peak RSS {peak / 2**20:.0f} MB", flush=True)
+        ok = q(master, "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM whatsapp_messages t") == \
+            q(replica, "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM whatsapp_messages t")
 
-        rss = []
-        for n in (args.rows, args.rows // 4):
-            if n != args.rows:
-                q(master, "DELETE FROM whatsapp_messages WHERE id IN "
-                          "(SELECT id FROM whatsapp_messages ORDER BY id OFFSET %s)", (n,))
-            empty_replica(replica)
-            t, peak = cli_peak_rss(master, replica, out)
-            rss.append((n, peak, t))
-
-        med = statistics.median
-        r = med(raw)
+        r = med(cases["raw"])
+        goals = {"empty": 1.10, "unchanged": 0.25, "1%": 0.5, "10%": 1.0}
+        names = {"raw": "raw binary COPY pipe", "empty": "replicator copy, empty replica", "pg_dump":
+                 "pg_dump -Fc | pg_restore", "pgcopydb": "pgcopydb --table-jobs 2", "unchanged":
+                 "master-wins, unchanged", "1%": "master-wins, 1% changed", "10%": "master-wins, 10% changed"}
         print()
-        print(f"{'case':<28}{'median s':>10}{'ratio':>8}{'goal':>7}")
-        print(f"{'raw binary COPY pipe':<28}{r:>10.2f}{1:>8.2f}")
-        for name, xs, goal in (("copy, empty replica", empty, 1.15), ("master-wins, same rows", same, 1.5),
-                               ("master-wins, 1% changed", changed, None)):
-            print(f"{name:<28}{med(xs):>10.2f}{med(xs) / r:>8.2f}{(f'{goal:.2f}' if goal else '-'):>7}")
-        print(f"replica WAL, master-wins over unchanged rows: {med(wal_same) / 1e6:.2f} MB (median)")
-        print(f"replica WAL, master-wins with 1% changed:     {med(wal_changed) / 1e6:.1f} MB (median)")
-        for n, peak, t in rss:
-            print(f"peak RSS of `replicator copy` at {n:,} rows: {peak / 2**20:.0f} MB ({t:.1f}s wall, CLI)")
+        print(f"{args.rows:,} rows; medians of {args.runs}; the replica ended equal to the master "
+              f"(independent checksum): {ok}")
+        print(f"{'case':<34}{'median s':>10}{'ratio':>8}{'goal':>7}{'peak RSS':>10}{'WAL MB':>8}")
+        for key, name in names.items():
+            if not cases.get(key):
+                continue
+            m = med(cases[key])
+            goal = f"{goals[key]:.2f}" if key in goals else "-"
+            peak = f"{med(rss[key]) / 2**20:.0f} MB" if key in rss else ""
+            w = f"{med(wal[key]) / 1e6:.1f}" if key in wal else ""
+            print(f"{name:<34}{m:>10.2f}{m / r:>8.2f}{goal:>7}{peak:>10}{w:>8}")
     finally:
         mc.stop()
         rc.stop()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":

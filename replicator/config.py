@@ -99,6 +99,9 @@ class TableConfig(BaseModel):
         return master_column
 
 
+MAX_JOBS = 32
+
+
 class CopySettings(BaseModel):
     """`[copy]`: defaults for `replicator copy` (per-table settings win over them)."""
 
@@ -106,6 +109,7 @@ class CopySettings(BaseModel):
 
     policy: Policy | None = Field(
         None, description="conflict policy for every table without one of its own (a table set to replace keeps it)")
+    jobs: int = Field(1, ge=1, le=MAX_JOBS, description="tables copied at once, each on its own pair of connections")
 
 
 class ManagedConfig(BaseModel):

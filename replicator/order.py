@@ -137,6 +137,8 @@ class TableOrder:
 
     tables: list[str]
     deferred: list[ForeignKeyRef] = field(default_factory=list)
+    #: per table, the tables it must come after (cycles broken, self-references left out)
+    parents: dict[str, set[str]] = field(default_factory=dict)
 
     def position(self) -> dict[str, int]:
         return {k: i for i, k in enumerate(self.tables)}
@@ -177,4 +179,6 @@ def fk_order(schema, tables: Iterable[str] | None = None) -> TableOrder:
     deferred = [r for k in g.self_loops() for r in fks.get((k, k), [])]
     for src, dst in ordering.broken:
         deferred += fks.get((src, dst), [])
-    return TableOrder(ordering.nodes, deferred)
+    broken = set(ordering.broken)
+    parents = {k: {d for d in g.dependencies(k) if (k, d) not in broken} for k in ordering.nodes}
+    return TableOrder(ordering.nodes, deferred, parents)

@@ -143,3 +143,15 @@ def test_cycles_and_self_references_are_deferred():
 def test_selection_is_mapped_to_roots():
     s = _schema(_table("public.m"), _table("public.m_1", partition_of="public.m"), _table("public.x"))
     assert fk_order(s, ["public.m_1"]).tables == ["public.m"]
+
+
+def test_parents_leave_out_the_edges_broken_for_cycles():
+    s = _schema(
+        _table("public.a", fks=[("a_b", "public.b")]),
+        _table("public.b", fks=[("b_a", "public.a")]),
+        _table("public.c", fks=[("c_a", "public.a")]),
+    )
+    order = fk_order(s)
+    assert order.parents["public.c"] == {"public.a"}
+    # exactly one of the two edges of the cycle remains: a schedule over parents can finish
+    assert len(order.parents["public.a"]) + len(order.parents["public.b"]) == 1

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from ..config import MAX_BATCH_ROWS, Policy, require_url
+from ..config import MAX_BATCH_ROWS, MAX_JOBS, Policy, require_url
 from ..copy import CopyConflict, CopyResult, copy_tables
 from ..copy.models import TableResult
 from ..errors import ReplicatorError
@@ -99,9 +99,11 @@ def _summary_rows(result: CopyResult) -> list[dict]:
 @click.option("--dry-run", is_flag=True, help="report rows to insert/update/delete and conflicts; write nothing.")
 @click.option("--no-checksum-skip", is_flag=True,
               help="transfer and compare every key range, even those whose count and checksum match.")
+@click.option("--jobs", type=click.IntRange(min=1, max=MAX_JOBS), default=None, metavar="N",
+              help="tables copied at once, all reading one master snapshot (default: [copy] jobs, 1).")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end.")
 def copy_cmd(run: RunContext, tables, all_tables, policy, batch_size, restart, incremental, dry_run,
-             no_checksum_skip, as_json) -> None:
+             no_checksum_skip, jobs, as_json) -> None:
     """Copy rows from the master to the replica (checkpointed; rerun to resume)."""
     if not tables and not all_tables:
         raise ReplicatorError("name tables with --table NAME (repeatable), or pass --all")
@@ -110,7 +112,8 @@ def copy_cmd(run: RunContext, tables, all_tables, policy, batch_size, restart, i
     master, replica = require_url(run.config, "master"), require_url(run.config, "replica")
     guard = MasterGuard()
     kwargs = dict(all_tables=all_tables, config=run.config, policy=policy, batch_size=batch_size, restart=restart,
-                  incremental=incremental, dry_run=dry_run, guard=guard, checksum_skip=not no_checksum_skip)
+                  incremental=incremental, dry_run=dry_run, guard=guard, checksum_skip=not no_checksum_skip,
+                  jobs=jobs)
     result: CopyResult | None = None
     error: ReplicatorError | None = None
     try:

@@ -13,13 +13,14 @@ from psycopg import sql
 
 from .. import identity, order
 from ..config import Config, Policy
-from ..connect import batch, describe, is_transaction_pooler, open_master, open_replica, parse_conninfo
+from ..connect import batch, describe, error_side, is_transaction_pooler, open_master, open_replica, parse_conninfo
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..introspect import Schema, introspect
 from ..rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, render_settings_query
 from ..sequences import advance, sequence_uses
 from . import checkpoint, logic as replica_logic
+from .jobs import Worker, open_worker, run_tables
 from .lock import TableLocks
 from .managed import referenced_managed_tables
 from .models import CopyResult, SequenceFix
@@ -53,13 +54,15 @@ def copy_tables(
     progress: Progress | None = None,
     guard: MasterGuard | None = None,
     checksum_skip: bool = True,
+    jobs: int | None = None,
 ) -> CopyResult:
     """Copy `tables` (or every table with `all_tables=True`) from the master into the replica.
 
     All master reads share one REPEATABLE READ READ ONLY transaction. `checksum_skip=False` transfers and
     compares every batch of a non-empty replica table instead of comparing key ranges first. Raises
     `ReplicatorError` (with the partial `CopyResult` as `.result`) on bad input, conflicts under `fail`,
-    or database errors, naming the side (master/replica) an error came from.
+    or database errors, naming the side (master/replica) an error came from. `jobs` (default: the
+    config's `[copy] jobs`) copies that many tables at once, all reading the run's one snapshot.
     """
     cfg = config or Config()
     master_url = master_url or cfg.master_url
@@ -85,11 +88,13 @@ def copy_tables(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica")
     held: list[TableLocks] = []  # filled by _run; released here whatever happens
     try:
-        _run(master, replica, replica_url, cfg, result, pool, held, tables=tables, all_tables=all_tables,
-                     policy=policy, batch_size=batch_size, restart=restart, incremental=incremental,
-                     dry_run=dry_run, progress=progress, checksum_skip=checksum_skip)
+        _run(master, replica, master_url, replica_url, cfg, result, pool, held, tables=tables, all_tables=all_tables,
+             policy=policy, batch_size=batch_size, restart=restart, incremental=incremental, dry_run=dry_run,
+             progress=progress, checksum_skip=checksum_skip, jobs=jobs or cfg.copy_.jobs, guard=guard)
     except BaseException as e:
-        side = _failed_side(master, replica)  # before the rollback below clears the failed transaction
+        # the side an error came from: tagged by the connection that raised it (a worker's too), else
+        # the connection left broken or in a failed transaction (checked before the rollback below)
+        side = error_side(e) or _failed_side(master, replica)
         result.ok = False
         result.error = str(e).splitlines()[0] if str(e) else type(e).__name__
         _finish(result, guard, started)
@@ -114,8 +119,9 @@ def copy_tables(
     return result
 
 
-def _run(master, replica, replica_url, cfg: Config, result: CopyResult, pool, held: list[TableLocks], *, tables,
-         all_tables, policy, batch_size, restart, incremental, dry_run, progress, checksum_skip) -> None:
+def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResult, pool, held: list[TableLocks], *,
+         tables, all_tables, policy, batch_size, restart, incremental, dry_run, progress, checksum_skip, jobs,
+         guard) -> None:
     # Which server is which, before anything else: never the master's own database, nor a standby of
     # it, nor a database that is itself a replica used as the master (the marker is written later,
     # once the pre-flight pass has found nothing wrong, right before the first write).
@@ -126,12 +132,19 @@ def _run(master, replica, replica_url, cfg: Config, result: CopyResult, pool, he
     # master, no pg_export_snapshot is needed, which also works through a transaction pooler. The
     # session is in autocommit and the transaction is opened by a plain BEGIN, so it goes to the server
     # with the pinned rendering and the settings read back: one round trip.
-    _begin, _pin, (now,), (rendered,) = batch(master, [
-        ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
-        (pin_master_sql(master.info.server_version), None), ("SELECT now()", None), (render_settings_query(), None)])
+    pooled = getattr(master, "pooled", False)
+    if jobs > 1 and pooled:
+        result.notes.append("a transaction pooler cannot share a snapshot between sessions: --jobs ignored, one connection")
+        jobs = 1
+    first = [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
+             (pin_master_sql(master.info.server_version), None), ("SELECT now()", None), (render_settings_query(), None)]
+    if jobs > 1:
+        first.append(("SELECT pg_catalog.pg_export_snapshot()", None))
+    _begin, _pin, (now,), (rendered,), *exported = batch(master, first)
+    snapshot = exported[0][0][0] if exported else None
     result.snapshot_at = now[0]
     result.snapshot_mode = "single REPEATABLE READ READ ONLY transaction" + (
-        " (transaction pooler)" if getattr(master, "pooled", False) else "")
+        " (transaction pooler)" if pooled else "") + (f", shared by {jobs} jobs" if jobs > 1 else "")
     settings = dict(zip(RENDER_SETTINGS, rendered))
     # The replica renders like the master for the whole session: keys and checksums travel as text.
     replica.execute(follow_sql(settings, local=False))
@@ -176,8 +189,12 @@ def _run(master, replica, replica_url, cfg: Config, result: CopyResult, pool, he
                      progress=progress or (lambda *a, **k: None), pooled_replica=pooled_replica, dry_run=dry_run,
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints,
                      batch_bytes=cfg.batch_bytes)
-    for tp in plans:
-        TableCopy(ctx, tp).run()
+    if jobs > 1 and len(plans) > 1:
+        _run_jobs(ctx, plans, rschema, enforce_fks, min(jobs, len(plans)), master_url=master_url,
+                  replica_url=replica_url, guard=guard, snapshot=snapshot, settings=settings)
+    else:
+        for tp in plans:
+            TableCopy(ctx, tp).run()
     if dry_run:
         return
     _advance_sequences(replica, plans, result)
@@ -186,6 +203,31 @@ def _run(master, replica, replica_url, cfg: Config, result: CopyResult, pool, he
     if logic.replication_role:
         copied = {tp.replica.key for tp in plans}
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
+
+
+def _run_jobs(ctx: RunContext, plans: list[TablePlan], rschema: Schema, enforce_fks: bool, jobs: int, *,
+              master_url: str, replica_url: str, guard: MasterGuard, snapshot: str | None,
+              settings: dict[str, str]) -> None:
+    """The tables on `jobs` workers: this run's own connections and jobs - 1 more, opened at once."""
+    assert snapshot is not None
+    with ThreadPoolExecutor(max_workers=jobs - 1, thread_name_prefix="open-job") as opener:
+        futures = [opener.submit(open_worker, ctx, master_url, replica_url, guard, snapshot, settings)
+                   for _ in range(jobs - 1)]
+        extra = []
+        try:
+            for f in futures:
+                extra.append(f.result())
+        except BaseException:
+            for w in extra:
+                w.close()
+            raise
+    try:
+        ordering = order.fk_order(rschema, [p.replica.key for p in plans])
+        run_tables([Worker(ctx)] + extra, plans, ordering.parents if enforce_fks else {},
+                   lambda key: order.partition_root(rschema, key))
+    finally:
+        for w in extra:
+            w.close()
 
 
 def _merge_schemas(master, replica, mschema: Schema, rschema: Schema, schemas: list[str],

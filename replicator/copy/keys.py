@@ -77,12 +77,16 @@ class KeyRanges:
         parts = -(-(estimate or 0) // rows_per_interval)
         if parts <= 1 and include is None:
             return []
-        pages = master.execute("SELECT (sum(pg_relation_size(c.oid)) / current_setting('block_size')::int)::bigint "
-                               "FROM pg_catalog.pg_class c WHERE c.relkind = 'r' AND (c.oid = %(t)s::regclass OR "
-                               "c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%(t)s::regclass)))",
-                               {"t": tp.mident.as_string(master)}).fetchone()[0] or 0
-        sample = sql.SQL(" TABLESAMPLE SYSTEM ({})").format(
-            sql.Literal(round(min(100.0, 100.0 * SAMPLE_PAGES / pages), 4))) if pages > 2 * SAMPLE_PAGES else sql.SQL("")
+        # A block sample of about SAMPLE_PAGES pages for a table bigger than twice that (the percentage
+        # is worked out by the server in the same statement: no round trip to read the size first).
+        heaps = sql.SQL(
+            "(SELECT coalesce(sum(pg_catalog.pg_relation_size(c.oid)), 0) / current_setting('block_size')::int "
+            "FROM pg_catalog.pg_class c WHERE c.relkind = 'r' AND (c.oid = {t}::regclass OR "
+            "c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree({t}::regclass))))").format(
+            t=sql.Literal(tp.mident.as_string(None)))
+        sample = sql.SQL(" TABLESAMPLE SYSTEM ((SELECT CASE WHEN p > {two} THEN 100.0 * {n} / p ELSE 100 END "
+                         "FROM {h} AS s(p)))").format(two=sql.Literal(2 * SAMPLE_PAGES), n=sql.Literal(SAMPLE_PAGES),
+                                                      h=heaps)
         keys = sql.SQL(", ").join(sql.Identifier(k) for k in tp.key_m)
         picked = sql.SQL(
             "SELECT DISTINCT ON (tile) {keys} FROM (SELECT {keys}, ntile({n}) OVER (ORDER BY {order}) AS tile "

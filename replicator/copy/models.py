@@ -111,6 +111,7 @@ class CopyResult(BaseModel):
     dry_run: bool = False
     incremental: bool = False
     replica_logic: str = ""  # how replica triggers and rules were kept from firing
+    notes: list[str] = Field(default_factory=list)
     tables: list[TableResult] = Field(default_factory=list)
     sequences: list[SequenceFix] = Field(default_factory=list)
     deferred_constraints: list[str] = Field(default_factory=list)

@@ -48,6 +48,7 @@ from .models import Checkpoint, Conflict, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan
 from .stream import TID_RANGE_MIN_VERSION, TRAILER, copy_in, copy_out, framed_rows, page_ranges, pipe
 
+FIRST_WIDTH = 4  # the first range compared by checksum: a table of a few batches is compared in one go
 MAX_WIDTH = 16  # a range compared by checksum covers up to this many batches
 KEYS_WIDTH = 8  # a range compared key by key covers this many batches
 TRANSFER_ABOVE = 0.3  # fraction of differing rows above which a range is transferred whole, not by key
@@ -89,7 +90,8 @@ class Strategy:
     """How the next range is compared, learnt from the ranges before it.
 
     - ``checksum``: count and sum of row hashes on both sides; while ranges match, each next range is
-      twice as wide (up to `MAX_WIDTH` intervals), so an unchanged table costs few round trips.
+      twice as wide (from `FIRST_WIDTH` up to `MAX_WIDTH` intervals), so an unchanged table costs few
+      round trips.
     - ``keys``: ranges differ (changes spread over the table): checksums would be wasted work, each
       range is compared key by key at once. A range found equal goes back to ``checksum``.
     - ``whole``: most rows of a range differ: transferring the range costs less than fetching row by
@@ -97,7 +99,7 @@ class Strategy:
     """
 
     mode: str = "checksum"
-    width: int = 1  # intervals (batches) per range
+    width: int = FIRST_WIDTH  # intervals (batches) per range
 
     def matched(self) -> None:
         self.width = min(self.width * 2, MAX_WIDTH)
@@ -105,7 +107,7 @@ class Strategy:
     def differed(self, changed: int, rows: int) -> None:
         ratio = changed / rows if rows else 1.0
         if changed == 0:
-            self.mode, self.width = "checksum", 1
+            self.mode, self.width = "checksum", FIRST_WIDTH
         elif ratio > TRANSFER_ABOVE:
             self.mode, self.width = "whole", 1
         elif self.mode == "whole" and ratio > TRANSFER_ABOVE / 3:

@@ -1,0 +1,139 @@
+"""`--jobs N`: tables copied on N pairs of connections, all reading one master snapshot.
+
+The run's own master transaction exports its snapshot (`pg_export_snapshot()`); every worker opens
+its master session, begins a `REPEATABLE READ READ ONLY` transaction and imports that snapshot
+(`SET TRANSACTION SNAPSHOT`), so whatever worker reads a table, every table is read as of the same
+instant and the replica's foreign keys hold as they do on the master. Each worker has its own replica
+session (rendering like the master, with the run's `session_replication_role`).
+
+Tables are handed out by `graphlib`'s ready/done protocol over `replicator.order.fk_order`: a table
+waits for the tables it references only when the replica enforces foreign keys while rows arrive
+(no `session_replication_role`); otherwise every table is ready at once, biggest first. The first
+error stops handing out tables; the tables in flight finish (each commits batch by batch with its
+checkpoint, so nothing is half-written), then the error is raised.
+
+A transaction pooler cannot import a snapshot into another session: through one, the run uses one
+connection and says so.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from graphlib import TopologicalSorter
+
+import psycopg
+from psycopg import sql
+
+from ..connect import _cancel, batch, open_master, open_replica
+from ..guard import MasterGuard
+from ..rowhash import follow_sql, pin_master_sql
+from .plan import TablePlan
+from .table import RunContext, TableCopy
+
+
+@dataclass
+class Worker:
+    ctx: RunContext
+
+    def close(self) -> None:
+        self.ctx.pool.shutdown(wait=True)
+        for conn in (self.ctx.master, self.ctx.replica):
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+
+def export_snapshot(master: psycopg.Connection) -> str:
+    """The run transaction's snapshot, for workers to import (the transaction must stay open)."""
+    return master.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+
+
+def open_worker(base: RunContext, master_url: str, replica_url: str, guard: MasterGuard, snapshot: str,
+                settings: dict[str, str]) -> Worker:
+    master = open_master(master_url, guard, autocommit=True)
+    try:
+        # the snapshot id is a literal: SET cannot take parameters
+        batch(master, [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
+                       (sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)), None),
+                       (pin_master_sql(master.info.server_version), None)])
+        replica = open_replica(replica_url)
+    except BaseException:
+        master.close()
+        raise
+    try:
+        replica.execute(follow_sql(settings, local=False))
+        if base.logic.replication_role:
+            replica.execute("SET session_replication_role = replica")
+        replica.commit()
+    except BaseException:
+        master.close()
+        replica.close()
+        raise
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica")
+    return Worker(replace(base, master=master, replica=replica, pool=pool))
+
+
+def run_tables(workers: list[Worker], plans: list[TablePlan], parents: dict[str, set[str]],
+               root_of: Callable[[str], str]) -> None:
+    """Copy every plan on the workers, a table only after the tables in ``parents`` (root keys)."""
+    by_root: dict[str, list[TablePlan]] = {}
+    for p in plans:
+        by_root.setdefault(root_of(p.replica.key), []).append(p)
+    graph = {k: {d for d in parents.get(k, set()) if d in by_root} for k in by_root}
+    sorter: TopologicalSorter[str] = TopologicalSorter(graph)
+    sorter.prepare()
+    free: queue.Queue[Worker] = queue.Queue()
+    for w in workers:
+        free.put(w)
+    stop = threading.Event()
+
+    def copy(root: str) -> None:
+        worker = free.get()
+        try:
+            for p in by_root[root]:
+                if stop.is_set():
+                    return
+                TableCopy(worker.ctx, p).run()
+        finally:
+            free.put(worker)
+
+    def size(root: str) -> int:
+        return -sum(p.rows_estimate or 0 for p in by_root[root])
+
+    error: BaseException | None = None
+    running: dict[Future, str] = {}
+    with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="copy-job") as pool:
+        try:
+            while sorter.is_active() and error is None:
+                for root in sorted(sorter.get_ready(), key=lambda r: (size(r), r)):
+                    running[pool.submit(copy, root)] = root
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    root = running.pop(f)
+                    exc = f.exception()
+                    if exc is not None:
+                        error = error or exc
+                    else:
+                        sorter.done(root)
+        except BaseException as e:  # Ctrl-C while waiting: stop the workers' queries (their batches roll back)
+            error = error or e
+            for w in workers:
+                for conn in (w.ctx.master, w.ctx.replica):
+                    _cancel(conn)
+        finally:
+            if error is not None:
+                stop.set()
+            for f in list(running):
+                try:
+                    f.result()
+                except BaseException as exc:  # noqa: BLE001 - the first error is the one raised
+                    error = error or exc
+    if error is not None:
+        raise error

@@ -1,0 +1,114 @@
+"""`--jobs N`: several tables at once on N connection pairs, all reading the run's one snapshot."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+from conftest import url_with
+from copyhelp import both, same
+
+from replicator.copy import copy_tables
+
+TABLES = [f"t{i}" for i in range(6)]
+
+
+def _setup(sql_on, master_url, replica_url, rows=3000):
+    for t in TABLES:
+        both(sql_on, master_url, replica_url, f"CREATE TABLE {t} (id int PRIMARY KEY, v text, j jsonb)")
+        sql_on(master_url, f"INSERT INTO {t} SELECT i, '{t}-' || i, jsonb_build_object('i', i) "
+                           f"FROM generate_series(1, {rows}) i")
+
+
+def test_jobs_copy_every_table_from_one_snapshot(master_url, replica_url, sql_on):
+    _setup(sql_on, master_url, replica_url)
+    changed = []
+
+    def change_the_master_mid_run(event, table, **info):
+        # once the first table is under way, the master changes every table: no job may see it
+        if event == "batch" and not changed:
+            changed.append(table)
+            for t in TABLES:
+                sql_on(master_url, f"UPDATE {t} SET v = 'after the snapshot' WHERE id <= 10; "
+                                   f"INSERT INTO {t} VALUES (999999, 'after', NULL)")
+
+    res = copy_tables(master_url, replica_url, TABLES, batch_size=500, jobs=3, progress=change_the_master_mid_run)
+    assert "shared by 3 jobs" in res.snapshot_mode
+    assert changed
+    for t in TABLES:
+        assert sql_on(replica_url, f"SELECT count(*), count(*) FILTER (WHERE v = 'after the snapshot') FROM {t}") \
+            == [(3000, 0)], t
+    # a second run (one job) brings the changes: the first run really read an older snapshot
+    res = copy_tables(master_url, replica_url, TABLES, policy="master-wins", jobs=1)
+    assert all((t.updated, t.inserted) == (10, 1) for t in res.tables)
+    assert all(same(sql_on, master_url, replica_url, t) for t in TABLES)
+
+
+def test_jobs_respect_parents_when_the_replica_enforces_foreign_keys(master_url, replica_url, sql_on, pg_servers):
+    ddl = """CREATE TABLE p (id int PRIMARY KEY);
+             CREATE TABLE c1 (id int PRIMARY KEY, p int REFERENCES p);
+             CREATE TABLE c2 (id int PRIMARY KEY, c1 int REFERENCES c1);
+             CREATE TABLE other (id int PRIMARY KEY);"""
+    role = f"jobs_owner_{os.getpid()}"
+    sql_on(master_url, ddl + "INSERT INTO p SELECT generate_series(1, 2000); "
+                             "INSERT INTO c1 SELECT i, i FROM generate_series(1, 2000) i; "
+                             "INSERT INTO c2 SELECT i, i FROM generate_series(1, 2000) i; "
+                             "INSERT INTO other SELECT generate_series(1, 2000)")
+    sql_on(replica_url, f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'pw'; "
+                        f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}; "
+                        f"SET ROLE {role};" + ddl)
+    try:
+        res = copy_tables(master_url, url_with(replica_url, user=role, password="pw"), ["c2", "c1", "p", "other"],
+                          jobs=4, batch_size=300)
+        assert "disabled by name" in res.replica_logic  # foreign keys enforced while rows arrive
+        assert all(same(sql_on, master_url, replica_url, t) for t in ("p", "c1", "c2", "other"))
+    finally:
+        sql_on(replica_url, f"DROP OWNED BY {role}")
+        sql_on(pg_servers[1].admin_url, f"DROP ROLE IF EXISTS {role}")
+
+
+CLI = os.path.join(os.path.dirname(sys.executable), "replicator")
+
+
+def _committed(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as c:
+        if not c.execute("SELECT to_regclass('_replicator.checkpoints')").fetchone()[0]:
+            return 0
+        return c.execute("SELECT coalesce(sum(batches), 0) FROM _replicator.checkpoints").fetchone()[0]
+
+
+def test_kill_jobs_anywhere_then_resume_exactly(master_url, replica_url, sql_on, tmp_path):
+    import random
+
+    rng = random.Random(7)
+    _setup(sql_on, master_url, replica_url, rows=8000)
+    args = [CLI, "copy", "--master", master_url, "--replica", replica_url, "--jobs", "3", "--batch-size", "300",
+            "--policy", "mirror", "--out-dir", str(tmp_path), *sum((["--table", t] for t in TABLES), [])]
+    kills = 0
+    for run in range(10):
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if run % 2:
+            target = _committed(replica_url) + rng.randint(1, 6)
+            deadline = time.monotonic() + 60
+            while _committed(replica_url) < target and p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+        else:
+            time.sleep(rng.uniform(0.3, 1.5))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait()
+        t = TABLES[run % len(TABLES)]
+        sql_on(master_url, f"UPDATE {t} SET v = v || '+' WHERE id % 97 = {run}; DELETE FROM {t} WHERE id % 101 = {run}; "
+                           f"INSERT INTO {t} VALUES ({100000 + run}, 'new', NULL)")
+    assert kills >= 8
+    p = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    for t in TABLES:
+        assert same(sql_on, master_url, replica_url, t), t
+        assert sql_on(replica_url, f"SELECT count(*) = count(DISTINCT id) FROM {t}") == [(True,)]
