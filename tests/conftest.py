@@ -315,17 +315,7 @@ def standby_server(logged_server) -> Iterator[ephemeral.Cluster]:
 
 def wait_for_database(url: str, timeout: float = 30) -> None:
     """Until `url`'s database accepts connections (a standby replays CREATE DATABASE a moment later)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    ephemeral.wait_ready(url, timeout)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from .models import Checkpoint, Conflict, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan
 from .stream import TID_RANGE_MIN_VERSION, TRAILER, copy_in, copy_out, framed_rows, page_ranges, pipe
 
-FIRST_WIDTH = 4  # the first range compared by checksum: a table of a few batches is compared in one go
+FIRST_WIDTH = 4  # a table of up to this many batches is compared in one range
 MAX_WIDTH = 16  # a range compared by checksum covers up to this many batches
 KEYS_WIDTH = 8  # a range compared key by key covers this many batches
 TRANSFER_ABOVE = 0.3  # fraction of differing rows above which a range is transferred whole, not by key
@@ -90,8 +90,7 @@ class Strategy:
     """How the next range is compared, learnt from the ranges before it.
 
     - ``checksum``: count and sum of row hashes on both sides; while ranges match, each next range is
-      twice as wide (from `FIRST_WIDTH` up to `MAX_WIDTH` intervals), so an unchanged table costs few
-      round trips.
+      twice as wide (up to `MAX_WIDTH` intervals), so an unchanged table costs few round trips.
     - ``keys``: ranges differ (changes spread over the table): checksums would be wasted work, each
       range is compared key by key at once. A range found equal goes back to ``checksum``.
     - ``whole``: most rows of a range differ: transferring the range costs less than fetching row by
@@ -99,7 +98,7 @@ class Strategy:
     """
 
     mode: str = "checksum"
-    width: int = FIRST_WIDTH  # intervals (batches) per range
+    width: int = 1  # intervals (batches) per range
 
     def matched(self) -> None:
         self.width = min(self.width * 2, MAX_WIDTH)
@@ -107,7 +106,7 @@ class Strategy:
     def differed(self, changed: int, rows: int) -> None:
         ratio = changed / rows if rows else 1.0
         if changed == 0:
-            self.mode, self.width = "checksum", FIRST_WIDTH
+            self.mode, self.width = "checksum", 1
         elif ratio > TRANSFER_ABOVE:
             self.mode, self.width = "whole", 1
         elif self.mode == "whole" and ratio > TRANSFER_ABOVE / 3:
@@ -353,7 +352,9 @@ class TableCopy:
         total = len(bounds) + 1  # (None, b0], (b0, b1], ..., (b_last, None]
         # intervals up to the resume key were committed by an interrupted run: reconciled, never straddled
         prefix = (bounds.index(self.reconcile_until) + 1) if self.reconcile_until in bounds else 0
-        strategy = Strategy()
+        # A table of a few batches is compared in one range; a bigger one starts with one batch, so a
+        # table whose changes are everywhere wastes little on checksums before going key by key.
+        strategy = Strategy(width=total if total <= FIRST_WIDTH else 1)
         i = 0
         while i < total:
             j = min(i + strategy.width, total, prefix if i < prefix else total)
@@ -439,7 +440,7 @@ class TableCopy:
         wanted = diff.missing + (diff.changed if updates else [])
         if wanted:
             res.fetched_by_key += comparer.fetch_by_key(wanted, stage)
-            self.stage.apply(stage, policy, res)
+            self.stage.apply(stage, policy, res, known_different=True)
         if policy == Policy.MIRROR and diff.replica_only:
             res.deleted += comparer.delete_replica_only()
         return diff.master_rows, differing
