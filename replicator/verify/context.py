@@ -98,10 +98,12 @@ class TablePair:
         return self.replica.columns[self.columns[master_name]]
 
 
-def pair_tables(cfg: Config, master: Schema, replica: Schema, subset_tables: frozenset[str] = frozenset()) -> dict[str, TablePair]:
+def pair_tables(cfg: Config, master: Schema, replica: Schema, subset_tables: frozenset[str] = frozenset(),
+                policy: Policy | None = None) -> dict[str, TablePair]:
     """Tables on both sides (same schema and name), keyed by the master's table key. A partition
     is read through the `where` of its partitioned table; ``subset_tables`` (labels) have a subset's
-    key list as their `where`."""
+    key list as their `where`. Each pair carries the policy copy applies to it: the table's own, else
+    ``policy`` (a run's --policy), else `[copy] policy` (a table set to replace keeps it)."""
     from ..order import partition_root
 
     pairs: dict[str, TablePair] = {}
@@ -127,7 +129,10 @@ def pair_tables(cfg: Config, master: Schema, replica: Schema, subset_tables: fro
         root = master.tables.get(partition_root(master, key), mt)
         root_label = f"{root.schema_name}.{root.name}"
         where = tc.where or cfg.table(root_label).where
-        pairs[key] = TablePair(key, label, mt, rt, columns, masked, only_master, only_replica, tc.policy, where,
+        root_tc = cfg.table(root_label)
+        own = tc.policy or root_tc.policy
+        effective = Policy.REPLACE if own == Policy.REPLACE else (policy or own or cfg.copy_.policy)
+        pairs[key] = TablePair(key, label, mt, rt, columns, masked, only_master, only_replica, effective, where,
                                root_label in subset_tables)
     return pairs
 

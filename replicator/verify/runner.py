@@ -14,7 +14,7 @@ import psycopg
 from psycopg import IsolationLevel
 
 from .. import identity
-from ..config import Config, require_url
+from ..config import Config, Policy, require_url
 from ..connect import describe, lost_connections, open_master, open_replica, redact
 from ..diff import quote
 from ..errors import ConfigError, ConnectError, GuardViolation
@@ -82,6 +82,7 @@ def run_verify(
     tables: list[str] | None = None,
     exclude: list[str] | None = None,
     subset: "Subset | None" = None,
+    policy: "Policy | None" = None,
     deep: bool = False,
     examples: int = 5,
     require_readonly_role: bool = False,
@@ -96,7 +97,9 @@ def run_verify(
     `tables` (names or globs) replaces the config's `include`, `exclude` adds to its `exclude`. A
     table with a `where` (config) is verified as that part of the master: the master side read through
     it, the replica side whole; a `subset` (or the config's `[subset]`) is computed in verify's own
-    master snapshot and each table it covers verified as its rows.
+    master snapshot and each table it covers verified as its rows. Differences a table's copy policy
+    keeps on purpose warn instead of failing: its own policy, else `policy` (a sync's --policy), else
+    `[copy] policy`.
 
     Raises `ReplicatorError` (exit 2) for configuration and connection problems; every finding,
     including a database error inside one check, is a `Check` in the report.
@@ -152,7 +155,7 @@ def run_verify(
             subset_tables = frozenset(closure.wheres())
             selection = Selection.from_config(config, (), exclude or ())
             tables = None
-        pairs = pair_tables(config, ms, rs, subset_tables)
+        pairs = pair_tables(config, ms, rs, subset_tables, policy)
         if tables:
             keys = resolve_tables(tables, ms, selection)
             for k in keys:
