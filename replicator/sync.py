@@ -174,8 +174,9 @@ class SyncResult(BaseModel):
 def run_sync(cfg: Config, out_dir: Path, opts: SyncOptions | None = None, progress: Progress | None = None,
              copy_progress: Any = None) -> SyncResult:
     """Bring the replica in line with the master; see the module docstring. Raises `ReplicatorError`
-    for bad input and connection problems before anything is written; an error after that is in
-    the result (``error``, exit code 2), and the report is written either way."""
+    for bad input and connection problems found before the run starts (URLs, identities, another
+    sync running); an error after that is in the result (``error``, exit code 2), with what the run
+    did until then, and the report is written either way."""
     opts = opts or SyncOptions()
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
@@ -189,13 +190,14 @@ def run_sync(cfg: Config, out_dir: Path, opts: SyncOptions | None = None, progre
     run = _Run(cfg, out_dir, opts, s, res, selection, subset, say, copy_progress)
     try:
         run.lock()
-        run.analyze_and_migrate(aopts)
         try:
+            run.analyze_and_migrate(aopts)
             run.copy()
             run.verify()
             run.store_cache()
         except ReplicatorError as e:
-            res.error = str(e)
+            # reported (one line, exit code 2) with whatever the run did until then
+            res.error = str(e).splitlines()[0] if str(e) else type(e).__name__
         run.finish()
     finally:
         s.close()
