@@ -305,6 +305,8 @@ def demo_steps() -> list[Step]:
         Step("copy", ["copy", "--all"]),
         # --require-readonly-role: the demo's master role must pass the access audit, not just warn.
         Step("verify", ["verify", "--deep", "--require-readonly-role"]),
+        # the daily command: the four steps in one run; here the replica is already in line
+        Step("sync", ["sync", "--require-readonly-role"]),
     ]
 
 

@@ -65,7 +65,7 @@ def _unique(t: Table, column: str) -> bool:
 
 def mask_proposal(t: Table, col: Column) -> Proposal | None:
     """A mask for a column that looks like personal data, or None."""
-    name = col.name.lower()
+    name = re.sub(r"[^a-z0-9]+", "_", col.name.lower()).strip("_")  # "E-Mail", "Mobile Phone" as words
     if col.generated:
         return None
     kind = next((k for k, rx in _KINDS if rx.search(name)), None)

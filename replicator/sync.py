@@ -481,9 +481,11 @@ class _Run:
                 self.res.tables.append(TableSync(table=tp.label, action="failed" if error else "not copied",
                                                  policy=_policy(tp), reason=str(error).splitlines()[0] if error else ""))
                 continue
+            before_m, before_r = before[tp.label]
+            why = "empty on the replica" if before_r[0] == 0 else "checksums differed"
             self.res.tables.append(TableSync(table=tp.label, action="copied", policy=_policy(tp), inserted=t.inserted,
                                              updated=t.updated, deleted=t.deleted, unchanged=t.unchanged,
-                                             seconds=t.seconds))
+                                             seconds=t.seconds, reason=why))
         self.remember([tp for tp in plans if done.get(tp.label) and done[tp.label].status == "done"], before)
         if error is not None:
             raise error
@@ -728,7 +730,7 @@ def _outside_table(replica: psycopg.Connection, rschema: Schema, t: Table) -> Ta
 
 def summary_rows(res: SyncResult) -> list[list[Any]]:
     return [[t.table, t.action, t.policy or "", t.inserted, t.updated, t.deleted, t.unchanged, f"{t.seconds:.2f}",
-             t.reason] for t in res.tables]
+             t.reason] for t in sorted(res.tables, key=lambda t: t.table)]
 
 
 SUMMARY_HEADERS = ["table", "action", "policy", "inserted", "updated", "deleted", "unchanged", "seconds", "why"]

@@ -233,3 +233,31 @@ def test_status_shows_an_interrupted_sync(samples, replica_url, sql_on, tmp_path
     res = _run("sync", *samples)
     assert res.exit_code == 0, res.output
     assert "last sync: done" in _run("status", "--replica", replica_url).output
+
+
+def test_the_migration_report_lists_the_statements_it_applied(master_url, replica_url, sql_on, tmp_path):
+    load_example(master_url, "master")
+    load_example(replica_url, "replica")
+    cfg = tmp_path / "replicator.toml"
+    cfg.write_text('[tables.leads.renames]\nproject_id = "current_project_id"\n')
+    common = ["--master", master_url, "--replica", replica_url, "--config", cfg, "--out-dir", tmp_path]
+    # a reviewed plan file, applied as written
+    assert _run("analyze", *common).exit_code == 0
+    plan = tmp_path / "schemas" / "master-schema-replication.sql"
+    res = _run("migrate", *common, "--plan", plan)
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "reports" / "migration-report.json").read_text())
+    applied = report["applied_statements"]
+    assert [a["step"] for a in applied] == report["applied"] and len(applied) > 50
+    assert any(a["sql"].startswith("ALTER TABLE public.leads RENAME COLUMN project_id TO current_project_id")
+               for a in applied)
+    assert not any("DROP CONSTRAINT leads_project_id_fkey" in a["sql"] for a in applied)  # commented out: not run
+    md = (tmp_path / "reports" / "migration-report.md").read_text()
+    assert "## Applied statements" in md and "CREATE TABLE public.conversations" in md
+    # every applied statement really ran: the replica now has what they create
+    assert sql_on(replica_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")[0][0] == 8
+    # recomputed plan: nothing left but the two destructive steps, listed as skipped
+    res = _run("migrate", *common)
+    assert res.exit_code == 0
+    report = json.loads((tmp_path / "reports" / "migration-report.json").read_text())
+    assert report["applied_statements"] == [] and len(report["skipped"]) == 2
