@@ -388,7 +388,8 @@ class _Run:
         for label, why in blocked:
             self.res.tables.append(TableSync(table=label, action="not copied", reason=why))
         self.lap("compare")
-        in_line = [tp for tp in plans if tp not in to_copy]
+        copying = {id(tp) for tp in to_copy}
+        in_line = [tp for tp in plans if id(tp) not in copying]
         self.advance_sequences(in_line)
         if to_copy:
             self.run_copy(to_copy, before, closure)
@@ -716,12 +717,11 @@ def _referenced_outside(schema: Schema, tables: list[Table]) -> dict[str, TableM
 
 
 def _outside_table(replica: psycopg.Connection, rschema: Schema, t: Table) -> Table | None:
+    """The replica's copy of a table outside the compared schemas (read in the caller's transaction)."""
     found = rschema.external.tables.get(t.key)
     if found is not None:
         return found
-    extra = introspect(replica, schemas=[t.schema_name])
-    replica.commit()
-    return extra.find_table(t.schema_name, t.name)
+    return introspect(replica, schemas=[t.schema_name]).find_table(t.schema_name, t.name)
 
 
 # -------------------------------------------------------------------------------------------------

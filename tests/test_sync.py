@@ -261,3 +261,64 @@ def test_the_migration_report_lists_the_statements_it_applied(master_url, replic
     assert res.exit_code == 0
     report = json.loads((tmp_path / "reports" / "migration-report.json").read_text())
     assert report["applied_statements"] == [] and len(report["skipped"]) == 2
+
+
+def test_sync_copies_the_managed_rows_public_tables_reference(master_url, replica_url, sql_on, tmp_path):
+    from test_copy_managed import SUPABASE_SHAPED, USERS
+
+    for url in (master_url, replica_url):
+        sql_on(url, SUPABASE_SHAPED)
+    sql_on(master_url, USERS)
+    cfg = tmp_path / "replicator.toml"
+    cfg.write_text('[copy]\npolicy = "master-wins"\n')
+    common = ["--master", master_url, "--replica", replica_url, "--config", cfg, "--out-dir", tmp_path]
+    res = _run("sync", *common, "--json")
+    assert res.exit_code == 0, res.output
+    tables = {t["table"]: t for t in json.loads(res.stdout)["tables"]}
+    assert tables["auth.users"]["inserted"] == 40 and tables["public.profiles"]["inserted"] == 40
+    assert "auth.sessions" not in tables  # not referenced by a public table
+    assert sql_on(replica_url, "SELECT count(*) FROM auth.users WHERE encrypted_password <> ''") == [(0,)]
+    before = counters(replica_url)
+    res = _run("sync", *common, "--json")
+    assert res.exit_code == 0, res.output
+    assert {t["action"] for t in json.loads(res.stdout)["tables"]} == {"in line"}  # masked values compared
+    assert counters(replica_url) == before
+
+
+def test_changes_on_either_side_are_seen_after_a_sync_that_found_nothing(samples, master_url, replica_url, sql_on):
+    assert _run("sync", *samples).exit_code == 0
+    assert _run("sync", *samples).exit_code == 0  # schemas and checksums now come from the last sync
+    # DDL on the master: the catalog digest moves, the schema is read again and the column added
+    sql_on(master_url, "ALTER TABLE conversations ADD COLUMN channel text; "
+                       "UPDATE conversations SET channel = 'whatsapp' WHERE message_type = 'inbound'")
+    res = _run("sync", *samples, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert any("ADD COLUMN channel" in a["sql"] for a in out["applied"])
+    conv = {t["table"]: t for t in out["tables"]}["public.conversations"]
+    inbound = sql_on(master_url, "SELECT count(*) FROM conversations WHERE message_type = 'inbound'")[0][0]
+    assert conv["action"] == "copied" and conv["updated"] == inbound > 0
+    assert checksum(sql_on, master_url, "conversations") == checksum(sql_on, replica_url, "conversations")
+    # a comment alone is a catalog change too
+    sql_on(master_url, "COMMENT ON COLUMN conversations.channel IS 'where it came from'")
+    out = json.loads(_run("sync", *samples, "--json").stdout)
+    assert any("COMMENT ON COLUMN public.conversations.channel" in a["sql"] for a in out["applied"])
+    # on the replica, someone deletes a copied row of a master-wins table and adds one of their own:
+    # the checksums moved from those the last sync left, so the table is compared and repaired
+    lead = sql_on(master_url, "SELECT id FROM leads ORDER BY id LIMIT 1")[0][0]
+    for t, col in [("lead_status_history", "lead_id"), ("agent_interaction_logs", "lead_id"),
+                   ("conversation_audit_log", "conversation_id IN (SELECT id FROM conversations WHERE lead_id"),
+                   ("agent_interaction_logs", "conversation_id IN (SELECT id FROM conversations WHERE lead_id"),
+                   ("conversations", "lead_id"), ("leads", "id")]:
+        cond = f"{col} = %s)" if "(" in col else f"{col} = %s"
+        sql_on(replica_url, f"DELETE FROM {t} WHERE {cond}", (lead,))
+    sql_on(replica_url, "INSERT INTO clients (name) VALUES ('a local client')")
+    out = json.loads(_run("sync", *samples, "--json").stdout)
+    actions = {t["table"]: t for t in out["tables"]}
+    assert actions["public.leads"]["action"] == "copied" and actions["public.leads"]["inserted"] == 1
+    assert actions["public.clients"]["action"] == "copied" and actions["public.clients"]["inserted"] == 0
+    assert sql_on(replica_url, "SELECT count(*) FROM clients WHERE name = 'a local client'")[0][0] == 1  # kept
+    for t in ONLY_ON_MASTER:
+        assert checksum(sql_on, master_url, t) == checksum(sql_on, replica_url, t), t
+    out = json.loads(_run("sync", *samples, "--json").stdout)
+    assert {t["action"] for t in out["tables"]} == {"in line"}
