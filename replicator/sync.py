@@ -127,7 +127,7 @@ class TableSync(BaseModel):
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
-    unchanged: int = 0  # rows compared equal (or kept by the policy)
+    skipped: int = 0  # rows not written: equal on both sides, or kept as they are by the policy
     seconds: float = 0.0
 
 
@@ -375,10 +375,10 @@ class _Run:
             compared = compared_text(tp)
             if m == r:
                 self.res.tables.append(TableSync(table=tp.label, action="in line", reason="same checksum on both sides",
-                                                 policy=_policy(tp), unchanged=m[0]))
+                                                 policy=_policy(tp), skipped=m[0]))
             elif tp.policy in TOLERANT and state.get(tp.replica_label) == (compared, m, r):
                 self.res.tables.append(TableSync(
-                    table=tp.label, action="in line", policy=_policy(tp), unchanged=m[0],
+                    table=tp.label, action="in line", policy=_policy(tp), skipped=m[0],
                     reason=f"unchanged on both sides since the last sync; the replica's own rows are kept ({_policy(tp)})"))
             elif tp.policy is None and r[0] > 0:
                 blocked.append((tp.label, "the replica table is not empty and no policy is set: set [copy] policy "
@@ -485,7 +485,7 @@ class _Run:
             before_m, before_r = before[tp.label]
             why = "empty on the replica" if before_r[0] == 0 else "checksums differed"
             self.res.tables.append(TableSync(table=tp.label, action="copied", policy=_policy(tp), inserted=t.inserted,
-                                             updated=t.updated, deleted=t.deleted, unchanged=t.unchanged,
+                                             updated=t.updated, deleted=t.deleted, skipped=t.unchanged,
                                              seconds=t.seconds, reason=why))
         self.remember([tp for tp in plans if done.get(tp.label) and done[tp.label].status == "done"], before)
         if error is not None:
@@ -729,11 +729,11 @@ def _outside_table(replica: psycopg.Connection, rschema: Schema, t: Table) -> Ta
 
 
 def summary_rows(res: SyncResult) -> list[list[Any]]:
-    return [[t.table, t.action, t.policy or "", t.inserted, t.updated, t.deleted, t.unchanged, f"{t.seconds:.2f}",
+    return [[t.table, t.action, t.policy or "", t.inserted, t.updated, t.deleted, t.skipped, f"{t.seconds:.2f}",
              t.reason] for t in sorted(res.tables, key=lambda t: t.table)]
 
 
-SUMMARY_HEADERS = ["table", "action", "policy", "inserted", "updated", "deleted", "unchanged", "seconds", "why"]
+SUMMARY_HEADERS = ["table", "action", "policy", "inserted", "updated", "deleted", "skipped", "seconds", "why"]
 
 
 def sync_markdown(res: SyncResult) -> str:

@@ -85,7 +85,7 @@ def sync_cmd(run: RunContext, tables, exclude, subset, with_referencing, allow_d
             out.print(f"schema: skipped [{s['step']}] {s['object']}: {s['reason']}", highlight=False, soft_wrap=True)
         t = Table(title="sync", title_justify="left")
         for h in SUMMARY_HEADERS:
-            t.add_column(h, justify="right" if h in ("inserted", "updated", "deleted", "unchanged", "seconds") else "left",
+            t.add_column(h, justify="right" if h in ("inserted", "updated", "deleted", "skipped", "seconds") else "left",
                          overflow="fold")
         for row in summary_rows(res):
             t.add_row(*[str(v) for v in row])
