@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import psycopg
 import pytest
@@ -350,3 +352,30 @@ def test_sync_takes_table_globs_and_where(master_url, replica_url, sql_on, tmp_p
     sql_on(master_url, "UPDATE msgs SET body = 'x' WHERE id = 2")  # client 2
     out = json.loads(_run("sync", *common, "--table", "msgs", "--json").stdout)["tables"][0]
     assert (out["action"], out["updated"]) == ("copied", 1)
+
+
+def test_the_sync_audit_lists_every_statement_the_master_received(logged_server, logged_master_url, replica_url,
+                                                                  tmp_path):
+    from conftest import run_cli, run_sql
+    from psycopg.conninfo import conninfo_to_dict
+    from test_statement_log import MASTER, REPLICA, logged, with_copy_parameters
+
+    run_sql(logged_master_url, MASTER)
+    run_sql(replica_url, REPLICA)
+    run_sql(replica_url, "INSERT INTO parents (name) OVERRIDING SYSTEM VALUE VALUES ('local')")
+    db = conninfo_to_dict(logged_master_url)["dbname"]
+    (tmp_path / "replicator.toml").write_text('[copy]\npolicy = "master-wins"\n')
+    common = ["--master", logged_master_url, "--replica", replica_url, "--out-dir", str(tmp_path),
+              "--config", str(tmp_path / "replicator.toml")]
+    for n in (1, 2):  # the first sync copies, the second finds everything in line
+        since = logged_server.log_offset()
+        res = run_cli("sync", *common, "--json")
+        assert res.code == 0, res.stderr
+        out = json.loads(res.stdout)
+        audit = Counter({" ".join(e["statement"].split()): e["count"] for e in out["audit"]})
+        assert audit and all(e["allowed"] for e in out["audit"])
+        server = with_copy_parameters(logged(logged_server, db, since), audit)
+        assert server == audit, (n, server - audit, audit - server)
+        assert not any(re.match(r"(INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|TRUNCATE)\b", s) for s in server)
+        if n == 2:
+            assert {t["action"] for t in out["tables"]} == {"in line"}

@@ -70,7 +70,7 @@ def sync_cmd(run: RunContext, tables, exclude, subset, with_referencing, allow_d
     say = (lambda msg: err.log(msg)) if err.is_terminal and not as_json else None
     res = run_sync(run.config, run.out_dir, opts, progress=say)
     if as_json:
-        click.echo(res.model_dump_json(indent=2, exclude={"audit"}))
+        click.echo(res.model_dump_json(indent=2))
     else:
         out = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
         if res.selection:
