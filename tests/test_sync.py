@@ -108,9 +108,13 @@ def test_init_then_sync_brings_the_replica_in_line_and_a_second_sync_writes_noth
 
     # the master changes: the next sync copies that table only (and the counters see it)
     sql_on(master_url, "UPDATE conversations SET status = 'changed by the test' WHERE id = (SELECT id FROM conversations ORDER BY id LIMIT 1)")
-    res = _run("sync", *samples, "--json")
+    res = _run("sync", *samples, "--json", "--deep")
     assert res.exit_code == 0, res.output
-    third = {t["table"]: t for t in json.loads(res.stdout)["tables"]}
+    out = json.loads(res.stdout)
+    content = [c for c in out["verify"]["checks"] if c["name"] == "content"]
+    assert out["verify"]["deep"] and len(content) == 8
+    assert {c["status"] for c in content if c["table"] in {f"public.{t}" for t in ONLY_ON_MASTER}} == {"pass"}
+    third = {t["table"]: t for t in out["tables"]}
     assert third["public.conversations"]["action"] == "copied" and third["public.conversations"]["updated"] == 1
     assert {t["action"] for k, t in third.items() if k != "public.conversations"} == {"in line"}
     after = counters(replica_url)
