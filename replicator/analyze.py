@@ -38,6 +38,7 @@ from .guard import MasterGuard
 from .introspect import introspect
 from .introspect.models import Schema, Table
 from .plan import Plan, build_plan, run_prechecks
+from .selection import Selection, restrict
 from .report import md_table, write_json, write_report, write_text
 
 PLAN_FILE = "master-schema-replication.sql"
@@ -49,6 +50,8 @@ DATA_PLAN_STEM = "data-migration-plan"
 
 class AnalyzeOptions(BaseModel):
     schemas: list[str] | None = None  # None: the config's schemas
+    tables: list[str] = Field(default_factory=list)  # --table globs (replace the config's include)
+    exclude: list[str] = Field(default_factory=list)  # --exclude globs (added to the config's)
     all_schemas: bool = False
     with_privileges: bool = False
     exact_counts: bool = False
@@ -196,13 +199,33 @@ def introspect_both(s: Sessions, cfg: Config, opts: AnalyzeOptions) -> tuple[Sch
     return master, replica
 
 
+def selection(cfg: Config, opts: AnalyzeOptions) -> Selection:
+    return Selection.from_config(cfg, opts.tables, opts.exclude)
+
+
+def scoped(cfg: Config, opts: AnalyzeOptions, master: Schema, replica: Schema) -> tuple[Schema, Schema]:
+    """Both schemas narrowed to the selected tables and what they need (``replicator.selection``)."""
+    return restrict(master, replica, selection(cfg, opts))
+
+
+def selection_note(cfg: Config, opts: AnalyzeOptions, master: Schema) -> str | None:
+    sel = selection(cfg, opts)
+    if sel.everything:
+        return None
+    how = [f"{sel.source} {', '.join(p.text for p in sel.include)}"] if sel.include else []
+    how += [f"exclude {', '.join(p.text for p in sel.exclude)}"] if sel.exclude else []
+    return (f"selection ({'; '.join(how)}): {len(master.tables)} table(s) compared, the selected ones and what "
+            "they need; other objects are left out of the comparison and the plan")
+
+
 def compute(cfg: Config, opts: AnalyzeOptions, guard: MasterGuard | None = None,
             sessions: Sessions | None = None) -> tuple[Schema, Schema, Plan, Sessions]:
-    """Introspect, diff, plan and pre-check; returns the open sessions (caller closes)."""
+    """Introspect, diff, plan and pre-check (restricted to the selected tables); returns the open
+    sessions (caller closes)."""
     guard = guard or MasterGuard()
     s = sessions or Sessions(cfg, guard)
     try:
-        master, replica = introspect_both(s, cfg, opts)
+        master, replica = scoped(cfg, opts, *introspect_both(s, cfg, opts))
         plan = build_plan(master, replica, config_renames(cfg), managed=cfg.managed)
         run_prechecks(plan, s.replica)
     except BaseException:
@@ -216,7 +239,8 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
     guard = MasterGuard()
     t0 = time.perf_counter()
     with Sessions(cfg, guard) as s:
-        master, replica = introspect_both(s, cfg, opts)
+        full_master, full_replica = introspect_both(s, cfg, opts)
+        master, replica = scoped(cfg, opts, full_master, full_replica)
         t1 = time.perf_counter()
         renames = config_renames(cfg)
         changes = diff_schemas(master, replica, renames)
@@ -225,7 +249,7 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
         t2 = time.perf_counter()
         moves = data_moves(master, replica, cfg, s if opts.key_overlap else None)
         t3 = time.perf_counter()
-        notes = []
+        notes = [n for n in [selection_note(cfg, opts, master)] if n]
         if s.master_pooled:
             notes.append("master URL is a transaction pooler (port 6543): sessions cannot keep settings or prepared "
                          "statements; prefer the direct port (5432) for copy and verify")
@@ -248,7 +272,7 @@ def run_analyze(cfg: Config, out_dir: Path, opts: AnalyzeOptions) -> AnalyzeResu
     header = [f"master {res.master_url}", f"replica {res.replica_url}"] + notes
     plan_path = write_text(schemas_dir / PLAN_FILE, plan.to_sql(opts.allow_destructive, header))
     rb_path = write_text(schemas_dir / ROLLBACK_FILE, plan.rollback_sql())
-    snap_path = write_json(schemas_dir / SNAPSHOT_FILE, master)
+    snap_path = write_json(schemas_dir / SNAPSHOT_FILE, full_master)  # the whole master, whatever was selected
     cmp_md, cmp_json = write_report(reports_dir, COMPARISON_STEM, comparison_markdown(res, master, replica),
                                     {"summary": res.summary(), "changes": [c.model_dump(mode="json") for c in changes],
                                      "guard_audit": res.guard_audit})
@@ -351,13 +375,17 @@ def data_moves(master: Schema, replica: Schema, cfg: Config, s: Sessions | None)
                        policy=tc.policy.value if tc.policy else None, key=t.key_columns())
         if t.partition_of:
             mv.risks.append(f"partition of {t.partition_of}: copied through its parent")
+        if tc.where and not t.partition_of:
+            if s is not None:
+                mv.master_rows = filtered_count(s, t, tc.where)
+            mv.risks.append(f"row filter: only the master rows where {tc.where}")
         if mv.key is None:
             mv.risks.append("no primary key or unique NOT NULL key: rows cannot be matched, copy can only append or replace")
         if rt is not None and mv.key and (mv.replica_rows or 0) > 0 and s is not None and not t.partition_of:
             back = {v: r for r, v in renames.get(k, {}).items()}
             rkey = [back.get(c, c) if back.get(c, c) in rt.columns else c for c in mv.key]
             if all(c in rt.columns for c in rkey):
-                mv.overlap = key_overlap(s, t, mv.key, rkey)
+                mv.overlap = key_overlap(s, t, mv.key, rkey, tc.where)
                 o = mv.overlap
                 if o.error:
                     mv.risks.append(f"key overlap not computed: {o.error}")
@@ -374,7 +402,23 @@ def data_moves(master: Schema, replica: Schema, cfg: Config, s: Sessions | None)
     return moves
 
 
-def _stream_keys(conn: psycopg.Connection, table: sql.Identifier, cols: list[str]) -> Iterator[tuple]:
+def filtered_count(s: Sessions, t: Table, where: str) -> int | None:
+    """Master rows matching a table's `where` (what copy will read)."""
+    q = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(sql.Identifier(t.schema_name, t.name), _where(where))
+    try:
+        with s.master.transaction():
+            return s.master.execute(q).fetchone()[0]
+    except psycopg.Error:
+        return None
+
+
+def _where(where: str | None) -> sql.Composable:
+    # user SQL by design (every statement it ends up in passes the guard); % is literal, not a placeholder
+    return sql.SQL(where.replace("%", "%%")) if where else sql.SQL("true")
+
+
+def _stream_keys(conn: psycopg.Connection, table: sql.Identifier, cols: list[str],
+                 where: str | None = None) -> Iterator[tuple]:
     """Key tuples of a table as text, sorted by byte order (COLLATE "C"), streamed (bounded memory).
 
     Close the generator before ending the transaction it reads in: a suspended `cursor.stream` holds
@@ -382,8 +426,8 @@ def _stream_keys(conn: psycopg.Connection, table: sql.Identifier, cols: list[str
     cancels the query and drains the connection.
     """
     exprs = sql.SQL(", ").join(sql.SQL('{}::text COLLATE "C"').format(sql.Identifier(c)) for c in cols)
-    q = sql.SQL("SELECT {e} FROM {t} ORDER BY {o}").format(
-        e=exprs, t=table, o=sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(cols))))
+    q = sql.SQL("SELECT {e} FROM {t} WHERE {w} ORDER BY {o}").format(
+        e=exprs, t=table, w=_where(where), o=sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(cols))))
     with conn.cursor() as cur:
         rows = cur.stream(q)
         try:
@@ -393,13 +437,13 @@ def _stream_keys(conn: psycopg.Connection, table: sql.Identifier, cols: list[str
             rows.close()
 
 
-def key_overlap(s: Sessions, t: Table, mcols: list[str], rcols: list[str]) -> KeyOverlap:
+def key_overlap(s: Sessions, t: Table, mcols: list[str], rcols: list[str], where: str | None = None) -> KeyOverlap:
     """Merge two sorted key streams: keys only on the master, only on the replica, on both."""
     out = KeyOverlap(key=mcols)
     try:
         table = sql.Identifier(t.schema_name, t.name)
         with s.master.transaction(), s.replica.transaction(force_rollback=True), \
-                closing(_stream_keys(s.master, table, mcols)) as ms, closing(_stream_keys(s.replica, table, rcols)) as rs:
+                closing(_stream_keys(s.master, table, mcols, where)) as ms, closing(_stream_keys(s.replica, table, rcols)) as rs:
             a, b = next(ms, None), next(rs, None)
             while a is not None or b is not None:
                 if b is None or (a is not None and _lt(a, b)):

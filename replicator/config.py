@@ -52,6 +52,21 @@ MaskRule = Annotated[
 ]
 
 
+def check_condition(v: str) -> str:
+    """One SQL boolean expression: no statement, no second statement behind a semicolon. (Every
+    statement it ends up in still passes the master guard.)"""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        parsed = sqlglot.parse(f"SELECT 1 WHERE ({v})", read="postgres")
+    except sqlglot.errors.SqlglotError as e:
+        raise ValueError(f"not a SQL condition: {str(e).splitlines()[0]}") from None
+    if len(parsed) != 1 or not isinstance(parsed[0], exp.Select):
+        raise ValueError("must be one SQL condition, such as `store_id = 1`")
+    return v
+
+
 class TableConfig(BaseModel):
     """Per-table settings under `[tables.<name>]` (name as on the master, optionally schema-qualified)."""
 
@@ -73,20 +88,7 @@ class TableConfig(BaseModel):
     @field_validator("where")
     @classmethod
     def _one_condition(cls, v: str | None) -> str | None:
-        """One SQL boolean expression: no statement, no second statement behind a semicolon. (Every
-        statement it ends up in still passes the master guard.)"""
-        if v is None:
-            return v
-        import sqlglot
-        from sqlglot import exp
-
-        try:
-            parsed = sqlglot.parse(f"SELECT 1 WHERE ({v})", read="postgres")
-        except sqlglot.errors.SqlglotError as e:
-            raise ValueError(f"not a SQL condition: {str(e).splitlines()[0]}") from None
-        if len(parsed) != 1 or not isinstance(parsed[0], exp.Select):
-            raise ValueError("must be one SQL condition, such as `store_id = 1`")
-        return v
+        return v if v is None else check_condition(v)
 
     def replica_column(self, master_column: str, replica_columns: Container[str]) -> str:
         """The replica's name for a master column.
@@ -110,6 +112,48 @@ class CopySettings(BaseModel):
     policy: Policy | None = Field(
         None, description="conflict policy for every table without one of its own (a table set to replace keeps it)")
     jobs: int = Field(1, ge=1, le=MAX_JOBS, description="tables copied at once, each on its own pair of connections")
+
+
+def parse_subset_start(text: str) -> tuple[str, str]:
+    """``"clients: id = 2"`` -> ``("clients", "id = 2")``: a table (``name``, ``schema.name``, quoted as in
+    SQL) and one SQL condition, separated by the first colon outside double quotes that is not part
+    of a ``::`` cast."""
+    i, quoted = 0, False
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            quoted = not quoted
+        elif c == ":" and not quoted:
+            if text[i + 1:i + 2] == ":":
+                i += 2
+                continue
+            table, condition = text[:i].strip(), text[i + 1:].strip()
+            if not table or not condition:
+                break
+            try:
+                return table, check_condition(condition)
+            except ValueError as e:
+                raise ValueError(f"{text!r}: {e}") from None
+        i += 1
+    raise ValueError(f"{text!r}: write \"table: condition\", e.g. \"clients: id = 2\"")
+
+
+class SubsetConfig(BaseModel):
+    """`[subset]`: copy (and verify) a referentially complete part of the master: the rows chosen by
+    ``start`` plus every row they reference through foreign keys, transitively; with ``referencing``
+    also the rows that reference them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: list[str] = Field(default_factory=list, description='rows to start from, "table: SQL condition"')
+    referencing: bool = Field(False, description="also the rows that reference the chosen ones, transitively")
+
+    @field_validator("start")
+    @classmethod
+    def _starts(cls, v: list[str]) -> list[str]:
+        for s in v:
+            parse_subset_start(s)
+        return v
 
 
 class ManagedConfig(BaseModel):
@@ -140,6 +184,11 @@ class Config(BaseModel):
         None, description="key for `hash` masking; default from REPLICATOR_MASK_KEY (keep it out of git)"
     )
     copy_: CopySettings = Field(default_factory=CopySettings, alias="copy")
+    # Which tables every command works on (globs; see replicator/selection.py). `tables` itself is
+    # the per-table settings below, so the list is called `include`.
+    include: list[str] = Field(default_factory=list, description="table globs every command works on (default: all)")
+    exclude: list[str] = Field(default_factory=list, description="table globs every command leaves out")
+    subset: SubsetConfig = Field(default_factory=SubsetConfig)
     tables: dict[str, TableConfig] = Field(default_factory=dict)
     managed: ManagedConfig = Field(default_factory=ManagedConfig)
 
@@ -156,6 +205,18 @@ class Config(BaseModel):
     def _schemas_not_empty(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("must name at least one schema")
+        return v
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        from .selection import Pattern
+
+        for p in v:
+            try:
+                Pattern.parse(p)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
         return v
 
     def table(self, name: str) -> TableConfig:

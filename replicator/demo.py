@@ -1,10 +1,11 @@
 """`replicator demo`: the whole pipeline on two throwaway servers, with nothing installed.
 
 Two PostgreSQL servers are started from the binaries of the `pgserver` wheel (the machine's own
-`initdb`/`pg_ctl` if those cannot start), the sample master and drifted replica from
-``schemas/examples/`` are loaded, and the four commands run against them exactly as a user would run
-them: analyze → migrate → copy --all → verify --deep, with ``schemas/examples/replicator.toml`` as
-the config. The master is reached through a read-only role created the way the README recommends.
+`initdb`/`pg_ctl` if those cannot start), the sample master and drifted replica shipped in the
+package (``replicator.examples``) are loaded, and the commands run against them exactly as a user
+would run them: analyze → migrate → copy --all → verify --deep, then sync (which finds nothing left
+to do), with the sample ``replicator.toml`` (written to the demo's out-dir) as the config. The master
+is reached through a read-only role created the way the README recommends.
 
 Every demo keeps a small record under the per-user state directory
 (``$XDG_STATE_HOME/replicator/demo/<id>/``, default ``~/.local/state/...``, mode 0700: it holds
@@ -304,6 +305,8 @@ def demo_steps() -> list[Step]:
         Step("copy", ["copy", "--all"]),
         # --require-readonly-role: the demo's master role must pass the access audit, not just warn.
         Step("verify", ["verify", "--deep", "--require-readonly-role"]),
+        # the daily command: the four steps in one run; here the replica is already in line
+        Step("sync", ["sync", "--require-readonly-role"]),
     ]
 
 
@@ -340,7 +343,7 @@ def run_steps(servers: DemoServers, out_dir: Path, console: Console,
               invoke: Callable[[list[str]], int] = invoke_cli) -> list[StepResult]:
     from .cli import main as cli_main
 
-    config = str(example_path("replicator.toml"))
+    config = str(write_config(out_dir))
     common = ["--master", servers.master_url, "--replica", servers.replica_url, "--config", config,
               "--out-dir", str(out_dir)]
     shown = f"--config {_short(config)} --out-dir {_short(str(out_dir))}"
@@ -364,6 +367,17 @@ def run_steps(servers: DemoServers, out_dir: Path, console: Console,
             console.print(f"[red]✗ {step.name} failed with exit code {code}[/] ({secs:.1f} s)")
             break
     return results
+
+
+CONFIG_FILE = "replicator.toml"
+
+
+def write_config(out_dir: Path) -> Path:
+    """The sample config, written into the demo's directory (so it can be read and edited there,
+    and the commands printed by ``--keep`` can use it); rewritten by every demo."""
+    path = out_dir / CONFIG_FILE
+    path.write_text(example_path("replicator.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    return path
 
 
 def _short(path: str) -> str:
@@ -509,7 +523,7 @@ def run_demo(out_dir: Path, *, keep: bool = False, console: Console | None = Non
         if keep:
             rec.kept = True
             rec.save()
-            _print_keep(rec, servers, console)
+            _print_keep(rec, servers, console, out_dir)
         console.print(f"demo {'passed' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f} s")
         return code
     except BaseException:
@@ -539,8 +553,8 @@ def _verify_summary(reports: Path) -> str:
         return ""
 
 
-def _print_keep(rec: DemoRecord, servers: DemoServers, console: Console) -> None:
-    config = _short(str(example_path("replicator.toml")))
+def _print_keep(rec: DemoRecord, servers: DemoServers, console: Console, out_dir: Path) -> None:
+    config = _short(str(out_dir / CONFIG_FILE))
     console.rule("[bold]servers kept running[/]", align="left")
     console.print(
         "The passwords are in a pgpass file, so nothing below contains one:\n"

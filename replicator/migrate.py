@@ -108,24 +108,30 @@ def run_migrate(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
     try:
         if plan.empty:
             res.nothing_to_do = True
-            return res
-        steps, res.skipped, res.forced = select_steps(plan, opts.allow_destructive, opts.force)
-        res.statements = [st.sql for st in steps]
-        if opts.dry_run or not steps:
-            return res
-        identity.mark_replica(s.replica, s.identity)  # refuses a read-only replica before the first write
-        bdir = out_dir / "reports" / "backups" / utc_stamp()
-        res.backup_dir = str(bdir)
-        res.backup_files = backup(s.replica, s.replica_url, bdir, replica, plan,
-                                  [st.table for st in steps if st.classification == "destructive" and st.table],
-                                  applied=[st.n for st in steps])
-        apply_steps(s.replica, steps)
-        res.applied = [st.n for st in steps]
-        res.applied_statements = [{"step": st.n, "object": st.object, "sql": st.sql} for st in steps]
+        else:
+            steps, res.skipped, res.forced = select_steps(plan, opts.allow_destructive, opts.force)
+            res.statements = [st.sql for st in steps]
+            if steps and not opts.dry_run:
+                identity.mark_replica(s.replica, s.identity)  # refuses a read-only replica before the first write
+                bdir = out_dir / "reports" / "backups" / utc_stamp()
+                res.backup_dir = str(bdir)
+                res.backup_files = backup(s.replica, s.replica_url, bdir, replica, plan,
+                                          [st.table for st in steps if st.classification == "destructive" and st.table],
+                                          applied=[st.n for st in steps])
+                apply_steps(s.replica, steps)
+                res.applied = [st.n for st in steps]
+                res.applied_statements = [{"step": st.n, "object": st.object, "sql": st.sql} for st in steps]
     finally:
         s.close()
         res.master_audit = guard.summary()
-    write_report(out_dir / "reports", "migration-report", migration_markdown(res), res)
+    return _reported(res, out_dir)
+
+
+def _reported(res: MigrateResult, out_dir: Path) -> MigrateResult:
+    """Every run that could have changed the replica leaves its report (a stale one would mislead):
+    what was applied, what was skipped and why, and what was sent to the master."""
+    if not res.dry_run:
+        write_report(out_dir / "reports", "migration-report", migration_markdown(res), res)
     return res
 
 
@@ -244,9 +250,40 @@ def _apply_file(cfg: Config, out_dir: Path, opts: MigrateOptions) -> MigrateResu
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
             raise MigrationError(f"plan file {path} failed: {describe(e)}; the failing transaction was rolled back") from None
+        res.applied_statements = plan_file_statements(text)
+        res.applied = [a["step"] for a in res.applied_statements if a["step"]]
     finally:
         conn.close()
+    write_report(out_dir / "reports", "migration-report", migration_markdown(res), res)
     return res
+
+
+_STEP_HEADER = re.compile(r"^-- \[(\d+)\] \S+ [^:]*: (.*?)(?: \(.*\))?$")
+_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SET LOCAL check_function_bodies\b)", re.I)
+
+
+def plan_file_statements(text: str) -> list[dict]:
+    """The statements a plan file runs, in order: under each step header written by analyze (`-- [n]
+    ...`), the SQL that is not commented out (a commented-out step did not run), and any SQL a reviewer
+    added outside the steps (step None). Transaction control is left out."""
+    out: list[dict] = []
+    current: dict | None = None
+    for line in text.splitlines():
+        m = _STEP_HEADER.match(line)
+        if m:
+            current = {"step": int(m.group(1)), "object": m.group(2), "sql": ""}
+            out.append(current)
+            continue
+        if _CONTROL.match(line):
+            current = None
+            continue
+        if line.lstrip().startswith("--") or (not line.strip() and (current is None or not current["sql"])):
+            continue
+        if current is None:
+            current = {"step": None, "object": "(added to the plan file)", "sql": ""}
+            out.append(current)
+        current["sql"] += line + "\n"
+    return [s for s in out if s["sql"].strip()]
 
 
 def migration_markdown(res: MigrateResult) -> str:

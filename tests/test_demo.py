@@ -54,8 +54,9 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     res = _demo([], tmp_path)
     out = res.stdout
     assert res.returncode == 0, out + res.stderr
-    for step in ("analyze", "migrate", "copy", "verify"):
+    for step in ("analyze", "migrate", "copy", "verify", "sync"):
         assert f"✓ {step}" in out
+    assert "sync: in line" in out
     # the figures are read from the two databases after the run
     assert "conversations: 499/499" in out
     assert "whatsapp_messages: 1,296/1,296" in out

@@ -1,4 +1,4 @@
-"""The sample databases in schemas/examples/ load on a real server and have the stated shape."""
+"""The sample databases in replicator/examples/ load on a real server and have the stated shape."""
 
 from __future__ import annotations
 
@@ -390,7 +390,7 @@ def test_generator_output_matches_committed_files():
     first = gen.render()
     assert first == gen.render(), "generator is not deterministic"
     for name, text in first.items():
-        stale = f"{name} is stale: run schemas/examples/generate.py"
+        stale = f"{name} is stale: run replicator/examples/generate.py"
         assert example_sql(name.removesuffix(".sql")) == text, stale
 
 
@@ -430,7 +430,7 @@ def test_example_config_validates_with_the_loader(monkeypatch):
 
 
 def test_example_path_errors_clearly():
-    with pytest.raises(FileNotFoundError, match="schemas/examples"):
+    with pytest.raises(FileNotFoundError, match="replicator.examples"):
         example_path("nope.sql")
     with pytest.raises(ValueError):
         example_sql("both")  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ INTERRUPTED_EXIT = 130
 #: Added to the interruption line per command: what happens when it is run again.
 RERUN_HINTS = {
     "copy": "rerun the same copy to resume from its last committed batch",
+    "sync": "rerun the same sync to resume (replicator status shows the command)",
 }
 
 

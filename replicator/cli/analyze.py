@@ -9,22 +9,24 @@ import click
 
 from ..analyze import AnalyzeOptions, run_analyze
 from . import main
-from .options import RunContext, common_options, schema_options
+from .options import RunContext, common_options, schema_options, selection_options
 
 
 @main.command()
 @common_options
 @schema_options
+@selection_options
 @click.option("--exact-counts", is_flag=True, help="count(*) every table instead of using planner estimates for big ones.")
 @click.option("--allow-destructive", is_flag=True, help="write destructive statements uncommented in the plan.")
 @click.option("--no-key-overlap", is_flag=True, help="skip reading key values to measure key overlap.")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary on stdout.")
 @click.option("--exit-code", is_flag=True, help="exit 2 when differences exist, 0 when none.")
-def analyze(run: RunContext, schemas, all_schemas, with_privileges, exact_counts, allow_destructive,
+def analyze(run: RunContext, schemas, all_schemas, with_privileges, tables, exclude, exact_counts, allow_destructive,
             no_key_overlap, as_json, exit_code) -> None:
     """Diff master vs replica; write the migration plan, the master snapshot and the reports."""
     run.ensure_out_dir()
     opts = AnalyzeOptions(schemas=list(schemas) or None, all_schemas=all_schemas, with_privileges=with_privileges,
+                          tables=list(tables), exclude=list(exclude),
                           exact_counts=exact_counts, allow_destructive=allow_destructive, key_overlap=not no_key_overlap)
     res = run_analyze(run.config, run.out_dir, opts)
     summary = res.summary()

@@ -2,7 +2,7 @@
 
 import importlib
 
-for _name in ("analyze", "migrate", "copy", "status", "verify", "demo"):
+for _name in ("init", "analyze", "migrate", "copy", "sync", "status", "verify", "demo"):
     try:
         importlib.import_module(f"{__package__}.{_name}")
     except ModuleNotFoundError as e:  # a command whose module is not written yet

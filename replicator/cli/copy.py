@@ -15,7 +15,7 @@ from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..report import utc_stamp, write_json
 from . import main
-from .options import RunContext, common_options
+from .options import RunContext, common_options, selection_options, subset_options
 
 
 class _Plain:
@@ -88,8 +88,10 @@ def _summary_rows(result: CopyResult) -> list[dict]:
 
 @main.command("copy")
 @common_options
-@click.option("--table", "tables", multiple=True, metavar="NAME", help="table to copy (repeatable).")
-@click.option("--all", "all_tables", is_flag=True, help="every table of the configured schemas, in FK order.")
+@selection_options
+@subset_options
+@click.option("--all", "all_tables", is_flag=True,
+              help="every table of the configured schemas (less the config's exclude), in FK order.")
 @click.option("--policy", type=click.Choice([p.value for p in Policy]), default=None,
               help="what to do with rows whose key exists on the replica (default: per table in the config).")
 @click.option("--batch-size", type=click.IntRange(min=1, max=MAX_BATCH_ROWS), default=None,
@@ -102,26 +104,39 @@ def _summary_rows(result: CopyResult) -> list[dict]:
 @click.option("--jobs", type=click.IntRange(min=1, max=MAX_JOBS), default=None, metavar="N",
               help="tables copied at once, all reading one master snapshot (default: [copy] jobs, 1).")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end.")
-def copy_cmd(run: RunContext, tables, all_tables, policy, batch_size, restart, incremental, dry_run,
-             no_checksum_skip, jobs, as_json) -> None:
+def copy_cmd(run: RunContext, tables, exclude, subset, with_referencing, all_tables, policy, batch_size, restart,
+             incremental, dry_run, no_checksum_skip, jobs, as_json) -> None:
     """Copy rows from the master to the replica (checkpointed; rerun to resume)."""
-    if not tables and not all_tables:
-        raise ReplicatorError("name tables with --table NAME (repeatable), or pass --all")
+    from ..selection import Selection
+    from ..subset import Subset
+
+    plan = Subset.from_options(run.config, subset, with_referencing)
+    if not tables and not all_tables and plan is None:
+        raise ReplicatorError("name tables with --table NAME or glob (repeatable), or pass --all (or --subset)")
     if tables and all_tables:
         raise ReplicatorError("use either --table or --all, not both")
+    selection = Selection.from_config(run.config, tables, exclude)
+    names = list(tables)
+    if selection.has_globs or plan is not None:
+        # globs are matched against the master's tables inside the run; a subset copies the tables
+        # its foreign keys reach, among the selected ones
+        all_tables, names = True, []
     master, replica = require_url(run.config, "master"), require_url(run.config, "replica")
     guard = MasterGuard()
     kwargs = dict(all_tables=all_tables, config=run.config, policy=policy, batch_size=batch_size, restart=restart,
                   incremental=incremental, dry_run=dry_run, guard=guard, checksum_skip=not no_checksum_skip,
-                  jobs=jobs)
+                  selection=selection, jobs=jobs)
+    if plan is not None:
+        # the subset decides, inside the copy's snapshot, which of the selected tables it reaches
+        kwargs.update(selection=None, in_snapshot=plan.hook(run.config, selection))
     result: CopyResult | None = None
     error: ReplicatorError | None = None
     try:
         if sys.stderr.isatty() and not as_json:
             with _Rich() as bar:
-                result = copy_tables(master, replica, list(tables), progress=bar, **kwargs)
+                result = copy_tables(master, replica, names, progress=bar, **kwargs)
         else:
-            result = copy_tables(master, replica, list(tables), progress=_Plain(), **kwargs)
+            result = copy_tables(master, replica, names, progress=_Plain(), **kwargs)
     except ReplicatorError as e:
         error = e
         result = getattr(e, "result", None)

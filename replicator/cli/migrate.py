@@ -9,24 +9,29 @@ import click
 
 from ..migrate import MigrateOptions, run_migrate
 from . import main
-from .options import RunContext, common_options, schema_options
+from .options import RunContext, common_options, schema_options, selection_options
 
 
 @main.command()
 @common_options
 @schema_options
+@selection_options
 @click.option("--allow-destructive", is_flag=True, help="apply drops and lossy changes (the affected tables are backed up first).")
 @click.option("--force", is_flag=True, help="attempt data-dependent steps whose pre-check found offending rows.")
 @click.option("--dry-run", is_flag=True, help="print what would run; change nothing.")
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="apply this reviewed plan file as written instead of recomputing the plan.")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary on stdout.")
-def migrate(run: RunContext, schemas, all_schemas, with_privileges, allow_destructive, force, dry_run, plan_file, as_json) -> None:
+def migrate(run: RunContext, schemas, all_schemas, with_privileges, tables, exclude, allow_destructive, force, dry_run,
+            plan_file, as_json) -> None:
     """Apply the migration plan to the replica in one transaction, after a backup.
 
     Without --plan the plan is recomputed from live introspection of both sides."""
     run.ensure_out_dir()
+    if plan_file and (tables or exclude):
+        raise click.UsageError("--plan applies a reviewed plan file as written: --table and --exclude do not apply")
     opts = MigrateOptions(schemas=list(schemas) or None, all_schemas=all_schemas, with_privileges=with_privileges,
+                          tables=list(tables), exclude=list(exclude),
                           allow_destructive=allow_destructive, force=force, dry_run=dry_run, plan_file=plan_file,
                           key_overlap=False)
     res = run_migrate(run.config, run.out_dir, opts)

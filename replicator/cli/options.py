@@ -63,3 +63,22 @@ def schema_options(fn):
     fn = click.option("--schema", "schemas", multiple=True, metavar="NAME",
                       help="schema to compare (repeatable; default from config).")(fn)
     return fn
+
+
+def selection_options(fn):
+    """--table / --exclude: which tables the command works on (globs; see replicator/selection.py)."""
+    fn = click.option("--exclude", "exclude", multiple=True, metavar="PATTERN",
+                      help="leave out the tables matching this glob (repeatable; added to the config's exclude).")(fn)
+    fn = click.option("--table", "tables", multiple=True, metavar="PATTERN",
+                      help="only the tables matching this name or glob (repeatable; replaces the config's include).")(fn)
+    return fn
+
+
+def subset_options(fn):
+    """--subset / --with-referencing: a referentially complete part of the master (replicator/subset.py)."""
+    fn = click.option("--with-referencing", "with_referencing", is_flag=True, default=None,
+                      help="--subset: also the rows that reference the chosen ones, transitively.")(fn)
+    fn = click.option("--subset", "subset", multiple=True, metavar='"TABLE: CONDITION"',
+                      help="only these rows and every row they reference through foreign keys (repeatable; "
+                           "replaces the config's [subset] start).")(fn)
+    return fn

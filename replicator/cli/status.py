@@ -1,8 +1,13 @@
-"""`replicator status`: the copy checkpoints stored on the replica."""
+"""`replicator status`: the copy checkpoints stored on the replica, and the last sync.
+
+A checkpoint whose run still holds the table's copy lock is running; one whose lock is free belongs to
+a run that was killed or interrupted, and is shown as such with the command that resumes it (the same
+copy, or the same sync when a sync was running it)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 
 import click
 
@@ -14,31 +19,95 @@ from . import main
 from .options import RunContext, common_options
 
 
+def _sync_run(conn) -> dict | None:
+    """The last sync's record, with whether a sync holds the sync lock now."""
+    from ..sync import LOCK_KEY
+
+    with conn.transaction():
+        if not conn.execute("SELECT to_regclass('_replicator.sync_run') IS NOT NULL").fetchone()[0]:
+            return None
+        row = conn.execute("SELECT command, status, started_at, finished_at FROM _replicator.sync_run").fetchone()
+        live = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) "
+            f"AND l.classid::bigint = ({LOCK_KEY} >> 32) & 4294967295 AND l.objid::bigint = {LOCK_KEY} & 4294967295 "
+            "AND l.pid <> pg_backend_pid())").fetchone()[0]
+    if row is None:
+        return None
+    command, status, started, finished = row
+    state = "running" if status == "running" and live else ("interrupted" if status == "running" else status)
+    return {"command": command, "status": state, "started_at": started, "finished_at": finished}
+
+
+def _copy_resume(rows: list[dict], config_path: str | None) -> list[str]:
+    """`replicator copy` commands that resume the interrupted tables (one per policy and mode)."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        groups.setdefault((r["policy"], r["mode"] == "incremental"), []).append(r["master_table"])
+    out = []
+    for (policy, incremental), tables in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        parts = ["replicator", "copy"]
+        if config_path:
+            parts += ["--config", config_path]
+        for t in tables:
+            parts += ["--table", t]
+        if policy:
+            parts += ["--policy", policy]
+        if incremental:
+            parts.append("--incremental")
+        out.append(shlex.join(parts))
+    return out
+
+
 @main.command("status")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="print the checkpoints as JSON.")
 def status_cmd(run: RunContext, as_json: bool) -> None:
-    """Show copy checkpoints (per table: run, last key, rows, policy, snapshot time)."""
+    """Show copy checkpoints (per table: state, run, last key, rows, policy) and the last sync; an
+    interrupted run is shown with the command that resumes it."""
+    from ..copy.lock import holder
+
     with replica_session(require_url(run.config, "replica")) as conn:
         rows = [c.model_dump(mode="json") for c in checkpoint.list_all(conn)]
+        for r in rows:
+            if r["status"] == "running":
+                who = holder(conn, r["table_name"])
+                r["state"] = f"running (replica session pid {who[0]})" if who else "interrupted"
+            else:
+                r["state"] = r["status"]
+        conn.commit()
         marker = identity.replica_marker(conn)
+        sync = _sync_run(conn)
+    config_path = click.get_current_context().params.get("config_path")
+    interrupted = [r for r in rows if r["state"] == "interrupted"]
+    sync_interrupted = sync is not None and sync["status"] == "interrupted"
+    resume = [sync["command"]] if sync_interrupted else _copy_resume(interrupted, config_path)
+    for r in interrupted:
+        r["resume"] = resume[0] if sync_interrupted else next(c for c in resume if shlex.quote(r["master_table"]) in c)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     click.echo(f"replica of {marker.describe()}" if marker else "not marked as a replica yet (copy and migrate mark it)")
+    if sync is not None:
+        when = sync["finished_at"] or sync["started_at"]
+        click.echo(f"last sync: {sync['status']} ({str(when)[:19]}): {sync['command']}")
     if not rows:
         click.echo("no copy checkpoints on the replica")
-        return
-    from rich.console import Console
-    from rich.table import Table
+    else:
+        from rich.console import Console
+        from rich.table import Table
 
-    t = Table(title="copy checkpoints (_replicator.checkpoints)")
-    for h in ("table", "status", "mode", "policy", "rows", "+ins", "~upd", "-del", "batches", "last key",
-              "snapshot", "run"):
-        t.add_column(h, overflow="fold")
-    for r in rows:
-        t.add_row(r["table_name"], r["status"], r["mode"], r["policy"] or "-", str(r["rows_copied"]),
-                  str(r["inserted"]), str(r["updated"]), str(r["deleted"]), str(r["batches"]),
-                  ", ".join(r["last_key"] or []) or "-", str(r["snapshot_at"] or "-")[:19],
-                  r["run_id"][:8])
-    Console().print(t)
+        t = Table(title="copy checkpoints (_replicator.checkpoints)", title_justify="left")
+        for h in ("table", "state", "mode", "policy", "rows", "+ins ~upd -del", "batches", "last key", "updated"):
+            t.add_column(h, overflow="fold", justify="right" if h in ("rows", "batches") else "left")
+        for r in rows:
+            key = ", ".join(r["last_key"] or []) or "-"
+            t.add_row(r["table_name"], r["state"], r["mode"], r["policy"] or "-", f"{r['rows_copied']:,}",
+                      f"+{r['inserted']} ~{r['updated']} -{r['deleted']}", str(r["batches"]),
+                      key if len(key) <= 24 else key[:23] + "…", str(r["updated_at"] or "-")[:19])
+        Console().print(t)
+    if interrupted or sync_interrupted:
+        what = "a sync" if sync_interrupted else f"{len(interrupted)} table copy(ies)"
+        click.echo(f"interrupted: {what} stopped before the end (killed, or Ctrl-C); resume with:")
+        for c in resume:
+            click.echo(f"  {c}")

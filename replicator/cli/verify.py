@@ -12,13 +12,13 @@ from rich.console import Console
 from ..report import utc_stamp, write_report
 from ..verify import DEFAULT_SNAPSHOT, render_markdown, render_terminal, run_verify
 from . import main
-from .options import RunContext, common_options
+from .options import RunContext, common_options, selection_options, subset_options
 
 
 @main.command("verify")
 @common_options
-@click.option("--table", "tables", multiple=True, metavar="NAME",
-              help="verify only this table (repeatable; default: every table on both sides).")
+@selection_options
+@subset_options
 @click.option("--deep", is_flag=True, help="compare content: key-range checksums, bisected to the differing rows.")
 @click.option("--examples", type=click.IntRange(0, 1000), default=5, show_default=True,
               help="example orphan keys listed per foreign key.")
@@ -32,13 +32,17 @@ from .options import RunContext, common_options
 @click.option("--serial", is_flag=True, help="query master and replica one after the other, not concurrently.")
 @click.option("--show-values", is_flag=True,
               help="--deep: put the master's and replica's values of differing rows in the reports (never masked columns).")
-def verify_command(run: RunContext, tables, deep, examples, max_keys, require_readonly_role, snapshot, as_json,
-                   serial, show_values) -> None:
+def verify_command(run: RunContext, tables, exclude, subset, with_referencing, deep, examples, max_keys,
+                   require_readonly_role, snapshot, as_json, serial, show_values) -> None:
     """Is the replica still a faithful copy, and was the master only ever read?"""
+    from ..subset import Subset
+
     run.ensure_out_dir()
     err = Console(stderr=True)
     report = run_verify(
-        run.config, tables=list(tables), deep=deep, examples=examples, require_readonly_role=require_readonly_role,
+        run.config, tables=list(tables), exclude=list(exclude),
+        subset=Subset.from_options(run.config, subset, with_referencing),
+        deep=deep, examples=examples, require_readonly_role=require_readonly_role,
         snapshot=snapshot or run.schemas_dir / DEFAULT_SNAPSHOT.name, max_keys=max_keys, parallel=not serial,
         progress=lambda msg: err.log(msg) if err.is_terminal else None,
     )

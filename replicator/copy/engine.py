@@ -7,6 +7,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Callable
 
 import psycopg
 from psycopg import sql
@@ -18,13 +19,14 @@ from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..introspect import Schema, introspect
 from ..rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, render_settings_query
+from ..selection import Selection
 from ..sequences import advance, sequence_uses
 from . import checkpoint, logic as replica_logic
 from .jobs import Worker, open_worker, run_tables
 from .lock import TableLocks
 from .managed import referenced_managed_tables
 from .models import CopyResult, SequenceFix
-from .plan import POLICIES, TablePlan
+from .plan import POLICIES, TablePlan, resolve_table
 from .preflight import preflight, resolve
 from .table import Progress, RunContext, TableCopy
 
@@ -55,6 +57,8 @@ def copy_tables(
     guard: MasterGuard | None = None,
     checksum_skip: bool = True,
     jobs: int | None = None,
+    selection: Selection | None = None,
+    in_snapshot: Callable[[psycopg.Connection, Schema], Config] | None = None,
 ) -> CopyResult:
     """Copy `tables` (or every table with `all_tables=True`) from the master into the replica.
 
@@ -63,6 +67,11 @@ def copy_tables(
     `ReplicatorError` (with the partial `CopyResult` as `.result`) on bad input, conflicts under `fail`,
     or database errors, naming the side (master/replica) an error came from. `jobs` (default: the
     config's `[copy] jobs`) copies that many tables at once, all reading the run's one snapshot.
+
+    `in_snapshot(master, master_schema)` is called on the guarded master connection inside the run's
+    snapshot, before anything is planned, and returns the config to copy with (a subset's tables and
+    per-table `where`, computed from the very rows this run reads). `selection` (default: that
+    config's `include` / `exclude`) narrows `all_tables`, and refuses a named table it excludes.
     """
     cfg = config or Config()
     master_url = master_url or cfg.master_url
@@ -90,7 +99,8 @@ def copy_tables(
     try:
         _run(master, replica, master_url, replica_url, cfg, result, pool, held, tables=tables, all_tables=all_tables,
              policy=policy, batch_size=batch_size, restart=restart, incremental=incremental, dry_run=dry_run,
-             progress=progress, checksum_skip=checksum_skip, jobs=jobs or cfg.copy_.jobs, guard=guard)
+             progress=progress, checksum_skip=checksum_skip, jobs=jobs or cfg.copy_.jobs, guard=guard,
+             selection=selection, in_snapshot=in_snapshot)
     except BaseException as e:
         # the side an error came from: tagged by the connection that raised it (a worker's too), else
         # the connection left broken or in a failed transaction (checked before the rollback below)
@@ -121,7 +131,7 @@ def copy_tables(
 
 def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResult, pool, held: list[TableLocks], *,
          tables, all_tables, policy, batch_size, restart, incremental, dry_run, progress, checksum_skip, jobs,
-         guard) -> None:
+         guard, selection, in_snapshot) -> None:
     # Which server is which, before anything else: never the master's own database, nor a standby of
     # it, nor a database that is itself a replica used as the master (the marker is written later,
     # once the pre-flight pass has found nothing wrong, right before the first write).
@@ -154,15 +164,23 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     mschema = introspect(master, schemas=cfg.schemas, count_threshold=0)
     rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0)
     replica.commit()
+    if in_snapshot is not None:
+        cfg = in_snapshot(master, mschema)
+    selection = selection or Selection.from_config(cfg)
     if all_tables:
-        names = [f"{t.schema_name}.{t.name}" for t in mschema.tables.values() if not t.partition_of]
-        _add_referenced_managed(master, replica, mschema, rschema, names)
+        selection.check(mschema)
+        chosen = [t for t in mschema.tables.values() if selection.selects(mschema, t)]  # partitions with their root
+        names = [f"{t.schema_name}.{t.name}" for t in chosen if not t.partition_of]
+        _add_referenced_managed(master, replica, mschema, rschema, names, chosen)
     else:
         names = list(dict.fromkeys(tables or []))
         named_managed = {n.split(".", 1)[0].strip('"') for n in names if "." in n} - set(cfg.schemas)
         if named_managed:  # `--table auth.users`: a schema outside the configured ones, named explicitly
             _merge_schemas(master, replica, mschema, rschema, sorted(named_managed))
     pairs, problems = resolve(names, mschema, rschema, cfg)
+    problems[:0] = [f"{mt.schema_name}.{mt.name} is excluded (exclude {p}): leave it out, or drop the pattern"
+                    for mt in filter(None, (resolve_table(mschema, n, cfg) for n in names))
+                    if (p := selection.excluded_by(mt.schema_name, mt.name))]
     if not dry_run and pairs:
         held.append(TableLocks(replica_url))
         held[0].acquire([f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
@@ -239,9 +257,9 @@ def _merge_schemas(master, replica, mschema: Schema, rschema: Schema, schemas: l
     replica.commit()
 
 
-def _add_referenced_managed(master, replica, mschema: Schema, rschema: Schema, names: list[str]) -> None:
+def _add_referenced_managed(master, replica, mschema: Schema, rschema: Schema, names: list[str], chosen) -> None:
     """`--all` also copies the managed tables (auth.users, ...) the copied tables reference."""
-    refs = referenced_managed_tables(mschema, list(mschema.tables.values()))
+    refs = referenced_managed_tables(mschema, chosen)
     if not refs:
         return
     _merge_schemas(master, replica, mschema, rschema, sorted({r.split(".", 1)[0].strip('"') for r in refs}), set(refs))

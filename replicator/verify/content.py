@@ -53,6 +53,8 @@ class SideSpec:
     keys: list[str]
     key_types: list[str]
     columns: list[str]
+    #: rows of this side that take part (the master's through a table's `where` or subset)
+    where: sql.Composable = field(default_factory=lambda: sql.SQL("true"))
 
     @property
     def key_row(self) -> sql.Composable:
@@ -70,12 +72,12 @@ class SideSpec:
         return row_hash(self.columns)
 
     def range_pred(self, lo: Key | None, hi: Key | None) -> sql.Composable:
-        parts: list[sql.Composable] = []
+        parts: list[sql.Composable] = [self.where]
         if lo is not None:
             parts.append(sql.SQL("{} >= {}").format(self.key_row, self.literal(lo)))
         if hi is not None:
             parts.append(sql.SQL("{} < {}").format(self.key_row, self.literal(hi)))
-        return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
+        return sql.SQL(" AND ").join(parts)
 
     def bucket_expr(self, bounds: list[Key]) -> sql.Composable:
         """Index of the range a row falls in: bucket i is [bounds[i-1], bounds[i])."""
@@ -118,7 +120,8 @@ class SideSpec:
         return {tuple(r[:n]): tuple(r[n:]) for r in fetchall(self.conn, q)}
 
     def whole(self) -> tuple[int, int]:
-        q = sql.SQL("SELECT count(*), coalesce(sum({h}), 0) FROM {t}").format(h=self.row_hash, t=self.table)
+        q = sql.SQL("SELECT count(*), coalesce(sum({h}), 0) FROM {t} WHERE {w}").format(
+            h=self.row_hash, t=self.table, w=self.where)
         n, s = fetchone(self.conn, q)  # type: ignore[misc]
         return n, int(s)
 
@@ -147,7 +150,7 @@ class ContentCheck:
         self.key = key if key and not any(k in pair.masked for k in key) else None
         keys = self.key or []
         self.m = SideSpec(sides.master, pair.master_ident, keys,
-                          [pair.master_column(k).type for k in keys], self.columns)
+                          [pair.master_column(k).type for k in keys], self.columns, pair.master_filter)
         self.r = SideSpec(sides.replica, pair.replica_ident, [pair.columns[k] for k in keys],
                           [pair.replica_column(k).type for k in keys], [pair.columns[c] for c in self.columns])
         self.result = ContentResult()

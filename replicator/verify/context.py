@@ -58,6 +58,19 @@ class TablePair:
     only_master: list[str] = field(default_factory=list)
     only_replica: list[str] = field(default_factory=list)
     policy: Policy | None = None  # the copy policy configured for this table
+    #: Master rows this table is a copy of (`[tables.X] where`, or a subset's key list): the master side
+    #: is read through it, the replica side whole. Raw SQL text: verify's statements bind no parameters.
+    where: str | None = None
+    subset: bool = False  # the filter is a subset's key list (shown as such, not spelled out)
+
+    @property
+    def master_filter(self) -> sql.Composable:
+        return sql.SQL("({})").format(sql.SQL(self.where)) if self.where else sql.SQL("true")
+
+    def filter_evidence(self) -> dict[str, str]:
+        if not self.where:
+            return {}
+        return {"master_filter": "subset (the rows a --subset chose)" if self.subset else self.where}
 
     def tolerated(self) -> frozenset[str]:
         """Content differences the table's copy policy keeps on purpose, so they warn rather than fail."""
@@ -85,8 +98,14 @@ class TablePair:
         return self.replica.columns[self.columns[master_name]]
 
 
-def pair_tables(cfg: Config, master: Schema, replica: Schema) -> dict[str, TablePair]:
-    """Tables on both sides (same schema and name), keyed by the master's table key."""
+def pair_tables(cfg: Config, master: Schema, replica: Schema, subset_tables: frozenset[str] = frozenset(),
+                policy: Policy | None = None) -> dict[str, TablePair]:
+    """Tables on both sides (same schema and name), keyed by the master's table key. A partition
+    is read through the `where` of its partitioned table; ``subset_tables`` (labels) have a subset's
+    key list as their `where`. Each pair carries the policy copy applies to it: the table's own, else
+    ``policy`` (a run's --policy), else `[copy] policy` (a table set to replace keeps it)."""
+    from ..order import partition_root
+
     pairs: dict[str, TablePair] = {}
     for key, mt in master.tables.items():
         if mt.kind == "partitioned table":
@@ -107,7 +126,14 @@ def pair_tables(cfg: Config, master: Schema, replica: Schema) -> dict[str, Table
         used = set(columns.values())
         only_replica = [c for c in rt.columns if c not in used]
         masked = [c for c in tc.mask if c in mt.columns]
-        pairs[key] = TablePair(key, label, mt, rt, columns, masked, only_master, only_replica, tc.policy)
+        root = master.tables.get(partition_root(master, key), mt)
+        root_label = f"{root.schema_name}.{root.name}"
+        where = tc.where or cfg.table(root_label).where
+        root_tc = cfg.table(root_label)
+        own = tc.policy or root_tc.policy
+        effective = Policy.REPLACE if own == Policy.REPLACE else (policy or own or cfg.copy_.policy)
+        pairs[key] = TablePair(key, label, mt, rt, columns, masked, only_master, only_replica, effective, where,
+                               root_label in subset_tables)
     return pairs
 
 

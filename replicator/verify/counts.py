@@ -9,29 +9,32 @@ from .model import VerifyReport
 
 
 def count_rows(sides: Sides, pair: TablePair) -> tuple[int, int]:
-    q = "SELECT count(*) FROM {}"
+    """count(*) on both sides; the master's through the table's filter (`where`, subset)."""
+    q = "SELECT count(*) FROM {} WHERE {}"
     m, r = sides.both(
-        lambda c: fetchone(c, sql.SQL(q).format(pair.master_ident))[0],  # type: ignore[index]
-        lambda c: fetchone(c, sql.SQL(q).format(pair.replica_ident))[0],  # type: ignore[index]
+        lambda c: fetchone(c, sql.SQL(q).format(pair.master_ident, pair.master_filter))[0],  # type: ignore[index]
+        lambda c: fetchone(c, sql.SQL(q).format(pair.replica_ident, sql.SQL("true")))[0],  # type: ignore[index]
     )
     return m, r
 
 
 def record_counts(report: VerifyReport, pair: TablePair, master_rows: int, replica_rows: int, source: str) -> None:
     diff = replica_rows - master_rows
+    filtered = pair.filter_evidence()
+    of = " (the master's rows filtered: " + ("the subset" if pair.subset else f"where {pair.where}") + ")" if pair.where else ""
     if diff == 0:
-        report.add("row_counts", "pass", f"{master_rows} rows on both sides", pair.label,
-                   master=master_rows, replica=replica_rows, counted_by=source)
+        report.add("row_counts", "pass", f"{master_rows} rows on both sides{of}", pair.label,
+                   master=master_rows, replica=replica_rows, counted_by=source, **filtered)
     elif diff > 0 and "extra on replica" in pair.tolerated():
         report.add("row_counts", "warn",
                    f"master {master_rows}, replica {replica_rows} ({diff} extra on the replica, kept by policy "
-                   f"{pair.policy.value}; counts alone cannot show missing rows: use --deep)", pair.label,
+                   f"{pair.policy.value}; counts alone cannot show missing rows: use --deep){of}", pair.label,
                    master=master_rows, replica=replica_rows, difference=diff, counted_by=source,
-                   policy=pair.policy.value)
+                   policy=pair.policy.value, **filtered)
     else:
         what = f"{-diff} missing on the replica" if diff < 0 else f"{diff} extra on the replica"
-        report.add("row_counts", "fail", f"master {master_rows}, replica {replica_rows} ({what})", pair.label,
-                   master=master_rows, replica=replica_rows, difference=diff, counted_by=source)
+        report.add("row_counts", "fail", f"master {master_rows}, replica {replica_rows} ({what}){of}", pair.label,
+                   master=master_rows, replica=replica_rows, difference=diff, counted_by=source, **filtered)
 
 
 def check_row_counts(report: VerifyReport, sides: Sides, pair: TablePair) -> None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import psycopg
 from psycopg import IsolationLevel
 
 from .. import identity
-from ..config import Config, require_url
+from ..config import Config, Policy, require_url
 from ..connect import describe, lost_connections, open_master, open_replica, redact
 from ..diff import quote
 from ..errors import ConfigError, ConnectError, GuardViolation
@@ -27,15 +28,28 @@ from .foreign_keys import check_foreign_keys
 from .model import VerifyReport
 from .schema import check_schema, check_snapshot
 from .sequences import check_sequences
+from ..selection import Pattern, Selection
+
+if TYPE_CHECKING:
+    from ..subset import Subset
 
 DEFAULT_SNAPSHOT = Path("schemas") / "master-schema.json"
 
 
-def resolve_tables(names: list[str], master: Schema) -> list[str]:
+def resolve_tables(names: list[str], master: Schema, selection: Selection | None = None) -> list[str]:
     """Master table keys for `--table` names (bare, schema.name, or quoted as in SQL: `"end"`,
-    `app."Odd Table"`); a bare name means the one in public, else the only table of that name."""
+    `app."Odd Table"`); a bare name means the one in public, else the only table of that name. A
+    glob (`lead*`, `analytics.*`) stands for every table it matches (``replicator.selection``)."""
     keys = []
     for name in names:
+        try:
+            pattern: Pattern | None = Pattern.parse(name)
+        except ConfigError:
+            pattern = None  # not a pattern (`Mixed Case.we"ird`, the unquoted label): a name
+        if pattern is not None and pattern.is_glob:
+            sel = Selection((pattern,), selection.exclude if selection else (), "--table")
+            keys += sel.table_keys(master)
+            continue
         found = [t.key for t in master.tables.values()
                  if name in (t.key, f"{t.schema_name}.{t.name}")
                  or (name in (t.name, quote(t.name)) and t.schema_name == "public")]
@@ -48,10 +62,27 @@ def resolve_tables(names: list[str], master: Schema) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+@dataclass
+class Reuse:
+    """What an enclosing run (`replicator sync`) already holds, so verify does not do it again: the
+    two connections, whose pair passed the identity check, the guard that audits the master one, and
+    both schemas as introspected by that run (the replica's after its migration). The connections
+    stay open; verify still takes a fresh snapshot on each."""
+
+    master: psycopg.Connection
+    replica: psycopg.Connection
+    guard: MasterGuard
+    master_schema: Schema
+    replica_schema: Schema
+
+
 def run_verify(
     config: Config,
     *,
     tables: list[str] | None = None,
+    exclude: list[str] | None = None,
+    subset: "Subset | None" = None,
+    policy: "Policy | None" = None,
     deep: bool = False,
     examples: int = 5,
     require_readonly_role: bool = False,
@@ -59,8 +90,16 @@ def run_verify(
     max_keys: int = 100,
     parallel: bool = True,
     progress: Callable[[str], None] | None = None,
+    reuse: Reuse | None = None,
 ) -> VerifyReport:
     """Verify the replica against the master; never writes to either.
+
+    `tables` (names or globs) replaces the config's `include`, `exclude` adds to its `exclude`. A
+    table with a `where` (config) is verified as that part of the master: the master side read through
+    it, the replica side whole; a `subset` (or the config's `[subset]`) is computed in verify's own
+    master snapshot and each table it covers verified as its rows. Differences a table's copy policy
+    keeps on purpose warn instead of failing: its own policy, else `policy` (a sync's --policy), else
+    `[copy] policy`.
 
     Raises `ReplicatorError` (exit 2) for configuration and connection problems; every finding,
     including a database error inside one check, is a `Check` in the report.
@@ -69,13 +108,22 @@ def run_verify(
     say = progress or (lambda _msg: None)
     report = VerifyReport(started_at=datetime.now(timezone.utc), master=redact(master_url),
                           replica=redact(replica_url), deep=deep, require_readonly_role=require_readonly_role)
-    guard = MasterGuard()
+    guard = reuse.guard if reuse else MasterGuard()
+    audit_from = len(guard.audit)
+    selection = Selection.from_config(config, tables or (), exclude or ())
     with ExitStack() as stack:
-        m = open_master(master_url, guard)
-        stack.callback(m.close)
-        r = open_replica(replica_url)
-        stack.callback(r.close)
-        identity.check_pair(m, r, allow_new_master=config.replica_of_new_master)
+        if reuse is None:
+            m = open_master(master_url, guard)
+            stack.callback(m.close)
+            r = open_replica(replica_url)
+            stack.callback(r.close)
+            identity.check_pair(m, r, allow_new_master=config.replica_of_new_master)
+        else:
+            m, r = reuse.master, reuse.replica
+            for conn in (m, r):
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                stack.callback(_restore, conn, conn.isolation_level, conn.read_only)
         for conn in (m, r):
             conn.isolation_level = IsolationLevel.REPEATABLE_READ
             conn.read_only = True
@@ -88,19 +136,35 @@ def run_verify(
         stack.enter_context(_cancel_queries_on_sigint(m, r))
         settings = align_render_settings(sides)
 
-        say("introspecting both sides")
-        ms, rs = sides.both(
-            lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
-            lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
-        )
+        if reuse is None:
+            say("introspecting both sides")
+            ms, rs = sides.both(
+                lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
+                lambda c: introspect(c, schemas=config.schemas, count_threshold=0),
+            )
+        else:
+            ms, rs = reuse.master_schema, reuse.replica_schema
         if absent := ms.absent_schemas():
             # Otherwise a mistyped schema in the config verifies nothing and passes.
             raise ConfigError(f"schema {', '.join(absent)} (from the config's schemas) does not exist on the master")
-        pairs = pair_tables(config, ms, rs)
+        subset_tables: frozenset[str] = frozenset()
+        if subset is not None:
+            say("subset")
+            closure = subset.closure(m, ms, config, selection)
+            config = closure.config(config)
+            subset_tables = frozenset(closure.wheres())
+            selection = Selection.from_config(config, (), exclude or ())
+            tables = None
+        pairs = pair_tables(config, ms, rs, subset_tables, policy)
         if tables:
-            keys = resolve_tables(tables, ms)
+            keys = resolve_tables(tables, ms, selection)
+            for k in keys:
+                if p := selection.excluded_by(ms.tables[k].schema_name, ms.tables[k].name):
+                    raise ConfigError(f"--table {ms.tables[k].schema_name}.{ms.tables[k].name} is excluded "
+                                      f"(exclude {p}): leave it out, or drop the pattern")
         else:
-            keys = [k for k in ms.tables if k in pairs]
+            selected = set(selection.table_keys(ms))
+            keys = [k for k in ms.tables if k in pairs and k in selected]
         selected = [pairs[k] for k in keys if k in pairs]
         report.tables = [pairs[k].label if k in pairs else k for k in keys]
         for k in keys:
@@ -118,7 +182,7 @@ def run_verify(
                     raise _connection_lost(e, name, table) from e
                 report.add(name, "fail", f"error: {describe(e)}", table, error=type(e).__name__)
 
-        scope = set(keys) if tables else None
+        scope = set(keys) if not selection.everything else None
         say("schema")
         renames = {p.key: config.table(p.label).renames for p in pairs.values()}
         check_schema(report, ms, rs, {k: v for k, v in renames.items() if v}, scope)
@@ -143,7 +207,7 @@ def run_verify(
 
         read_only = fetchone(m, "SELECT current_setting('transaction_read_only')")[0]  # type: ignore[index]
         hide_masked_values(report, selected)
-    _audit(report, guard, read_only, settings)
+    _audit(report, guard, read_only, settings, audit_from)
     report.finished_at = datetime.now(timezone.utc)
     return report
 
@@ -208,6 +272,7 @@ def _content(report: VerifyReport, sides: Sides, pair: TablePair, max_keys: int)
         renamed={m: r for m, r in pair.columns.items() if m != r},
         ranges=res.ranges, differing_ranges=res.differing_ranges, queries=res.queries,
         seconds=round(res.seconds, 3), master_rows=res.master_rows, replica_rows=res.replica_rows,
+        **pair.filter_evidence(),
     )
     notes = []
     if pair.masked:
@@ -231,17 +296,28 @@ def _content(report: VerifyReport, sides: Sides, pair: TablePair, max_keys: int)
                    pair.label, **evidence)
 
 
-def _audit(report: VerifyReport, guard: MasterGuard, read_only: str, settings: dict) -> None:
+def _restore(conn: psycopg.Connection, isolation: IsolationLevel | None, read_only: bool | None) -> None:
+    if conn.closed:
+        return
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    conn.isolation_level, conn.read_only = isolation, read_only
+
+
+def _audit(report: VerifyReport, guard: MasterGuard, read_only: str, settings: dict, audit_from: int = 0) -> None:
+    """The audit of the statements this run sent (a reused guard also holds the enclosing run's:
+    the report's audit lists them all, the check counts verify's own)."""
     report.audit = guard.summary()
-    refused = [e for e in guard.audit if not e.allowed]
+    own = guard.audit[audit_from:]
+    refused = [e for e in own if not e.allowed]
     kinds: dict[str, int] = {}
-    for e in guard.audit:
+    for e in own:
         kinds[e.kind] = kinds.get(e.kind, 0) + 1
-    ev = dict(statements=len(guard.audit), distinct=len(report.audit), by_kind=kinds,
+    ev = dict(statements=len(own), distinct=len(report.audit), by_kind=kinds,
               transaction_read_only=read_only, render_settings=settings["master"])
     if refused:
         report.add("audit_log", "fail", f"{len(refused)} statement(s) refused by the guard", None,
                    refused=[{"statement": e.statement[:200], "reason": e.reason} for e in refused[:10]], **ev)
     else:
-        report.add("audit_log", "pass", f"{len(guard.audit)} statement(s) sent to the master, all read-only "
+        report.add("audit_log", "pass", f"{len(own)} statement(s) sent to the master, all read-only "
                    f"(transaction_read_only={read_only})", None, **ev)

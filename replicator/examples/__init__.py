@@ -1,25 +1,27 @@
 """The sample databases: a production-shaped master and a drifted replica.
 
-The files live in ``schemas/examples/`` at the root of the repository (``master.sql``,
-``replica.sql``, ``replicator.toml``, and ``generate.py`` which writes the two ``.sql`` files).
-They are not package data: ``example_path`` finds them relative to this module, so the
-functions here (and ``replicator demo``) work from a checkout or an editable install.
+The files are package data of ``replicator.examples`` (``master.sql``, ``replica.sql``,
+``replicator.toml``, and ``generate.py``, which writes the two ``.sql`` files), read with
+``importlib.resources``: they come with every installation (wheel, ``pipx``, editable), so
+``replicator demo`` works from any directory.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import psycopg
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "schemas" / "examples"
+#: The directory holding the sample files (a real directory: wheels install unpacked).
+EXAMPLES_DIR = Path(str(resources.files(__name__)))
 
 Which = Literal["master", "replica"]
 
 
 def example_path(name: str) -> Path:
-    """Path of a file in ``schemas/examples/`` (``"master.sql"``, ``"replicator.toml"``, ...).
+    """Path of a sample file (``"master.sql"``, ``"replicator.toml"``, ...).
 
     ``"master"`` and ``"replica"`` are accepted as short names for their ``.sql`` files.
     """
@@ -28,8 +30,8 @@ def example_path(name: str) -> Path:
     path = EXAMPLES_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"example file not found: {path} (the examples ship with a source checkout, "
-            "in schemas/examples/)"
+            f"example file not found: {path} (the package replicator.examples ships master.sql, "
+            "replica.sql and replicator.toml: reinstall replicator)"
         )
     return path
 
