@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Container, Literal, Union
 
@@ -22,21 +21,8 @@ DEFAULT_CONFIG_FILE = "replicator.toml"
 MASTER_ENV = "REPLICATOR_MASTER_URL"
 REPLICA_ENV = "REPLICATOR_REPLICA_URL"
 
-# Bounds of the numeric settings: past them a value is a typo, and PostgreSQL would reject it later
-# with a message that does not name the setting ("bigint out of range").
-MAX_BATCH_ROWS = 10_000_000
-MAX_BATCH_BYTES = 4 * 1024**3
-MAX_LAG_SECONDS = 366 * 24 * 3600
-
-
-class Policy(str, Enum):
-    """What `replicator copy` does with rows whose key already exists on the replica."""
-
-    MASTER_WINS = "master-wins"
-    KEEP_REPLICA = "keep-replica"
-    FAIL = "fail"
-    MIRROR = "mirror"
-    REPLACE = "replace"
+# The policies and the bounds of the numeric settings live where the command line can read them cheaply.
+from .constants import MAX_BATCH_BYTES, MAX_BATCH_ROWS, MAX_JOBS, MAX_LAG_SECONDS, Policy  # noqa: E402,F401
 
 
 class FixedValue(BaseModel):
@@ -99,9 +85,6 @@ class TableConfig(BaseModel):
             if new == master_column and old in replica_columns:
                 return old
         return master_column
-
-
-MAX_JOBS = 32
 
 
 class CopySettings(BaseModel):

@@ -34,9 +34,12 @@ from typing import Callable, Collection
 import sqlglot
 from pydantic import BaseModel, ConfigDict
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import Token, TokenType
 
 from .errors import GuardViolation
+
+_POSTGRES = Dialect.get_or_raise("postgres")
 
 #: Built-in functions the tool itself calls on the master (introspection, copy, masking, verify,
 #: analyze, identity), whatever their volatility. Extend it when the tool needs another one; a
@@ -280,9 +283,6 @@ def _words(tokens: list[Token]) -> list[str | None]:
     return [_word(t) for t in tokens]
 
 
-def _source(text: str, tokens: list[Token]) -> str:
-    return text[tokens[0].start : tokens[-1].end + 1]
-
 
 def _refuse(kind: str, reason: str) -> Verdict:
     return Verdict(allowed=False, kind=kind, reason=reason)
@@ -311,7 +311,7 @@ def _classify_one(text: str, tokens: list[Token]) -> Verdict:
     if first == "COPY":
         return _copy(text, tokens, words)
     if first in {"SELECT", "WITH", "VALUES", "TABLE"} or tokens[0].token_type == TokenType.L_PAREN:
-        return _query(_source(text, tokens), tokens)
+        return _query(text, tokens)
     shown = first or tokens[0].text[:20]
     return _refuse(shown.lower(), f"{shown} is not a read")
 
@@ -411,7 +411,7 @@ def _copy(text: str, tokens: list[Token], w: list[str | None]) -> Verdict:
         j = _closing(tokens, 1)
         if j is None or j == 2:
             return _refuse("copy", "unbalanced parentheses")
-        inner = _query(_source(text, tokens[2:j]), tokens[2:j])
+        inner = _query(text, tokens[2:j])
         if not inner.allowed:
             return Verdict(allowed=False, kind="copy", reason=inner.reason)
         i = j + 1
@@ -471,9 +471,10 @@ def _name_list(tokens: list[Token]) -> bool:
 
 
 def _query(sql_text: str, tokens: list[Token]) -> Verdict:
-    """`sql_text`: one query; `tokens`: its tokens (already split off the statement)."""
+    """`tokens`: one query's tokens (already split off the statement); `sql_text`: the text they were
+    read from. Parsed from those tokens: tokenizing again would double the cost of a cold statement."""
     try:
-        trees = sqlglot.parse(sql_text, read="postgres")
+        trees = _POSTGRES.parser().parse(tokens, sql_text)
         parsed_calls = _parsed_builtin_calls(tokens)
     except Exception as e:  # noqa: BLE001 - ParseError, TokenError, or anything else: fail closed
         return _refuse("query", f"cannot parse: {_first_line(e)}")
@@ -607,10 +608,13 @@ def _is_local_presentation_setting(node: exp.Func) -> bool:
 # U&"..." identifiers
 
 
+_UNICODE_IDENTIFIER = re.compile(r'[Uu]&"')
+
+
 def _decode_unicode_identifiers(text: str) -> str:
     """Rewrite every `U&"..."` identifier (with its optional UESCAPE) as the plain quoted identifier
     PostgreSQL reads it as, so `U&"set\\005fconfig"` is checked as "set_config"."""
-    if "&" not in text:
+    if not _UNICODE_IDENTIFIER.search(text):  # PostgreSQL allows no space inside U&"
         return text
     tokens = sqlglot.tokenize(text, read="postgres")
     edits = []

@@ -13,14 +13,14 @@ import logging
 import sys
 
 import click
-import psycopg
 
-from ..connect import describe, error_side, forget_lost_connections, lost_connections
 from ..errors import ConnectError, ReplicatorError, one_line
 
 # psycopg reports some errors it ignores while cleaning up (a COPY cut by a lost connection) through
 # logging; the exception that follows says it in one line, so these never reach the terminal raw.
 logging.getLogger("psycopg").addHandler(logging.NullHandler())
+# psycopg, pydantic, sqlglot and rich are imported by the commands that need them, not here: a
+# `--help` (or a command that never connects) does not wait for them.
 
 USAGE_EXIT = 2
 INTERRUPTED_EXIT = 130
@@ -44,6 +44,10 @@ def interrupted(command: str | None = None) -> None:
 
 def error_line(e: BaseException, command: str | None = None) -> str:
     """The one line for an error raised by a command."""
+    import psycopg
+
+    from ..connect import describe, error_side, lost_connections
+
     lost = lost_connections()
     if isinstance(e, ConnectError):
         return f"error: {e}"  # already says which connection, and where
@@ -64,6 +68,10 @@ def error_line(e: BaseException, command: str | None = None) -> str:
 
 
 def _is_connection_error(e: BaseException | None) -> bool:
+    import psycopg
+
+    from ..connect import lost_connections
+
     for _ in range(10):
         if e is None:
             return False
@@ -89,7 +97,8 @@ class ReplicatorGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        forget_lost_connections()
+        if "replicator.connect" in sys.modules:  # a previous command in this process (tests) connected
+            sys.modules["replicator.connect"].forget_lost_connections()
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Abort as e:
@@ -112,9 +121,19 @@ class ReplicatorGroup(click.Group):
             raise
         except KeyboardInterrupt:
             interrupted(ctx.invoked_subcommand)
-        except (ReplicatorError, psycopg.Error, OSError) as e:
+        except Exception as e:
+            if not _expected(e):
+                raise
             code = e.exit_code if isinstance(e, ReplicatorError) else USAGE_EXIT
             fail(error_line(e, ctx.invoked_subcommand), code)
+
+
+def _expected(e: BaseException) -> bool:
+    """An error a user can act on: ours, the database's (psycopg is loaded if a command connected), a file."""
+    if isinstance(e, (ReplicatorError, OSError)):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(e, psycopg.Error)
 
 
 @click.group(cls=ReplicatorGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from ..analyze import AnalyzeOptions, run_analyze
 from . import main
 from .options import RunContext, common_options, schema_options, selection_options
 
@@ -24,6 +23,8 @@ from .options import RunContext, common_options, schema_options, selection_optio
 def analyze(run: RunContext, schemas, all_schemas, with_privileges, tables, exclude, exact_counts, allow_destructive,
             no_key_overlap, as_json, exit_code) -> None:
     """Diff master vs replica; write the migration plan, the master snapshot and the reports."""
+    from ..analyze import AnalyzeOptions, run_analyze
+
     run.ensure_out_dir()
     opts = AnalyzeOptions(schemas=list(schemas) or None, all_schemas=all_schemas, with_privileges=with_privileges,
                           tables=list(tables), exclude=list(exclude),

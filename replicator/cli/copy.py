@@ -8,14 +8,16 @@ import time
 
 import click
 
-from ..config import MAX_BATCH_ROWS, MAX_JOBS, Policy, require_url
-from ..copy import CopyConflict, CopyResult, copy_tables
-from ..copy.models import TableResult
+from typing import TYPE_CHECKING
+
+from ..constants import MAX_BATCH_ROWS, MAX_JOBS, Policy
 from ..errors import ReplicatorError
-from ..guard import MasterGuard
-from ..report import utc_stamp, write_json
 from . import main
 from .options import RunContext, common_options, selection_options, subset_options
+
+if TYPE_CHECKING:
+    from ..copy import CopyResult
+    from ..copy.models import TableResult
 
 
 class _Plain:
@@ -37,7 +39,7 @@ class _Plain:
                 rate = info["done"] / max(now - self.t0[table], 1e-6)
                 click.echo(f"{table}: {info['done']} rows ({rate:,.0f} rows/s)", err=True)
         elif event == "end":
-            r: TableResult = info["result"]
+            r: "TableResult" = info["result"]
             click.echo(f"{table}: {r.rows_copied} rows in {r.seconds:.1f}s "
                        f"(+{r.inserted} ~{r.updated} -{r.deleted})", err=True)
 
@@ -72,11 +74,11 @@ class _Rich:
             rate = info["done"] / max(time.monotonic() - self.t0[table], 1e-6)
             self.progress.update(self.tasks[table], completed=info["done"], rate=f"{rate:,.0f}")
         elif event == "end":
-            r: TableResult = info["result"]
+            r: "TableResult" = info["result"]
             self.progress.update(self.tasks[table], total=r.rows_copied, completed=r.rows_copied)
 
 
-def _summary_rows(result: CopyResult) -> list[dict]:
+def _summary_rows(result: "CopyResult") -> list[dict]:
     return [
         {"table": t.table, "policy": t.policy, "mode": t.mode, "rows_copied": t.rows_copied, "inserted": t.inserted,
          "updated": t.updated, "deleted": t.deleted, "unchanged": t.unchanged, "reconciled": t.reconciled,
@@ -107,6 +109,11 @@ def _summary_rows(result: CopyResult) -> list[dict]:
 def copy_cmd(run: RunContext, tables, exclude, subset, with_referencing, all_tables, policy, batch_size, restart,
              incremental, dry_run, no_checksum_skip, jobs, as_json) -> None:
     """Copy rows from the master to the replica (checkpointed; rerun to resume)."""
+    from ..config import require_url
+    from ..copy import CopyConflict, copy_tables
+    from ..guard import MasterGuard
+    from ..report import utc_stamp, write_json
+
     from ..selection import Selection
     from ..subset import Subset
 
@@ -129,7 +136,7 @@ def copy_cmd(run: RunContext, tables, exclude, subset, with_referencing, all_tab
     if plan is not None:
         # the subset decides, inside the copy's snapshot, which of the selected tables it reaches
         kwargs.update(selection=None, in_snapshot=plan.hook(run.config, selection))
-    result: CopyResult | None = None
+    result: "CopyResult | None" = None
     error: ReplicatorError | None = None
     try:
         if sys.stderr.isatty() and not as_json:

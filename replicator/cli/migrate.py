@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..migrate import MigrateOptions, run_migrate
 from . import main
 from .options import RunContext, common_options, schema_options, selection_options
 
@@ -27,6 +26,8 @@ def migrate(run: RunContext, schemas, all_schemas, with_privileges, tables, excl
     """Apply the migration plan to the replica in one transaction, after a backup.
 
     Without --plan the plan is recomputed from live introspection of both sides."""
+    from ..migrate import MigrateOptions, run_migrate
+
     run.ensure_out_dir()
     if plan_file and (tables or exclude):
         raise click.UsageError("--plan applies a reviewed plan file as written: --table and --exclude do not apply")

@@ -7,15 +7,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
-from ..config import Config, load_config
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 @dataclass
 class RunContext:
-    config: Config
+    config: "Config"
     out_dir: Path
 
     @property
@@ -49,6 +53,8 @@ def common_options(fn):
                   help="accept a replica whose marker names another master (and re-point the marker when writing).")
     @functools.wraps(fn)
     def wrapper(*args, master, replica, config_path, out_dir, replica_of_new_master, **kwargs):
+        from ..config import load_config  # pydantic: only once a command runs
+
         cfg = load_config(config_path, master=master, replica=replica, replica_of_new_master=replica_of_new_master)
         return fn(*args, run=RunContext(config=cfg, out_dir=out_dir), **kwargs)
 

@@ -11,10 +11,6 @@ import shlex
 
 import click
 
-from .. import identity
-from ..config import require_url
-from ..connect import replica_session
-from ..copy import checkpoint
 from . import main
 from .options import RunContext, common_options
 
@@ -65,6 +61,11 @@ def _copy_resume(rows: list[dict], config_path: str | None) -> list[str]:
 def status_cmd(run: RunContext, as_json: bool) -> None:
     """Show copy checkpoints (per table: state, run, last key, rows, policy) and the last sync; an
     interrupted run is shown with the command that resumes it."""
+    from .. import identity
+    from ..config import require_url
+    from ..connect import replica_session
+    from ..copy import checkpoint
+
     from ..copy.lock import holder
 
     with replica_session(require_url(run.config, "replica")) as conn:

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ..config import Policy
+from ..constants import Policy
 from . import main
 from .options import RunContext, common_options, selection_options, subset_options
 

@@ -7,10 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-
-from ..report import utc_stamp, write_report
-from ..verify import DEFAULT_SNAPSHOT, render_markdown, render_terminal, run_verify
 from . import main
 from .options import RunContext, common_options, selection_options, subset_options
 
@@ -35,6 +31,11 @@ from .options import RunContext, common_options, selection_options, subset_optio
 def verify_command(run: RunContext, tables, exclude, subset, with_referencing, deep, examples, max_keys,
                    require_readonly_role, snapshot, as_json, serial, show_values) -> None:
     """Is the replica still a faithful copy, and was the master only ever read?"""
+    from rich.console import Console
+
+    from ..report import utc_stamp, write_report
+    from ..verify import DEFAULT_SNAPSHOT, render_markdown, render_terminal, run_verify
+
     from ..subset import Subset
 
     run.ensure_out_dir()

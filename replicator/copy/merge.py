@@ -10,7 +10,6 @@ from __future__ import annotations
 from itertools import count
 
 import psycopg
-from deepdiff import DeepDiff
 from psycopg import sql
 
 from ..config import Policy
@@ -72,6 +71,8 @@ class Stage(TempTable):
         n = self.r.execute(sql.SQL("SELECT count(*) ") + base).fetchone()[0]
         if not n:
             return 0, []
+        from deepdiff import DeepDiff  # only to describe conflicts: not worth its import time otherwise
+
         rows = self.r.execute(sql.SQL("SELECT to_jsonb(s), to_jsonb(t) ") + base + sql.SQL(" ORDER BY {} LIMIT %s").format(
             sql.SQL(", ").join(sql.Identifier("s", k) for k in tp.key_r)), [MAX_CONFLICT_DETAILS]).fetchall()
         details = []
