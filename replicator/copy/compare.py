@@ -103,8 +103,6 @@ class Comparer:
                     while block := spool.read(1 << 20):
                         dst.write(block)
                 n = max(cur.rowcount, 0)
-        if n > 1000:
-            self.r.execute(sql.SQL("ANALYZE {}, {}").format(mkeys, rkeys))  # temp tables have no statistics
         join = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier("r", k), sql.Identifier("m", k)) for k in rk)
         h = sql.Identifier(HASH_COLUMN)
         cond = sql.SQL("r.{f} IS NULL OR r.{h} <> m.{h}").format(f=sql.Identifier(rk[0]), h=h) if want_changed \

@@ -161,8 +161,8 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     replica.commit()
     pooled_replica = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
     # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables
-    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0)
-    rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0)
+    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0, tables_only=True)
+    rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0, tables_only=True)
     replica.commit()
     if in_snapshot is not None:
         cfg = in_snapshot(master, mschema)
@@ -252,7 +252,7 @@ def _merge_schemas(master, replica, mschema: Schema, rschema: Schema, schemas: l
                    only: set[str] | None = None) -> None:
     """Introspect more schemas on both sides into the run's schemas (only the tables ``only`` names)."""
     for conn, schema in ((master, mschema), (replica, rschema)):
-        extra = introspect(conn, schemas=schemas)
+        extra = introspect(conn, schemas=schemas, count_threshold=0, tables_only=True)
         schema.tables.update({k: t for k, t in extra.tables.items() if only is None or k in only})
     replica.commit()
 

@@ -67,12 +67,13 @@ class KeyRanges:
             sql.SQL("{}::text").format(sql.Identifier(alias, c) if alias else sql.Identifier(c)) for c in columns)
 
     def sample_boundaries(self, master: psycopg.Connection, estimate: int | None, rows_per_interval: int, *,
-                          include: Key | None = None) -> list[Key]:
+                          include: Key | None = None, probe: int | None = None) -> list[Key]:
         """Keys cutting the master table into intervals of about ``rows_per_interval`` rows, in one query:
         ntile over the keys of a block sample (`TABLESAMPLE SYSTEM`, about `SAMPLE_PAGES` pages) of a big
         table, of every key of a small one. Approximate sizes are all a walk needs: any keys cut the key
         space into ranges that cover it. ``include`` (the key an interrupted run stopped at) becomes a
-        boundary too. A table of about one interval gets none: one range, no query."""
+        boundary too, and so does the key ``probe`` rows in (exactly, from the index), in the same
+        statement. A table of about one interval gets none: one range, no query."""
         tp = self.tp
         parts = -(-(estimate or 0) // rows_per_interval)
         if parts <= 1 and include is None:
@@ -99,6 +100,10 @@ class KeyRanges:
             picked = sql.SQL("({}) UNION SELECT {}").format(picked, sql.SQL(", ").join(
                 sql.SQL("%s::" + t) for t in tp.key_types))
             params = list(include)
+        if probe is not None and parts > 1:
+            picked = sql.SQL("({}) UNION (SELECT {k} FROM {t} WHERE {f} ORDER BY {o} OFFSET %s LIMIT 1)").format(
+                picked, k=keys, t=tp.mfrom, f=tp.where, o=self.order(tp.key_m))
+            params.append(probe - 1)
         aliased = sql.SQL(", ").join(sql.SQL("{}::text AS {}").format(sql.Identifier(k), sql.Identifier(f"_replicator_k{i}"))
                                      for i, k in enumerate(tp.key_m))
         q = sql.SQL("SELECT {a} FROM ({p}) b ORDER BY {o}").format(a=aliased, p=picked, o=self.order(tp.key_m))

@@ -49,6 +49,7 @@ from .plan import POLICIES, CopyError, TablePlan
 from .stream import TID_RANGE_MIN_VERSION, TRAILER, copy_in, copy_out, framed_rows, page_ranges, pipe
 
 FIRST_WIDTH = 4  # a table of up to this many batches is compared in one range
+PROBE_FRACTION = 20  # a bigger table's first range is a probe of 1/20 of a batch
 MAX_WIDTH = 16  # a range compared by checksum covers up to this many batches
 KEYS_WIDTH = 8  # a range compared key by key covers this many batches
 TRANSFER_ABOVE = 0.3  # fraction of differing rows above which a range is transferred whole, not by key
@@ -340,7 +341,11 @@ class TableCopy:
         self.ctx.progress("start", res.table, total=estimate)
         comparer = Comparer(self.m, self.r, tp, ranges, self.ctx.pool, pooled=self.ctx.pooled_replica)
         try:
-            bounds = ranges.sample_boundaries(self.m, estimate, tp.batch_size, include=self.reconcile_until)
+            # A big table's first range is a small probe: where changes are everywhere, it differs at
+            # once and the walk goes key by key having hashed little twice; where nothing changed it
+            # matches and the ranges double from there.
+            bounds = ranges.sample_boundaries(self.m, estimate, tp.batch_size, include=self.reconcile_until,
+                                              probe=max(1, tp.batch_size // PROBE_FRACTION))
             self._walk(comparer, policy, was_empty, bounds)
         finally:
             comparer.close()

@@ -89,6 +89,7 @@ def introspect(
     with_privileges: bool = False,
     exact_counts: bool = False,
     count_threshold: int = 100_000,
+    tables_only: bool = False,
 ) -> Schema:
     """Introspect ``conn``'s database.
 
@@ -96,7 +97,8 @@ def introspect(
     PostgreSQL's own, Supabase's managed ones (:data:`MANAGED_SCHEMAS`) and ``_replicator``.
     Row counts are exact (``count(*)``) when the planner estimate is below ``count_threshold``,
     when the table was never analyzed, or with ``exact_counts=True``; otherwise the estimate.
-    Grants are read only with ``with_privileges=True``.
+    Grants are read only with ``with_privileges=True``. ``tables_only=True`` reads only the tables
+    with their columns, keys and indexes (what copying data needs), not the rest of the schema.
 
     Besides the compared schemas' objects, the result holds their dependencies (``pg_depend``),
     the cluster's roles, the extensions the server could install, and what the compared schemas use
@@ -119,12 +121,16 @@ def introspect(
             head = []
         else:
             names = list(dict.fromkeys(schemas if schemas is not None else DEFAULT_SCHEMAS))
-        kinds = OBJECT_QUERIES + SCHEMA_QUERIES + (("grants",) if with_privileges else ())
+        kinds = (TABLE_QUERIES if tables_only
+                 else OBJECT_QUERIES + SCHEMA_QUERIES + (("grants",) if with_privileges else ()))
         params = {"schemas": names}
         results = batch(conn, head + [(queries.load(n), params) for n in kinds], row_factory=dict_row)
         if head:
             server_rows = results[len(head) - 1]
-        rows = dict(zip(kinds, results[len(head):])).__getitem__
+        fetched = dict(zip(kinds, results[len(head):]))
+
+        def rows(name: str) -> list[dict[str, Any]]:
+            return fetched.get(name, [])  # kinds not read (tables_only) are empty
         server = server_rows[0]
         result = Schema(
             server_version=server["server_version"],
@@ -137,15 +143,16 @@ def introspect(
         reltuples, countable = _read_objects(rows, result)
         for r in rows("namespaces"):
             result.namespaces[r["key"]] = Namespace(**r)
-        for r in rows("extensions"):
-            result.extensions[r["name"]] = Extension(**r)
-        for r in rows("available_extensions"):
-            result.available_extensions[r["name"]] = r["versions"]
-        for r in rows("roles"):
-            result.roles[r["name"]] = Role(**r)
-        result.dependencies = [Dependency(**r) for r in rows("depends")]
-        result.external.present = [present_ref(r["kind"], r["key"], r["name"]) for r in rows("outside")]
-        _read_external(conn, result)
+        if not tables_only:
+            for r in rows("extensions"):
+                result.extensions[r["name"]] = Extension(**r)
+            for r in rows("available_extensions"):
+                result.available_extensions[r["name"]] = r["versions"]
+            for r in rows("roles"):
+                result.roles[r["name"]] = Role(**r)
+            result.dependencies = [Dependency(**r) for r in rows("depends")]
+            result.external.present = [present_ref(r["kind"], r["key"], r["name"]) for r in rows("outside")]
+            _read_external(conn, result)
 
         if with_privileges:
             _attach_grants(result, rows("grants"))
@@ -211,6 +218,8 @@ class _Bracket:
 #: The catalog queries of one round of introspection: objects, then what the schema as a whole holds.
 OBJECT_QUERIES = ("tables", "views", "columns", "constraints", "indexes", "triggers", "policies", "sequences",
                   "enums", "domains", "composites", "ranges", "functions")
+#: What copying data needs: the tables, their columns, keys and indexes, and which schemas exist.
+TABLE_QUERIES = ("tables", "columns", "constraints", "indexes", "namespaces")
 SCHEMA_QUERIES = ("namespaces", "extensions", "available_extensions", "roles", "depends", "outside")
 
 
