@@ -300,19 +300,23 @@ def batch(conn: psycopg.Connection, statements: list[tuple[Any, Any]], *, row_fa
         return out
     cursors = []
     try:
-        with conn.pipeline() as pipeline:
-            try:
-                for query, params in statements:
-                    cur = conn.cursor(**kw)
-                    cursors.append(cur)
-                    cur.execute(query, params)
-                pipeline.sync()
-            except BaseException as e:
-                if not isinstance(e, psycopg.Error):
-                    # Ctrl-C while the server works on what was sent (say, waiting on a lock): leaving
-                    # the pipeline waits for every result, so stop the server's work first.
-                    _cancel(conn)
-                raise
+        try:
+            with conn.pipeline():  # leaving it sends a Sync and waits for every result: one round trip
+                try:
+                    for query, params in statements:
+                        cur = conn.cursor(**kw)
+                        cursors.append(cur)
+                        cur.execute(query, params)
+                except BaseException as e:
+                    if not isinstance(e, psycopg.Error):
+                        # Ctrl-C while statements were being sent: leaving the pipeline waits for
+                        # every result, so stop the server's work on them first (one may wait on a lock)
+                        _cancel(conn)
+                    raise
+        except BaseException as e:
+            if not isinstance(e, psycopg.Error):
+                _cancel(conn)  # interrupted while waiting for the results: nothing more is awaited
+            raise
         return [c.fetchall() if c.description else [] for c in cursors]
     finally:
         for c in cursors:
