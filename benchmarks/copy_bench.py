@@ -5,8 +5,8 @@
 
 Every case runs in the same session as its baseline; figures are medians of --runs runs and ratios
 to the raw pipe:
-  raw        COPY ... TO STDOUT (FORMAT binary) piped into COPY ... FROM STDIN in one Python process
-             (psycopg): the limit for a full copy
+  raw        COPY ... TO STDOUT (FORMAT binary) piped into COPY ... FROM STDIN between two psql
+             processes (benchmarks/baseline.py): the limit for a full copy
   empty      the whole `replicator copy` process (start-up included) into an empty replica table
              (goal <= 1.10)
   pg_dump    `pg_dump -Fc --data-only | pg_restore --data-only` of the table, for comparison
@@ -32,9 +32,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.copy import QueuedLibpqWriter
 
 from replicator import ephemeral
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import describe, raw_pipe  # noqa: E402
 
 DDL = """
 CREATE TABLE whatsapp_messages (
@@ -70,18 +72,6 @@ def q(url: str, text: str, params=None):
     with psycopg.connect(url, autocommit=True) as c:
         cur = c.execute(text, params)
         return cur.fetchall() if cur.description else None
-
-
-def raw_pipe(master: str, replica: str) -> float:
-    t0 = time.perf_counter()
-    with psycopg.connect(master) as m, psycopg.connect(replica) as r:
-        with m.cursor() as mc, r.cursor() as rc:
-            with mc.copy("COPY whatsapp_messages TO STDOUT (FORMAT binary)") as src:
-                with rc.copy("COPY whatsapp_messages FROM STDIN (FORMAT binary)", writer=QueuedLibpqWriter(rc)) as dst:
-                    for chunk in src:
-                        dst.write(chunk)
-        r.commit()
-    return time.perf_counter() - t0
 
 
 def empty_replica(replica: str) -> None:
@@ -187,7 +177,7 @@ def main() -> None:
         rss: dict[str, list[int]] = {"empty": []}
         for i in range(args.runs):
             empty_replica(replica)
-            cases["raw"].append(raw_pipe(master, replica))
+            cases["raw"].append(raw_pipe(master, replica, "whatsapp_messages", bindir))
             empty_replica(replica)
             t, peak = copy_cli(master, replica, out)
             cases["empty"].append(t)
@@ -223,7 +213,7 @@ def main() -> None:
 
         r = med(cases["raw"])
         goals = {"empty": 1.10, "unchanged": 0.25, "1%": 0.5, "10%": 1.0}
-        names = {"raw": "raw binary COPY pipe", "empty": "replicator copy, empty replica", "pg_dump":
+        names = {"raw": f"raw binary COPY pipe ({describe(bindir)})", "empty": "replicator copy, empty replica", "pg_dump":
                  "pg_dump -Fc | pg_restore", "pgcopydb": "pgcopydb --table-jobs 2", "unchanged":
                  "master-wins, unchanged", "1%": "master-wins, 1% changed", "10%": "master-wins, 10% changed"}
         print()

@@ -17,12 +17,16 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 
 from replicator import ephemeral
 from replicator.config import Config
 from replicator.verify import run_verify
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import describe, raw_pipe  # noqa: E402
 
 DDL = """
 CREATE TABLE public.whatsapp_messages (
@@ -64,18 +68,11 @@ FROM generate_series(1, {rows}) g
 """
 
 
-def raw_copy(master_url: str, replica_url: str) -> float:
+def raw_copy(master_url: str, replica_url: str, bindir) -> float:
     """Truncate the replica table, then time the binary COPY pipe master → replica."""
     with psycopg.connect(replica_url, autocommit=True) as r:
         r.execute("TRUNCATE public.whatsapp_messages")
-    t0 = time.perf_counter()
-    with psycopg.connect(master_url) as m, psycopg.connect(replica_url) as r:
-        with m.cursor().copy("COPY public.whatsapp_messages TO STDOUT (FORMAT binary)") as out, \
-                r.cursor().copy("COPY public.whatsapp_messages FROM STDIN (FORMAT binary)") as inp:
-            for block in out:
-                inp.write(block)
-        r.commit()
-    return time.perf_counter() - t0
+    return raw_pipe(master_url, replica_url, "public.whatsapp_messages", bindir)
 
 
 def timed_verify(cfg: Config) -> tuple[float, object]:
@@ -97,7 +94,7 @@ def main() -> int:
     clusters = [ephemeral.start_cluster(bindir) for _ in range(2)]
     try:
         master_url, replica_url = clusters[0].url(), clusters[1].url()
-        print(f"PostgreSQL {clusters[0].version} from {bindir}; {args.rows:,} rows")
+        print(f"PostgreSQL {clusters[0].version} from {bindir}; {args.rows:,} rows; baseline: {describe(bindir)}")
         t0 = time.perf_counter()
         with psycopg.connect(master_url, autocommit=True) as m:
             m.execute(DDL)
@@ -112,7 +109,7 @@ def main() -> int:
 
         copies, verifies = [], []
         for i in range(args.runs):
-            copies.append(raw_copy(master_url, replica_url))
+            copies.append(raw_copy(master_url, replica_url, bindir))
             if i == 0:
                 with psycopg.connect(replica_url, autocommit=True) as r:
                     r.execute("VACUUM ANALYZE public.whatsapp_messages")

@@ -47,6 +47,30 @@ def test_empty_table_straight_copy_composite_key_and_odd_values(master_url, repl
     assert (t2.inserted, t2.updated, t2.deleted, t2.unchanged) == (0, 0, 0, 2500)
 
 
+def test_narrow_rows_are_gathered_into_large_writes_without_losing_a_row(master_url, replica_url, sql_on, monkeypatch):
+    # the master sends one message per row; they are gathered into blocks before the replica write:
+    # a block boundary falls inside batches and across them, and every row still arrives once
+    from replicator.copy import stream
+
+    monkeypatch.setattr(stream, "WRITE_BYTES", 1000)  # many blocks per batch, a partial one at each end
+    both(sql_on, master_url, replica_url, "CREATE TABLE narrow (id int PRIMARY KEY, v text)")
+    sql_on(master_url, "INSERT INTO narrow SELECT i, repeat('n', i % 13) FROM generate_series(1, 20000) i")
+    sql_on(master_url, "VACUUM ANALYZE narrow")
+    writes = []
+    real_flush = stream.Coalesced.flush
+
+    def counting_flush(self):
+        writes.append(len(self.buf))
+        real_flush(self)
+
+    monkeypatch.setattr(stream.Coalesced, "flush", counting_flush)
+    t = copy_tables(master_url, replica_url, ["narrow"], batch_size=3000).tables[0]
+    assert t.inserted == 20000 and t.batches >= 5
+    assert len([w for w in writes if w]) > t.batches * 5  # blocks, not one write per row, not one per batch
+    assert max(writes) < 1000 + 64  # a block ends at the first row past the threshold
+    assert checksum(sql_on, master_url, "narrow") == checksum(sql_on, replica_url, "narrow")
+
+
 @pytest.mark.parametrize("keytype,expr", [
     ("uuid", "md5(i::text)::uuid"),
     ("bigint", "i::bigint * 1000000000"),
