@@ -487,3 +487,27 @@ def test_outside_objects_and_roles(master_url, sql_on):
     assert any(d.on_extension == "pgcrypto" and d.key == "public.profile" for d in s.dependencies)
     assert "intro_reader" in s.roles and s.roles_used() == {"intro_reader"}
     assert "pgcrypto" in s.available_extensions and "1.3" in s.available_extensions["pgcrypto"]
+
+
+def test_deferred_close_leaves_the_savepoint_to_the_callers_next_batch(db, sql_on):
+    # inside a transaction, introspection pins its rendering settings in a savepoint; with
+    # defer_close the statements ending it come back to the caller instead of costing a round trip
+    # (when no exact count is left to read with them: every table analyzed)
+    sql_on(db, "ANALYZE")
+    with psycopg.connect(db) as conn:
+        conn.execute("SELECT pg_catalog.set_config('extra_float_digits', '1', true)")
+        closing: list = []
+        s = introspect(conn, count_threshold=0, tables_only=True, defer_close=closing)
+        assert "public.clients" in s.tables
+        assert [q for q, _ in closing] == ["ROLLBACK TO SAVEPOINT _replicator_introspect",
+                                           "RELEASE SAVEPOINT _replicator_introspect"]
+        assert conn.execute("SHOW extra_float_digits").fetchone()[0] == "3"  # still introspection's
+        for q, _ in closing:
+            conn.execute(q)
+        assert conn.execute("SHOW extra_float_digits").fetchone()[0] == "1"  # the caller's again
+        # outside a transaction there is no savepoint to defer: introspection ends its own
+        conn.rollback()
+        conn.autocommit = True
+        closing.clear()
+        introspect(conn, count_threshold=0, tables_only=True, defer_close=closing)
+        assert closing == [] and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

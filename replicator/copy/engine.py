@@ -161,21 +161,32 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     replica.commit()
     pooled_replica = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
     # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables
-    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0, tables_only=True)
+    # the statements ending the master introspection's savepoint ride on the next master batch
+    closing: list = []
+
+    def close_introspection() -> None:
+        if closing:
+            batch(master, closing)
+            closing.clear()
+
+    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0, tables_only=True, defer_close=closing)
     rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0, tables_only=True)
     replica.commit()
     if in_snapshot is not None:
+        close_introspection()
         cfg = in_snapshot(master, mschema)
     selection = selection or Selection.from_config(cfg)
     if all_tables:
         selection.check(mschema)
         chosen = [t for t in mschema.tables.values() if selection.selects(mschema, t)]  # partitions with their root
         names = [f"{t.schema_name}.{t.name}" for t in chosen if not t.partition_of]
+        close_introspection()
         _add_referenced_managed(master, replica, mschema, rschema, names, chosen)
     else:
         names = list(dict.fromkeys(tables or []))
         named_managed = {n.split(".", 1)[0].strip('"') for n in names if "." in n} - set(cfg.schemas)
         if named_managed:  # `--table auth.users`: a schema outside the configured ones, named explicitly
+            close_introspection()
             _merge_schemas(master, replica, mschema, rschema, sorted(named_managed))
     pairs, problems = resolve(names, mschema, rschema, cfg)
     problems[:0] = [f"{mt.schema_name}.{mt.name} is excluded (exclude {p}): leave it out, or drop the pattern"
@@ -191,7 +202,8 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     result.replica_logic = logic.description if not dry_run else ""
     plans = preflight(master, replica, pairs, cfg, mschema=mschema, rschema=rschema, problems=problems, policy=policy, batch_size=batch_size,
                       incremental=incremental, dry_run=dry_run, restart=restart,
-                      logic=logic if not dry_run else None, checkpoints=checkpoints)
+                      logic=logic if not dry_run else None, checkpoints=checkpoints, first=closing)
+    close_introspection()  # when preflight had nothing to ask the master
     plans, deferred = _fk_order(rschema, plans)
     enforce_fks = not logic.replication_role
     if not dry_run:

@@ -56,17 +56,22 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
               mschema: Schema, rschema: Schema,
               problems: list[str], policy: Policy | None, batch_size: int | None, incremental: bool,
               dry_run: bool, restart: bool, logic: ReplicaLogic | None,
-              checkpoints: dict[str, Checkpoint]) -> list[TablePlan]:
-    """Plans for every table, or `CopyError` listing every problem found (nothing written either way)."""
+              checkpoints: dict[str, Checkpoint], first: list | None = None) -> list[TablePlan]:
+    """Plans for every table, or `CopyError` listing every problem found (nothing written either way).
+    ``first``: master statements still to send (their results unused); they go at the head of the
+    master's batch, and the list is emptied once they are sent."""
     problems = list(problems)
     plans: list[TablePlan] = []
     if pairs:
         mkeys = [mt.key for mt, _ in pairs]
         rkeys = [rt.key for _, rt in pairs]
         # the master's three questions go together: one round trip
-        unsafe_rows, collation, readable_rows = batch(master, [
+        head = list(first or [])
+        *_, unsafe_rows, collation, readable_rows = batch(master, head + [
             (queries.load("binary_unsafe"), {"tables": mkeys}), (_COLLATION, None),
             (queries.load("master_access"), {"tables": mkeys})], row_factory=dict_row)
+        if first:
+            first.clear()
         unsafe: dict[str, set[str]] = {}
         for r in unsafe_rows:
             unsafe.setdefault(r["relation"], set()).add(r["column_name"])

@@ -90,6 +90,7 @@ def introspect(
     exact_counts: bool = False,
     count_threshold: int = 100_000,
     tables_only: bool = False,
+    defer_close: list[tuple[Any, Any]] | None = None,
 ) -> Schema:
     """Introspect ``conn``'s database.
 
@@ -99,6 +100,9 @@ def introspect(
     when the table was never analyzed, or with ``exact_counts=True``; otherwise the estimate.
     Grants are read only with ``with_privileges=True``. ``tables_only=True`` reads only the tables
     with their columns, keys and indexes (what copying data needs), not the rest of the schema.
+    Inside the caller's transaction, ``defer_close`` (a list) receives the statements ending the
+    introspection's savepoint instead of sending them, when nothing else is left to read: the caller
+    sends them first in its next batch, a round trip fewer to a distant master.
 
     Besides the compared schemas' objects, the result holds their dependencies (``pg_depend``),
     the cluster's roles, the extensions the server could install, and what the compared schemas use
@@ -110,7 +114,7 @@ def introspect(
     # read, and rolling back restores the caller's settings it pinned. Its BEGIN/SAVEPOINT, the pins,
     # the server facts and every catalog query of a round go to the server together (`batch`), so a
     # distant master costs a few round trips, not one per query.
-    bracket = _Bracket(conn)
+    bracket = _Bracket(conn, defer_close)
     try:
         head = bracket.opening() + [(queries.load("settings"), None), (queries.load("server"), None)]
         if all_schemas:
@@ -178,8 +182,8 @@ class _Bracket:
 
     NAME = "_replicator_introspect"
 
-    def __init__(self, conn: psycopg.Connection):
-        self.conn = conn
+    def __init__(self, conn: psycopg.Connection, deferred: list[tuple[Any, Any]] | None = None):
+        self.conn, self.deferred = conn, deferred
         status = conn.info.transaction_status
         if status == TransactionStatus.INTRANS:
             self.open, self.end = f"SAVEPOINT {self.NAME}", [f"ROLLBACK TO SAVEPOINT {self.NAME}", f"RELEASE SAVEPOINT {self.NAME}"]
@@ -197,7 +201,11 @@ class _Bracket:
             found = batch(self.conn, list(statements), row_factory=dict_row) if statements else []
             self.conn.rollback()
             return found
-        found = batch(self.conn, list(statements) + [(s, None) for s in self.end], row_factory=dict_row)
+        ending = [(s, None) for s in self.end]
+        if not statements and self.deferred is not None and self.open.startswith("SAVEPOINT"):
+            self.deferred.extend(ending)  # the caller's next batch carries them
+            return []
+        found = batch(self.conn, list(statements) + ending, row_factory=dict_row)
         return found[:len(statements)]
 
     def abandon(self) -> None:
