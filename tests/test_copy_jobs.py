@@ -72,6 +72,79 @@ def test_jobs_respect_parents_when_the_replica_enforces_foreign_keys(master_url,
         sql_on(pg_servers[1].admin_url, f"DROP ROLE IF EXISTS {role}")
 
 
+BIG = "CREATE TABLE big (id int PRIMARY KEY, v text, j jsonb, at timestamptz DEFAULT now())"
+BIG_ROWS = ("INSERT INTO big SELECT i, repeat(md5(i::text), 4), jsonb_build_object('i', i, 'x', i * 1.50), "
+            "timestamptz '2024-01-01' + i * interval '1 minute' FROM generate_series(1, {n}) i")
+
+
+def _big(sql_on, master_url, replica_url, rows=20000):
+    both(sql_on, master_url, replica_url, BIG)
+    sql_on(master_url, BIG_ROWS.format(n=rows))
+    sql_on(master_url, "VACUUM ANALYZE big")
+
+
+def test_one_big_table_shares_its_page_ranges_among_the_jobs(master_url, replica_url, sql_on):
+    _big(sql_on, master_url, replica_url)
+    streams = []
+
+    def change_the_master_mid_run(event, table, **info):
+        # the first committed range: the master changes rows everywhere in the heap; no stream may see it
+        if event == "batch" and not streams:
+            streams.append(info["rows"])
+            sql_on(master_url, "UPDATE big SET v = 'after the snapshot' WHERE id % 50 = 0; "
+                               "INSERT INTO big (id, v) VALUES (999999, 'after')")
+
+    res = copy_tables(master_url, replica_url, ["big"], batch_size=1000, jobs=3, progress=change_the_master_mid_run)
+    (t,) = res.tables
+    assert t.mode == "direct" and "page ranges shared by 3 connections" in t.notes
+    assert t.batches > 3 and t.rows_copied == t.inserted == 20000
+    assert sql_on(replica_url, "SELECT count(*), count(*) FILTER (WHERE v = 'after the snapshot') FROM big") \
+        == [(20000, 0)]
+    assert sql_on(replica_url, "SELECT status, rows_copied, batches FROM _replicator.checkpoints "
+                               "WHERE table_name = 'public.big'") == [("done", 20000, t.batches)]
+    # equal, as of the run's snapshot: the changes arrive with the next run
+    res = copy_tables(master_url, replica_url, ["big"], policy="master-wins")
+    assert (res.tables[0].updated, res.tables[0].inserted) == (400, 1)
+    assert same(sql_on, master_url, replica_url, "big")
+
+
+def test_a_partitioned_table_shares_the_page_ranges_of_its_partitions(master_url, replica_url, sql_on):
+    ddl = ("CREATE TABLE ev (id int, at date NOT NULL, body text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at); "
+           "CREATE TABLE ev_1 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2024-02-01'); "
+           "CREATE TABLE ev_2 PARTITION OF ev FOR VALUES FROM ('2024-02-01') TO ('2024-03-01'); "
+           "CREATE TABLE ev_d PARTITION OF ev DEFAULT")
+    both(sql_on, master_url, replica_url, ddl)
+    sql_on(master_url, "INSERT INTO ev SELECT i, date '2024-01-01' + (i % 90), repeat('x', 200) || i "
+                       "FROM generate_series(1, 12000) i; ANALYZE ev")
+    res = copy_tables(master_url, replica_url, ["ev"], batch_size=800, jobs=2)
+    assert "page ranges shared by 2 connections" in res.tables[0].notes
+    for t in ("ev", "ev_1", "ev_2", "ev_d"):
+        assert same(sql_on, master_url, replica_url, t), t
+
+
+def test_triggers_switched_off_by_name_keep_one_stream(master_url, replica_url, sql_on, pg_servers):
+    # ALTER TABLE ... DISABLE TRIGGER locks the table per batch transaction: parallel streams would
+    # only queue behind each other, so the table is copied on one connection
+    role = f"jobs_trg_{os.getpid()}"
+    both(sql_on, master_url, replica_url, BIG)
+    sql_on(master_url, BIG_ROWS.format(n=6000) + "; ANALYZE big")
+    sql_on(replica_url, f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'pw'; "
+                        f"ALTER TABLE big OWNER TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}; "
+                        "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN NEW.v := 'rewritten'; RETURN NEW; END $$; "
+                        "CREATE TRIGGER stamp BEFORE INSERT ON big FOR EACH ROW EXECUTE FUNCTION stamp()")
+    try:
+        res = copy_tables(master_url, url_with(replica_url, user=role, password="pw"), ["big"], batch_size=500, jobs=3)
+        t = res.tables[0]
+        assert "disabled by name" in res.replica_logic and t.batches > 1
+        assert not any("shared by" in n for n in t.notes)
+        assert same(sql_on, master_url, replica_url, "big")
+        assert sql_on(replica_url, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'stamp'") == [("O",)]
+    finally:
+        sql_on(replica_url, f"DROP OWNED BY {role}")
+        sql_on(pg_servers[1].admin_url, f"DROP ROLE IF EXISTS {role}")
+
+
 CLI = os.path.join(os.path.dirname(sys.executable), "replicator")
 
 
@@ -113,3 +186,33 @@ def test_kill_jobs_anywhere_then_resume_exactly(master_url, replica_url, sql_on,
     for t in TABLES:
         assert same(sql_on, master_url, replica_url, t), t
         assert sql_on(replica_url, f"SELECT count(*) = count(DISTINCT id) FROM {t}") == [(True,)]
+
+
+def test_kill_a_shared_table_copy_anywhere_then_resume_exactly(master_url, replica_url, sql_on, tmp_path):
+    import random
+
+    rng = random.Random(11)
+    _big(sql_on, master_url, replica_url, rows=40000)
+    args = [CLI, "copy", "--master", master_url, "--replica", replica_url, "--jobs", "3", "--batch-size", "500",
+            "--table", "big", "--out-dir", str(tmp_path)]
+    kills = run = 0
+    while kills < 6 and run < 20:
+        run += 1
+        sql_on(replica_url, "TRUNCATE big; DROP SCHEMA IF EXISTS _replicator CASCADE")  # each run a first copy
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        target = rng.randint(2, 12)
+        deadline = time.monotonic() + 60
+        while _committed(replica_url) < target and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait()
+        # the master changes, then the rerun (no policy: the copy owned every row it wrote) ends exact
+        sql_on(master_url, f"UPDATE big SET v = v || '+' WHERE id % 89 = {run}; DELETE FROM big WHERE id % 97 = {run}; "
+                           f"INSERT INTO big (id, v) VALUES ({100000 + run}, 'new')")
+        done = subprocess.run(args, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert same(sql_on, master_url, replica_url, "big"), run
+        assert sql_on(replica_url, "SELECT status FROM _replicator.checkpoints") == [("done",)]
+    assert kills >= 6

@@ -219,8 +219,10 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
                      progress=progress or (lambda *a, **k: None), pooled_replica=pooled_replica, dry_run=dry_run,
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints,
                      batch_bytes=cfg.batch_bytes)
-    if jobs > 1 and len(plans) > 1:
-        _run_jobs(ctx, plans, rschema, enforce_fks, min(jobs, len(plans)), master_url=master_url,
+    if jobs > 1 and plans:
+        # as many workers as asked even for fewer tables: a table copied in heap order shares its page
+        # ranges with the idle ones
+        _run_jobs(ctx, plans, rschema, enforce_fks, jobs, master_url=master_url,
                   replica_url=replica_url, guard=guard, snapshot=snapshot, settings=settings)
     else:
         for tp in plans:

@@ -12,6 +12,12 @@ waits for the tables it references only when the replica enforces foreign keys w
 error stops handing out tables; the tables in flight finish (each commits batch by batch with its
 checkpoint, so nothing is half-written), then the error is raised.
 
+One big table is split as well: a table copied in heap order (empty on the replica) borrows the
+workers that are idle while no other table waits for one (`Crew.borrow`), and its page ranges are
+shared among them, each range one COPY and one replica transaction. The replica's work per row
+(parsing, index inserts, WAL) is what bounds a single COPY stream; two streams spread it over two
+backends.
+
 A transaction pooler cannot import a snapshot into another session: through one, the run uses one
 connection and says so.
 """
@@ -78,6 +84,42 @@ def open_worker(base: RunContext, master_url: str, replica_url: str, guard: Mast
     return Worker(replace(base, master=master, replica=replica, pool=pool))
 
 
+class Crew:
+    """The run's workers: a table takes one (waiting for it), a table copied in heap order borrows the
+    idle ones, but only while no other table is waiting."""
+
+    def __init__(self, workers: list[Worker]):
+        self._free: queue.Queue[Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._waiting = 0
+        for w in workers:
+            w.ctx.crew = self
+            self._free.put(w)
+
+    def take(self) -> Worker:
+        with self._lock:
+            self._waiting += 1
+        try:
+            return self._free.get()
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+    def put(self, worker: Worker) -> None:
+        self._free.put(worker)
+
+    def borrow(self, most: int) -> list[Worker]:
+        """Up to ``most`` idle workers, none while a table waits for one; give them back with `put`."""
+        out: list[Worker] = []
+        with self._lock:
+            while not self._waiting and len(out) < most:
+                try:
+                    out.append(self._free.get_nowait())
+                except queue.Empty:
+                    break
+        return out
+
+
 def run_tables(workers: list[Worker], plans: list[TablePlan], parents: dict[str, set[str]],
                root_of: Callable[[str], str]) -> None:
     """Copy every plan on the workers, a table only after the tables in ``parents`` (root keys)."""
@@ -87,20 +129,18 @@ def run_tables(workers: list[Worker], plans: list[TablePlan], parents: dict[str,
     graph = {k: {d for d in parents.get(k, set()) if d in by_root} for k in by_root}
     sorter: TopologicalSorter[str] = TopologicalSorter(graph)
     sorter.prepare()
-    free: queue.Queue[Worker] = queue.Queue()
-    for w in workers:
-        free.put(w)
+    crew = Crew(workers)
     stop = threading.Event()
 
     def copy(root: str) -> None:
-        worker = free.get()
+        worker = crew.take()
         try:
             for p in by_root[root]:
                 if stop.is_set():
                     return
                 TableCopy(worker.ctx, p).run()
         finally:
-            free.put(worker)
+            crew.put(worker)
 
     def size(root: str) -> int:
         return -sum(p.rows_estimate or 0 for p in by_root[root])

@@ -27,12 +27,14 @@ applies that policy.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -84,6 +86,7 @@ class RunContext:
     checksum_skip: bool = True
     batch_bytes: int = 64 * 1024 * 1024
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    crew: Any = None  # jobs.Crew under --jobs N: idle workers a heap-order copy may borrow
 
 
 @dataclass
@@ -134,7 +137,8 @@ class TableCopy:
 
     # ------------------------------------------------------------------------------- checkpoints
     def _checkpoint(self, mode: str, *, last_key: Key | None, done: bool, was_empty: bool,
-                    run_watermark: str | None = None, watermark: str | None = None) -> None:
+                    run_watermark: str | None = None, watermark: str | None = None,
+                    conn: psycopg.Connection | None = None) -> None:
         if self.ctx.dry_run:
             return
         prev = self.cp if self.cp is not None and self.cp.status == "running" and not self.ctx.restart else None
@@ -147,7 +151,7 @@ class TableCopy:
             snapshot_at=self.ctx.result.snapshot_at, run_watermark=run_watermark,
             watermark=watermark if done else (self.cp.watermark if self.cp else None),
             started_at=prev.started_at if prev is not None else None)
-        checkpoint.save(self.r, cp)
+        checkpoint.save(conn or self.r, cp)
 
     @contextmanager
     def _write(self):
@@ -258,16 +262,89 @@ class TableCopy:
             self._direct_framed(into)
             return
         batches = page_ranges(self.m, tp.mident, tp.batch_size, self.ctx.batch_bytes)
+        # Triggers switched off by name take a table lock per batch transaction, which would queue the
+        # streams one behind the other: split only where session_replication_role does that work.
+        helpers = []
+        if self.ctx.crew is not None and len(batches) > 1 and not self.ctx.logic.firing.get(tp.replica.key):
+            helpers = self.ctx.crew.borrow(len(batches) - 1)
+        if helpers:
+            self._direct_shared(batches, into, helpers)
+            return
         for i, pr in enumerate(batches):
-            where, params = pr.predicate()
-            select = sql.SQL("SELECT {e} FROM ONLY {t} WHERE {w}").format(
-                e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=tp.mwhere(where))
             with self._write():
-                rows = pipe(self.m, self.r, copy_out(select, tp.fmt), tp.mask_args() + params, into)
+                rows = self._direct_batch(self.m, self.r, pr, into)
                 self._count_batch(rows, direct=True)
                 self._checkpoint("direct", last_key=None, done=i == len(batches) - 1, was_empty=True)
             self._commit()
             self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+
+    def _direct_batch(self, master: psycopg.Connection, replica: psycopg.Connection, pr, into: sql.Composable) -> int:
+        tp = self.tp
+        where, params = pr.predicate()
+        select = sql.SQL("SELECT {e} FROM ONLY {t} WHERE {w}").format(
+            e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=tp.mwhere(where))
+        return pipe(master, replica, copy_out(select, tp.fmt), tp.mask_args() + params, into)
+
+    def _direct_shared(self, batches: list, into: sql.Composable, helpers: list) -> None:
+        """The page ranges shared by this table's connections and borrowed workers' (all reading the
+        run's snapshot). Each range commits with the checkpoint on its own replica session; commits
+        take turns so the checkpoint's counts only grow. The checkpoint is marked done once every range
+        is in: a run interrupted before that resumes by comparing, as any heap-order copy does."""
+        res, crew = self.res, self.ctx.crew
+        todo = list(reversed(batches))
+        turn = threading.Lock()
+        stop = threading.Event()
+        res.notes.append(f"page ranges shared by {len(helpers) + 1} connections")
+
+        def work(master: psycopg.Connection, replica: psycopg.Connection) -> None:
+            while not stop.is_set():
+                with turn:
+                    if not todo:
+                        return
+                    pr = todo.pop()
+                try:
+                    self.ctx.logic.disable(replica, self.tp.replica.key)
+                    rows = self._direct_batch(master, replica, pr, into)
+                    with turn:
+                        self._count_batch(rows, direct=True)
+                        self._checkpoint("direct", last_key=None, done=False, was_empty=True, conn=replica)
+                        self.ctx.logic.restore(replica, self.tp.replica.key)
+                        if self.ctx.dry_run:
+                            replica.rollback()
+                        else:
+                            replica.commit()
+                        done = res.rows_copied
+                    self.ctx.progress("batch", res.table, rows=rows, done=done)
+                except BaseException:
+                    stop.set()
+                    if not replica.closed:
+                        replica.rollback()
+                    raise
+
+        def helper(w) -> None:
+            try:
+                work(w.ctx.master, w.ctx.replica)
+            finally:
+                crew.put(w)  # back as soon as no range is left, for the tables still to copy
+
+        with ThreadPoolExecutor(max_workers=len(helpers), thread_name_prefix="pages") as pool:
+            futures = [pool.submit(helper, w) for w in helpers]
+            error: BaseException | None = None
+            try:
+                work(self.m, self.r)
+            except BaseException as e:  # noqa: BLE001 - raised below, after the helpers stopped
+                error = e
+                stop.set()
+            for f in futures:
+                try:
+                    f.result()
+                except BaseException as e:  # noqa: BLE001 - the first error is the one raised
+                    error = error or e
+        if error is not None:
+            raise error
+        with self._write():
+            self._checkpoint("direct", last_key=None, done=True, was_empty=True)
+        self._commit()
 
     def _direct_framed(self, into: sql.Composable) -> None:
         """Masters before PostgreSQL 14 (no TID range scans), and text-format tables: one sequential COPY
