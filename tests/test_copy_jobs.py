@@ -216,3 +216,30 @@ def test_kill_a_shared_table_copy_anywhere_then_resume_exactly(master_url, repli
         assert same(sql_on, master_url, replica_url, "big"), run
         assert sql_on(replica_url, "SELECT status FROM _replicator.checkpoints") == [("done",)]
     assert kills >= 6
+
+
+def test_a_run_refused_early_closes_the_connections_its_jobs_opened(master_url, replica_url, sql_on):
+    # the workers connect while the run prepares; a run that stops before using them leaves none open
+    from replicator.errors import ReplicatorError
+
+    _setup(sql_on, master_url, replica_url, rows=10)
+    # each check runs while the error (and so the run's frames) is still alive: closed, not collected
+    with pytest.raises(ReplicatorError, match="master.s own database") as refused:
+        copy_tables(master_url, master_url, TABLES, jobs=4)
+    assert refused.traceback and _ours(sql_on, master_url) == 0
+    with pytest.raises(ReplicatorError, match="nope not found on the master") as missing:
+        copy_tables(master_url, replica_url, ["nope"], jobs=4)
+    assert missing.traceback and _ours(sql_on, master_url) == 0
+
+
+def _ours(sql_on, url: str) -> int:
+    """replicator's sessions on the server, once the ones just closed have had time to exit."""
+    from replicator.connect import APPLICATION_NAME
+
+    deadline = time.monotonic() + 3
+    while True:
+        n = sql_on(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database() "
+                        "AND pid <> pg_backend_pid()", (APPLICATION_NAME,))[0][0]
+        if n == 0 or time.monotonic() > deadline:
+            return n
+        time.sleep(0.05)

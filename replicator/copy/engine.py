@@ -22,7 +22,7 @@ from ..rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, render_settin
 from ..selection import Selection
 from ..sequences import advance, sequence_uses
 from . import checkpoint, logic as replica_logic
-from .jobs import Worker, open_worker, run_tables
+from .jobs import Openers, Worker, run_tables
 from .lock import TableLocks
 from .managed import referenced_managed_tables
 from .models import CopyResult, SequenceFix
@@ -88,19 +88,28 @@ def copy_tables(
     guard = guard or MasterGuard()
     started = time.monotonic()
     result = CopyResult(run_id=str(uuid.uuid4()), started_at=_now(), dry_run=dry_run, incremental=incremental)
-    master = open_master(master_url, guard, autocommit=True)  # the run's one transaction is opened by hand
+    jobs = jobs or cfg.copy_.jobs
+    # the other workers connect while this run connects and prepares; through a pooler there are none
+    pooled = is_transaction_pooler(parse_conninfo(master_url, "master"))
+    openers = Openers(jobs - 1, master_url, replica_url, guard) if jobs > 1 and not pooled else None
     try:
-        replica = open_replica(replica_url)
+        master = open_master(master_url, guard, autocommit=True)  # the run's one transaction is opened by hand
+        try:
+            replica = open_replica(replica_url)
+        except BaseException:
+            master.close()
+            raise
     except BaseException:
-        master.close()
+        if openers is not None:
+            openers.close()
         raise
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica")
     held: list[TableLocks] = []  # filled by _run; released here whatever happens
     try:
         _run(master, replica, master_url, replica_url, cfg, result, pool, held, tables=tables, all_tables=all_tables,
              policy=policy, batch_size=batch_size, restart=restart, incremental=incremental, dry_run=dry_run,
-             progress=progress, checksum_skip=checksum_skip, jobs=jobs or cfg.copy_.jobs, guard=guard,
-             selection=selection, in_snapshot=in_snapshot)
+             progress=progress, checksum_skip=checksum_skip, jobs=jobs, guard=guard,
+             selection=selection, in_snapshot=in_snapshot, openers=openers)
     except BaseException as e:
         # the side an error came from: tagged by the connection that raised it (a worker's too), else
         # the connection left broken or in a failed transaction (checked before the rollback below)
@@ -120,6 +129,8 @@ def copy_tables(
         raise
     finally:
         pool.shutdown(wait=True)
+        if openers is not None:
+            openers.close()
         # no ROLLBACK to wait for: closing the session ends its read-only transaction
         master.close()
         replica.close()
@@ -131,7 +142,7 @@ def copy_tables(
 
 def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResult, pool, held: list[TableLocks], *,
          tables, all_tables, policy, batch_size, restart, incremental, dry_run, progress, checksum_skip, jobs,
-         guard, selection, in_snapshot) -> None:
+         guard, selection, in_snapshot, openers: Openers | None) -> None:
     # Which server is which, before anything else: never the master's own database, nor a standby of
     # it, nor a database that is itself a replica used as the master (the marker is written later,
     # once the pre-flight pass has found nothing wrong, right before the first write).
@@ -219,11 +230,10 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
                      progress=progress or (lambda *a, **k: None), pooled_replica=pooled_replica, dry_run=dry_run,
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints,
                      batch_bytes=cfg.batch_bytes)
-    if jobs > 1 and plans:
+    if jobs > 1 and plans and openers is not None:
         # as many workers as asked even for fewer tables: a table copied in heap order shares its page
         # ranges with the idle ones
-        _run_jobs(ctx, plans, rschema, enforce_fks, jobs, master_url=master_url,
-                  replica_url=replica_url, guard=guard, snapshot=snapshot, settings=settings)
+        _run_jobs(ctx, plans, rschema, enforce_fks, openers, snapshot=snapshot, settings=settings)
     else:
         for tp in plans:
             TableCopy(ctx, tp).run()
@@ -237,22 +247,11 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
 
 
-def _run_jobs(ctx: RunContext, plans: list[TablePlan], rschema: Schema, enforce_fks: bool, jobs: int, *,
-              master_url: str, replica_url: str, guard: MasterGuard, snapshot: str | None,
-              settings: dict[str, str]) -> None:
-    """The tables on `jobs` workers: this run's own connections and jobs - 1 more, opened at once."""
+def _run_jobs(ctx: RunContext, plans: list[TablePlan], rschema: Schema, enforce_fks: bool, openers: Openers, *,
+              snapshot: str | None, settings: dict[str, str]) -> None:
+    """The tables on this run's own connections and the workers `openers` has connected."""
     assert snapshot is not None
-    with ThreadPoolExecutor(max_workers=jobs - 1, thread_name_prefix="open-job") as opener:
-        futures = [opener.submit(open_worker, ctx, master_url, replica_url, guard, snapshot, settings)
-                   for _ in range(jobs - 1)]
-        extra = []
-        try:
-            for f in futures:
-                extra.append(f.result())
-        except BaseException:
-            for w in extra:
-                w.close()
-            raise
+    extra = openers.workers(ctx, snapshot, settings)
     try:
         ordering = order.fk_order(rschema, [p.replica.key for p in plans])
         run_tables([Worker(ctx)] + extra, plans, ordering.parents if enforce_fks else {},

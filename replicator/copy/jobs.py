@@ -59,19 +59,24 @@ def export_snapshot(master: psycopg.Connection) -> str:
     return master.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
 
 
-def open_worker(base: RunContext, master_url: str, replica_url: str, guard: MasterGuard, snapshot: str,
-                settings: dict[str, str]) -> Worker:
+def _connect_pair(master_url: str, replica_url: str, guard: MasterGuard) -> tuple[psycopg.Connection, psycopg.Connection]:
     master = open_master(master_url, guard, autocommit=True)
+    try:
+        return master, open_replica(replica_url)
+    except BaseException:
+        master.close()
+        raise
+
+
+def _join(base: RunContext, pair: tuple[psycopg.Connection, psycopg.Connection], snapshot: str,
+          settings: dict[str, str]) -> Worker:
+    """A worker on connections already open: its master transaction imports the run's snapshot."""
+    master, replica = pair
     try:
         # the snapshot id is a literal: SET cannot take parameters
         batch(master, [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
                        (sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)), None),
                        (pin_master_sql(master.info.server_version), None)])
-        replica = open_replica(replica_url)
-    except BaseException:
-        master.close()
-        raise
-    try:
         replica.execute(follow_sql(settings, local=False))
         if base.logic.replication_role:
             replica.execute("SET session_replication_role = replica")
@@ -82,6 +87,45 @@ def open_worker(base: RunContext, master_url: str, replica_url: str, guard: Mast
         raise
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica")
     return Worker(replace(base, master=master, replica=replica, pool=pool))
+
+
+class Openers:
+    """The extra workers' connections, opened in the background from the start of the run: connecting
+    (TCP, TLS, authentication) costs several round trips to a distant master, which then overlap the
+    run's own preparation instead of following it."""
+
+    def __init__(self, count: int, master_url: str, replica_url: str, guard: MasterGuard):
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="open-job")
+        self._pairs = [self._pool.submit(_connect_pair, master_url, replica_url, guard) for _ in range(count)]
+
+    def workers(self, base: RunContext, snapshot: str, settings: dict[str, str]) -> list[Worker]:
+        """Every worker, each importing the snapshot (at once); the first error is raised after all
+        are settled, with the workers already made closed."""
+        pairs, self._pairs = self._pairs, []
+        joined = [self._pool.submit(lambda f=f: _join(base, f.result(), snapshot, settings)) for f in pairs]
+        out, error = [], None
+        for f in joined:
+            try:
+                out.append(f.result())
+            except BaseException as e:  # noqa: BLE001 - the first error is the one raised
+                error = error or e
+        if error is not None:
+            for w in out:
+                w.close()
+            raise error
+        return out
+
+    def close(self) -> None:
+        """Close whatever was opened and not handed out (a run that ended early, or that uses one
+        connection after all)."""
+        for f in self._pairs:
+            try:
+                for conn in f.result():
+                    conn.close()
+            except BaseException:  # noqa: BLE001 - the connection was never used
+                pass
+        self._pairs = []
+        self._pool.shutdown(wait=True)
 
 
 class Crew:
