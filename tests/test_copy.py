@@ -71,6 +71,38 @@ def test_narrow_rows_are_gathered_into_large_writes_without_losing_a_row(master_
     assert checksum(sql_on, master_url, "narrow") == checksum(sql_on, replica_url, "narrow")
 
 
+def test_a_slow_replica_holds_back_the_stream_instead_of_growing_memory(master_url, replica_url, sql_on, monkeypatch):
+    # psycopg's writer thread queues up to 1,024 writes (128 MiB of blocks) per stream; ours fewer, so
+    # a replica slower than the master makes the reader wait. Checked on a replica made slow on purpose.
+    import time
+
+    from replicator.copy import stream
+
+    monkeypatch.setattr(stream, "WRITE_BYTES", 4096)
+    both(sql_on, master_url, replica_url, "CREATE TABLE slow (id int PRIMARY KEY, v text)")
+    sql_on(master_url, "INSERT INTO slow SELECT i, repeat('s', 200) FROM generate_series(1, 20000) i; ANALYZE slow")
+    queued = []
+    real_write = stream.BoundedWriter.write
+
+    def watched_write(self, data):
+        queued.append(self._queue.qsize())
+        real_write(self, data)
+
+    monkeypatch.setattr(stream.BoundedWriter, "write", watched_write)
+    real_worker = stream.QueuedLibpqWriter.worker
+
+    def slow_worker(self):  # the writer thread takes its time with every block
+        real_get = self._queue.get
+        self._queue.get = lambda *a, **k: (time.sleep(0.002), real_get(*a, **k))[1]
+        real_worker(self)
+
+    monkeypatch.setattr(stream.QueuedLibpqWriter, "worker", slow_worker)
+    t = copy_tables(master_url, replica_url, ["slow"]).tables[0]
+    assert t.inserted == 20000 and checksum(sql_on, master_url, "slow") == checksum(sql_on, replica_url, "slow")
+    assert len(queued) > 4 * stream.WRITER_BLOCKS  # far more blocks than the queue holds went through it
+    assert max(queued) <= stream.WRITER_BLOCKS  # and it never held more than its bound
+
+
 @pytest.mark.parametrize("keytype,expr", [
     ("uuid", "md5(i::text)::uuid"),
     ("bigint", "i::bigint * 1000000000"),

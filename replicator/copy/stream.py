@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from queue import Queue
 
 import psycopg
 from psycopg import sql
@@ -44,13 +45,28 @@ class Coalesced:
             self.buf.clear()
 
 
+#: Blocks the replica's writer thread may hold before the master's reader waits for it: a replica
+#: slower than the master then slows the stream instead of growing memory. (psycopg's own bound is
+#: 1,024 writes, 128 MiB of our blocks, per stream; with several streams under --jobs that adds up.)
+WRITER_BLOCKS = 64
+
+
+class BoundedWriter(QueuedLibpqWriter):
+    """psycopg's writer thread, with at most :data:`WRITER_BLOCKS` blocks queued."""
+
+    def __init__(self, cursor: psycopg.Cursor):
+        super().__init__(cursor)
+        if isinstance(getattr(self, "_queue", None), Queue):  # psycopg's queue, made smaller
+            self._queue = Queue(maxsize=WRITER_BLOCKS)
+
+
 def pipe(master: psycopg.Connection, replica: psycopg.Connection, out: sql.Composable, params: list,
          into: sql.Composable) -> int:
     """Stream one master COPY TO STDOUT into one replica COPY FROM STDIN; returns the rows written.
     The replica is written by psycopg's writer thread, so reading the master overlaps writing."""
     with master.cursor() as mc, replica.cursor() as rc:
         with mc.copy(out, params) as src:
-            with rc.copy(into, writer=QueuedLibpqWriter(rc)) as dst:
+            with rc.copy(into, writer=BoundedWriter(rc)) as dst:
                 block = Coalesced(dst)
                 for chunk in src:
                     block.write(chunk)
