@@ -94,7 +94,8 @@ class CopySettings(BaseModel):
 
     policy: Policy | None = Field(
         None, description="conflict policy for every table without one of its own (a table set to replace keeps it)")
-    jobs: int = Field(1, ge=1, le=MAX_JOBS, description="tables copied at once, each on its own pair of connections")
+    jobs: int = Field(1, ge=1, le=MAX_JOBS, description="connection pairs: tables copied at once, and page ranges of a table "
+                     "copied into an empty replica shared")
 
 
 def parse_subset_start(text: str) -> tuple[str, str]:
