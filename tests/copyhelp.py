@@ -7,6 +7,11 @@ be wrong the same way, so tests judge them by this.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
 INDEPENDENT = "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) FROM {} t"
 ROWS = "SELECT t::text FROM {} t ORDER BY 1"
 
@@ -35,3 +40,18 @@ def both(sql_on, master_url: str, replica_url: str, ddl: str) -> None:
 def xmins(sql_on, url: str, table: str, key: str = "id") -> dict:
     """Row versions by key: an unchanged xmin proves a row was not rewritten."""
     return dict(sql_on(url, f"SELECT {key}, xmin::text FROM {table}"))
+
+
+def wait_until(p: subprocess.Popen, reached: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll (every 2 ms) until ``reached()`` holds, the process has exited, or ``timeout`` has passed."""
+    deadline = time.monotonic() + timeout
+    while not reached() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def kill(p: subprocess.Popen) -> int:
+    """`kill -9` the process if it is still running: 1 if it was, 0 if it had already finished."""
+    if p.poll() is not None:
+        return 0
+    p.send_signal(signal.SIGKILL)
+    return 1

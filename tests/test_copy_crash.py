@@ -10,6 +10,7 @@ import time
 
 import psycopg
 import pytest
+from copyhelp import kill, wait_until
 
 ROWS = 40_000
 CHECKSUM = "SELECT count(*), count(DISTINCT id), md5(string_agg(md5(t::text), '' ORDER BY id)) FROM msgs t"
@@ -49,19 +50,13 @@ def test_sigkill_anywhere_then_resume(master_url, replica_url, sql_on, tmp_path,
     kills = 0
     for target in (1, 3, 8):  # after n committed batches
         p = _start(master_url, replica_url, *extra)
-        deadline = time.monotonic() + 60
-        while _batches(replica_url) < target and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
+        wait_until(p, lambda: _batches(replica_url) >= target)
+        kills += kill(p)
         p.wait()
     for delay in (0.35, 0.5):  # somewhere mid-batch (after connect and introspection)
         p = _start(master_url, replica_url, *extra)
         time.sleep(delay)
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
+        kills += kill(p)
         p.wait()
     assert kills >= 3
     done_before = _batches(replica_url)
@@ -88,9 +83,7 @@ def test_sigkill_sequential_copy_then_master_changes(master_url, replica_url, sq
     os.chdir(tmp_path)
     extra = ["--policy", policy] if policy else []
     p = _start(master_url, replica_url, *extra)
-    deadline = time.monotonic() + 60
-    while _batches(replica_url) < 5 and p.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
+    wait_until(p, lambda: _batches(replica_url) >= 5)
     assert p.poll() is None, "the copy finished before it could be killed"
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -148,14 +141,10 @@ def test_kill_at_random_points_while_the_master_changes_between_runs(master_url,
         p = _start(master_url, replica_url, "--policy", policy)
         if run % 2:  # after a random number of committed batches
             target = _batches(replica_url) + rng.randint(1, 3)
-            deadline = time.monotonic() + 60
-            while _batches(replica_url) < target and p.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.002)
+            wait_until(p, lambda: _batches(replica_url) >= target)
         else:  # at a random moment, start-up and comparisons included
             time.sleep(rng.uniform(0.15, 0.8))
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
+        kills += kill(p)
         p.wait()
         sql_on(master_url, WRITER_ROUNDS)  # the master moves on while the copy is down
     assert kills >= 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ import time
 import psycopg
 import pytest
 from conftest import url_with
-from copyhelp import both, same
+from copyhelp import both, kill, same, wait_until
 
 from replicator.copy import copy_tables
 
@@ -168,14 +167,10 @@ def test_kill_jobs_anywhere_then_resume_exactly(master_url, replica_url, sql_on,
         p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if run % 2:
             target = _committed(replica_url) + rng.randint(1, 6)
-            deadline = time.monotonic() + 60
-            while _committed(replica_url) < target and p.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.002)
+            wait_until(p, lambda: _committed(replica_url) >= target)
         else:
             time.sleep(rng.uniform(0.15, 0.9))
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
+        kills += kill(p)
         p.wait()
         t = TABLES[run % len(TABLES)]
         sql_on(master_url, f"UPDATE {t} SET v = v || '+' WHERE id % 97 = {run}; DELETE FROM {t} WHERE id % 101 = {run}; "
@@ -201,12 +196,8 @@ def test_kill_a_shared_table_copy_anywhere_then_resume_exactly(master_url, repli
         sql_on(replica_url, "TRUNCATE big; DROP SCHEMA IF EXISTS _replicator CASCADE")  # each run a first copy
         p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         target = rng.randint(2, 12)
-        deadline = time.monotonic() + 60
-        while _committed(replica_url) < target and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
+        wait_until(p, lambda: _committed(replica_url) >= target)
+        kills += kill(p)
         p.wait()
         # the master changes, then the rerun (no policy: the copy owned every row it wrote) ends exact
         sql_on(master_url, f"UPDATE big SET v = v || '+' WHERE id % 89 = {run}; DELETE FROM big WHERE id % 97 = {run}; "
