@@ -309,10 +309,7 @@ class TableCopy:
                         self._count_batch(rows, direct=True)
                         self._checkpoint("direct", last_key=None, done=False, was_empty=True, conn=replica)
                         self.ctx.logic.restore(replica, self.tp.replica.key)
-                        if self.ctx.dry_run:
-                            replica.rollback()
-                        else:
-                            replica.commit()
+                        replica.commit()  # a dry run never takes the direct path
                         done = res.rows_copied
                     self.ctx.progress("batch", res.table, rows=rows, done=done)
                 except BaseException:
