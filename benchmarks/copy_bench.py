@@ -12,12 +12,17 @@ to the raw pipe:
              page ranges
   pg_dump    `pg_dump -Fc --data-only | pg_restore --data-only` of the table, for comparison
   pgcopydb   `pgcopydb copy table-data --table-jobs 2`, where pgcopydb is installed
-  unchanged  `copy --policy master-wins` into a replica holding the same rows (goal <= 0.25), with the
-             replica WAL it wrote
+  unchanged  `copy --policy master-wins` into a replica that an earlier `replicator copy` synced and
+             nothing changed since (goal <= 0.25), with the replica WAL it wrote: the daily re-sync,
+             which examines only what changed since that sync (its baseline)
   1%, 10%    the same with 1% / 10% of the replica's rows changed, spread over every key range
              (goals <= 0.5 and <= 1.0), with the replica WAL written
+  1% master  the same with 1% of the master's rows changed
+  1% full    1% of the replica's rows changed, with `--restart`: no baseline used, the whole table
+             compared by checksums and keys (what the first re-sync of a replica filled some other
+             way costs)
   hash       one server hashing every row once with the comparison's row hash (a single query, no
-             parallel workers): the floor under any re-sync, which hashes both sides at once
+             parallel workers): the floor under a full comparison (`1% full`), which hashes both sides at once
 and the peak RSS of the `replicator copy` process in each (goal < 150 MB).
 """
 
@@ -147,11 +152,11 @@ def pgcopydb(master: str, replica: str, work: Path) -> float | None:
     return time.perf_counter() - t0
 
 
-def change(replica: str, pct: int) -> None:
-    q(replica, "UPDATE whatsapp_messages SET content = content || ' (edited)' "
-               "WHERE abs(hashtext(id::text)) %% 100 < %s", (pct,))
-    q(replica, "VACUUM ANALYZE whatsapp_messages")
-    q(replica, "CHECKPOINT")
+def change(url: str, pct: int, run: int = 0) -> None:
+    q(url, "UPDATE whatsapp_messages SET content = content || ' (edited)' "
+           "WHERE abs(hashtext(id::text || %s)) %% 100 < %s", (str(run), pct))
+    q(url, "VACUUM ANALYZE whatsapp_messages")
+    q(url, "CHECKPOINT")
 
 
 def hash_all_rows(url: str) -> float:
@@ -223,20 +228,21 @@ def main() -> None:
         q(replica, "VACUUM ANALYZE whatsapp_messages")
         q(replica, "CHECKPOINT")
         wal: dict[str, list[int]] = {}
-        for label, pct in (("unchanged", 0), ("1%", 1), ("10%", 10)):
+        for label, pct, side, extra in (("unchanged", 0, replica, ()), ("1%", 1, replica, ()), ("10%", 10, replica, ()),
+                                        ("1% master", 1, master, ()), ("1% full", 1, replica, ("--restart",))):
             cases[label], rss[label], wal[label] = [], [], []
             for i in range(args.runs):
                 if pct:
-                    change(replica, pct)
+                    change(side, pct, i)
                 lsn = wal_lsn(replica)
-                t, peak = copy_cli(master, replica, out, "--policy", "master-wins")
+                t, peak = copy_cli(master, replica, out, "--policy", "master-wins", *extra)
                 wal[label].append(wal_diff(replica, lsn))
                 cases[label].append(t)
                 rss[label].append(peak)
                 print(f"{label} run {i + 1}: {t:.2f}s, {wal[label][-1] / 1e6:.1f} MB replica WAL, "
                       f"peak RSS {peak / 2**20:.0f} MB", flush=True)
         ok = q(master, CHECKSUM) == q(replica, CHECKSUM)
-        # The floor of any re-sync: one server hashing every row once, as the comparison does (no
+        # The floor of a full comparison: one server hashing every row once, as the comparison does (no
         # parallel query: each side has one of the cores while the other side hashes too)
         cases["hash"] = [hash_all_rows(master) for _ in range(args.runs)]
 
@@ -246,6 +252,7 @@ def main() -> None:
                  "empty -j2": "replicator copy --jobs 2, empty", "pg_dump":
                  "pg_dump -Fc | pg_restore", "pgcopydb": "pgcopydb --table-jobs 2", "unchanged":
                  "master-wins, unchanged", "1%": "master-wins, 1% changed", "10%": "master-wins, 10% changed",
+                 "1% master": "master-wins, 1% changed on master", "1% full": "1% changed, --restart (no baseline)",
                  "hash": "one side hashing every row once"}
         print()
         print(f"{args.rows:,} rows; medians of {args.runs}; the replica equal to the master (independent "

@@ -48,7 +48,7 @@ TOOL_FUNCTIONS = frozenset({
     # snapshots and sizes (volatile, but read-only)
     "pg_export_snapshot", "txid_current_snapshot", "pg_current_snapshot", "pg_relation_size",
     "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_sequence_last_value",
-    "pg_is_in_recovery", "pg_control_system", "clock_timestamp", "pg_partition_tree",
+    "pg_is_in_recovery", "pg_control_system", "pg_control_checkpoint", "clock_timestamp", "pg_partition_tree",
     # hashing, masking and row comparison
     "hashtext", "hashtextextended", "jsonb_hash_extended", "md5", "sha256", "encode", "decode", "convert_to",
     "left", "right", "lpad", "rpad", "octet_length", "length", "lower", "upper", "replace", "substr",

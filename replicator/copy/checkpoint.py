@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import class_row
 
+from . import queries
 from .models import Checkpoint
 
 SCHEMA_DDL = "CREATE SCHEMA _replicator"
@@ -45,6 +46,8 @@ _SAVE = (
     f"ON CONFLICT (table_name) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _WRITTEN if c != "table_name")
     + ", started_at = EXCLUDED.started_at, updated_at = clock_timestamp()"
+    # the transaction's id: a baseline lists the transactions of a sync that wrote the table
+    + " RETURNING txid_current()"
 )
 
 
@@ -53,14 +56,17 @@ def exists(conn: psycopg.Connection) -> bool:
 
 
 def ensure(conn: psycopg.Connection) -> None:
-    """Create the schema and table if needed (committed on its own)."""
-    if not exists(conn):
+    """Create the schema and tables if needed (committed on its own)."""
+    missing = conn.execute("SELECT to_regclass('_replicator.checkpoints') IS NULL "
+                           "OR to_regclass('_replicator.baselines') IS NULL").fetchone()[0]
+    if missing:
         try:
             # CREATE SCHEMA IF NOT EXISTS would still need CREATE on the database: a role given the
             # schema (CREATE SCHEMA _replicator AUTHORIZATION role) has not got that.
             if conn.execute("SELECT to_regnamespace('_replicator') IS NULL").fetchone()[0]:
                 conn.execute(SCHEMA_DDL)
             conn.execute(DDL)
+            conn.execute(queries.load("baselines_ddl"))
             conn.commit()
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):  # a concurrent run was first
             conn.rollback()
@@ -79,9 +85,10 @@ def load(conn: psycopg.Connection, table_name: str) -> Checkpoint | None:
         return cur.fetchone()
 
 
-def save(conn: psycopg.Connection, cp: Checkpoint) -> None:
-    """Upsert the checkpoint; call inside the batch's transaction, before its commit."""
-    conn.execute(_SAVE, cp.model_dump(include=set(_WRITTEN) | {"started_at"}))
+def save(conn: psycopg.Connection, cp: Checkpoint) -> int:
+    """Upsert the checkpoint; call inside the batch's transaction, before its commit. Returns the
+    transaction's id."""
+    return int(conn.execute(_SAVE, cp.model_dump(include=set(_WRITTEN) | {"started_at"})).fetchone()[0])
 
 
 def list_all(conn: psycopg.Connection) -> list[Checkpoint]:

@@ -131,17 +131,11 @@ class Comparer:
     def fetch_by_key(self, keys: list[Key], stage: sql.Identifier, chunk: int = 5000) -> int:
         """Copy the master rows of ``keys`` (text forms) into ``stage``; returns the rows fetched."""
         tp = self.tp
-        cols = sql.SQL(", ").join(sql.SQL("u.{}::{}").format(sql.Identifier(f"k{i}"), sql.SQL(t))
-                                  for i, t in enumerate(tp.key_types))
-        arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in tp.key_types)
-        names = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(tp.key_types)))
-        where = sql.SQL("({k}) IN (SELECT {c} FROM unnest({a}) AS u({n}))").format(
-            k=sql.SQL(", ").join(sql.Identifier(k) for k in tp.key_m), c=cols, a=arrays, n=names)
+        where = self.ranges.in_list("master")
         out = copy_out(tp.select(where), tp.fmt)
         into = copy_in(stage, tp.rcols, tp.fmt)
         total = 0
         for i in range(0, len(keys), chunk):
             part = keys[i:i + chunk]
-            columns = [[k[j] for k in part] for j in range(len(tp.key_types))]
-            total += pipe(self.m, self.r, out, tp.mask_args() + columns, into)
+            total += pipe(self.m, self.r, out, tp.mask_args() + self.ranges.key_arrays(part, len(tp.key_types)), into)
         return total

@@ -21,7 +21,7 @@ from ..introspect import Schema, introspect
 from ..rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, render_settings_query
 from ..selection import Selection
 from ..sequences import advance, sequence_uses
-from . import checkpoint, logic as replica_logic
+from . import baseline, checkpoint, logic as replica_logic
 from .jobs import Openers, Worker, run_tables
 from .lock import TableLocks
 from .managed import referenced_managed_tables
@@ -159,10 +159,14 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         jobs = 1
     first = [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
              (pin_master_sql(master.info.server_version), None), ("SELECT now()", None), (render_settings_query(), None)]
+    baselines_apply = not dry_run and master.info.server_version >= baseline.MIN_VERSION
+    if baselines_apply:
+        first.append((baseline.snapshot_query(), None))
     if jobs > 1:
         first.append(("SELECT pg_catalog.pg_export_snapshot()", None))
-    _begin, _pin, (now,), (rendered,), *exported = batch(master, first)
-    snapshot = exported[0][0][0] if exported else None
+    _begin, _pin, (now,), (rendered,), *more = batch(master, first)
+    point = more.pop(0)[0] if baselines_apply else None
+    snapshot = more[0][0][0] if more else None
     result.snapshot_at = now[0]
     result.snapshot_mode = "single REPEATABLE READ READ ONLY transaction" + (
         " (transaction pooler)" if pooled else "") + (f", shared by {jobs} jobs" if jobs > 1 else "")
@@ -207,6 +211,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         held.append(TableLocks(replica_url))
         held[0].acquire([f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
     checkpoints = {c.table_name: c for c in checkpoint.list_all(replica)}
+    baselines = baseline.load_all(replica) if point is not None else {}
     replica.commit()
     logic = (replica_logic.setup(replica, [rt.key for _, rt in pairs]) if not dry_run
              else replica_logic.ReplicaLogic(replication_role=False))
@@ -229,7 +234,11 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     ctx = RunContext(master=master, replica=replica, result=result, logic=logic, pool=pool, replica_schema=rschema,
                      progress=progress or (lambda *a, **k: None), pooled_replica=pooled_replica, dry_run=dry_run,
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints,
-                     batch_bytes=cfg.batch_bytes)
+                     batch_bytes=cfg.batch_bytes, baselines=baselines)
+    if point is not None:
+        ctx.master_point = baseline.MasterPoint(
+            xmin=int(point[0]), xmax=int(point[1]),
+            origin=f"{pair.master.system_identifier}/{pair.master.database_oid}/{point[2]}")
     if jobs > 1 and plans and openers is not None:
         # as many workers as asked even for fewer tables: a table copied in heap order shares its page
         # ranges with the idle ones

@@ -50,6 +50,21 @@ class KeyRanges:
             (sql.SQL('{} COLLATE "C"').format(sql.Identifier(c)) if self._c(t) else sql.Identifier(c)) + d
             for c, t in zip(columns, self.tp.key_types))
 
+    def in_list(self, side: str, alias: str | None = None) -> sql.Composable:
+        """`(key) IN (...)` over a list of keys, passed as one text array per key column
+        (`key_arrays`) and cast back to the key's types on the server."""
+        cols = self.tp.key_m if side == "master" else self.tp.key_r
+        names = [sql.Identifier(f"k{i}") for i in range(len(cols))]
+        return sql.SQL("({k}) IN (SELECT {c} FROM unnest({a}) AS u({n}))").format(
+            k=sql.SQL(", ").join(sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in cols),
+            c=sql.SQL(", ").join(sql.SQL("u.{}::{}").format(n, sql.SQL(t)) for n, t in zip(names, self.tp.key_types)),
+            a=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in cols), n=sql.SQL(", ").join(names))
+
+    @staticmethod
+    def key_arrays(keys: Sequence[Key], width: int) -> list[list[str]]:
+        """The parameters of `in_list`: ``keys`` (text forms) as one list per key column."""
+        return [[k[j] for k in keys] for j in range(width)]
+
     def predicate(self, side: str, lo: Key | None, hi: Key | None, alias: str | None = None) -> tuple[sql.Composable, list]:
         """`(key) > lo AND (key) <= hi` over the master's or the replica's key columns."""
         cols = self.tp.key_m if side == "master" else self.tp.key_r

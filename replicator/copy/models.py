@@ -70,7 +70,7 @@ class TableResult(BaseModel):
     table: str  # master table, schema.name
     replica_table: str
     policy: str | None = None
-    mode: str = "full"  # full | incremental | replace | direct | keyless
+    mode: str = "full"  # full | delta | incremental | replace | direct | keyless
     key: list[str] = Field(default_factory=list)
     rows_copied: int = 0  # master rows read in this run (transferred, or compared by checksum)
     inserted: int = 0
@@ -86,6 +86,7 @@ class TableResult(BaseModel):
     skipped_rows: int = 0  # rows in those ranges (counted in rows_copied and unchanged)
     diffed_ranges: int = 0  # ranges compared key by key (keys and row hashes only)
     fetched_by_key: int = 0  # rows fetched by key after such a comparison
+    candidates: int | None = None  # mode delta: keys compared because a side changed them since the last sync
     resumed_after: list[str] | None = None
     last_key: list[str] | None = None
     watermark: str | None = None

@@ -52,6 +52,8 @@ class TablePlan:
     problems: list[str] = field(default_factory=list)
     rows_estimate: int | None = None  # master rows, from introspection (exact for small tables)
     where: sql.Composable = field(default_factory=lambda: sql.SQL("true"))  # master rows to copy (a subset)
+    master_storage: str = ""  # oid and relfilenodes of the table's leaves (a baseline's fingerprint)
+    replica_storage: str = ""
 
     @property
     def filtered(self) -> bool:

@@ -67,9 +67,10 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         rkeys = [rt.key for _, rt in pairs]
         # the master's three questions go together: one round trip
         head = list(first or [])
-        *_, unsafe_rows, collation, readable_rows = batch(master, head + [
+        *_, unsafe_rows, collation, readable_rows, mstorage = batch(master, head + [
             (queries.load("binary_unsafe"), {"tables": mkeys}), (_COLLATION, None),
-            (queries.load("master_access"), {"tables": mkeys})], row_factory=dict_row)
+            (queries.load("master_access"), {"tables": mkeys}), (queries.load("relation_storage"), {"tables": mkeys})],
+            row_factory=dict_row)
         if first:
             first.clear()
         unsafe: dict[str, set[str]] = {}
@@ -83,6 +84,10 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
             plans.append(plan_table(mt, rt, cfg, mschema=mschema, policy=policy, batch_size=batch_size,
                                     binary_unsafe=unsafe.get(mt.key, set()), key_collations_differ=differ))
         access = {r["table"]: r for r in _rows(replica, queries.load("table_access"), {"tables": rkeys})}
+        rstorage = {r["table"]: r["storage"] or "" for r in _rows(replica, queries.load("relation_storage"), {"tables": rkeys})}
+        mstored = {r["table"]: r["storage"] or "" for r in mstorage}
+        for tp in plans:
+            tp.master_storage, tp.replica_storage = mstored[tp.master.key], rstorage[tp.replica.key]
         holds = replica.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
             sql.SQL("EXISTS (SELECT 1 FROM {})").format(p.rfrom) for p in plans))).fetchone()
         readable = {r["table"]: r for r in readable_rows}

@@ -41,8 +41,10 @@ from psycopg import sql
 
 from ..config import Policy
 from ..introspect import Schema
-from . import checkpoint, keyless
-from .compare import Comparer
+from . import baseline, checkpoint, keyless
+from .baseline import Baseline, MasterPoint
+from .compare import Comparer, KeyDiff
+from .delta import MOST_CANDIDATES, Delta
 from .keys import Key, KeyRanges
 from .logic import ReplicaLogic
 from .merge import MAX_CONFLICT_DETAILS, Stage
@@ -87,6 +89,8 @@ class RunContext:
     batch_bytes: int = 64 * 1024 * 1024
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
     crew: Any = None  # jobs.Crew under --jobs N: idle workers a heap-order copy may borrow
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    master_point: MasterPoint | None = None  # None: baselines are neither used nor recorded
 
 
 @dataclass
@@ -134,6 +138,9 @@ class TableCopy:
         self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
         self.reconciling = False
         self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
+        self.replica_xmin: int | None = None  # replica snapshot xmin before this table's first write
+        self.own_xids: list[int] = []  # the replica transactions that wrote the table (appended by threads)
+        self.baseline_policy: str | None = None  # set by the paths that examine every row: they record a baseline
 
     # ------------------------------------------------------------------------------- checkpoints
     def _checkpoint(self, mode: str, *, last_key: Key | None, done: bool, was_empty: bool,
@@ -151,7 +158,33 @@ class TableCopy:
             snapshot_at=self.ctx.result.snapshot_at, run_watermark=run_watermark,
             watermark=watermark if done else (self.cp.watermark if self.cp else None),
             started_at=prev.started_at if prev is not None else None)
-        checkpoint.save(conn or self.r, cp)
+        self.own_xids.append(checkpoint.save(conn or self.r, cp))
+        if done:
+            self._record_baseline(conn or self.r)
+
+    def _baselines_apply(self) -> bool:
+        """Whether this table can have a baseline: its key compares with the master's, every master row
+        is copied, and the run knows its snapshot's bounds."""
+        tp, ctx = self.tp, self.ctx
+        return (ctx.master_point is not None and self.replica_xmin is not None and tp.keyed and not tp.key_masked
+                and not tp.filtered and not ctx.incremental and ctx.checksum_skip and not ctx.dry_run)
+
+    def _fingerprint(self) -> str:
+        assert self.ctx.master_point is not None
+        return baseline.fingerprint(self.tp, self.ctx.master_point.origin, self.tp.master_storage, self.tp.replica_storage)
+
+    def _record_baseline(self, conn: psycopg.Connection) -> None:
+        """In the transaction of the table's last batch: what this sync vouches for, for the next one."""
+        if self.baseline_policy is None or not self._baselines_apply():
+            return
+        if len(self.own_xids) > baseline.MAX_OWN_XIDS:
+            baseline.forget(conn, self.res.replica_table)
+            return
+        assert self.ctx.master_point is not None and self.replica_xmin is not None
+        baseline.save(conn, Baseline(
+            table_name=self.res.replica_table, fingerprint=self._fingerprint(), policy=self.baseline_policy,
+            master_xmin=self.ctx.master_point.xmin, replica_xmin=self.replica_xmin, own_xids=list(self.own_xids),
+            run_id=self.ctx.result.run_id))
 
     @contextmanager
     def _write(self):
@@ -216,6 +249,8 @@ class TableCopy:
         self.cp = None if ctx.dry_run else ctx.checkpoints.get(tp.replica_label)
         interrupted = self.cp is not None and self.cp.status == "running" and not ctx.restart
         empty = not self.replica_has_rows()
+        if ctx.master_point is not None:  # before this run writes the table: see replicator.copy.baseline
+            self.replica_xmin = int(self.r.execute(baseline.REPLICA_POINT).fetchone()[0])
         self.r.commit()
         policy = tp.policy
         if interrupted:
@@ -239,6 +274,7 @@ class TableCopy:
             self._transfer_walk(policy, empty)
             return
         if empty and not ctx.dry_run:
+            self.baseline_policy = baseline.EXACT
             self._direct()
             return
         if not empty and policy is None:
@@ -248,7 +284,9 @@ class TableCopy:
                 res.notes.append("masked key: every batch is transferred and matched on the masked key")
             self._transfer_walk(policy, empty)
         else:
-            self._compare_walk(policy, empty)
+            self.baseline_policy = policy.value
+            if not self._delta(policy):
+                self._compare_walk(policy, empty)
 
     # ------------------------------------------------------------------------------- direct
     def _direct(self) -> None:
@@ -499,11 +537,19 @@ class TableCopy:
     def _diff_range(self, comparer: Comparer, policy: Policy, lo: Key | None, upper: Key | None) -> tuple[int, int]:
         """Compare the range key by key and fetch exactly what differs. Returns (master rows, rows that
         differ, replica-only keys included)."""
-        tp, res = self.tp, self.res
+        diff = comparer.key_diff(lo, upper, want_changed=self._wants_changed(policy))
+        self.res.diffed_ranges += 1
+        return diff.master_rows, self._apply_diff(comparer, policy, diff, comparer.delete_replica_only)
+
+    def _wants_changed(self, policy: Policy) -> bool:
+        return policy in (Policy.MASTER_WINS, Policy.MIRROR, Policy.FAIL) or self.ctx.dry_run
+
+    def _apply_diff(self, comparer: Comparer, policy: Policy, diff: KeyDiff, delete_replica_only: Callable[[], int]) -> int:
+        """Apply a key-by-key comparison under the policy: fetch the master rows missing or differing,
+        delete (mirror) the keys the master lacks. Returns the number of keys that differ."""
+        res = self.res
         updates = policy in (Policy.MASTER_WINS, Policy.MIRROR)
         details = policy == Policy.FAIL or (self.ctx.dry_run and policy in (Policy.KEEP_REPLICA, None))
-        diff = comparer.key_diff(lo, upper, want_changed=updates or details or self.ctx.dry_run)
-        res.diffed_ranges += 1
         stage = self.stage.current()
         if diff.changed and details:
             comparer.fetch_by_key(diff.changed[:MAX_CONFLICT_DETAILS], stage)
@@ -515,14 +561,59 @@ class TableCopy:
             res.inserted += len(diff.missing)
             res.updated += len(diff.changed) if updates else 0
             res.deleted += diff.replica_only if policy == Policy.MIRROR else 0
-            return diff.master_rows, differing
+            return differing
         wanted = diff.missing + (diff.changed if updates else [])
         if wanted:
             res.fetched_by_key += comparer.fetch_by_key(wanted, stage)
             self.stage.apply(stage, policy, res, known_different=True)
         if policy == Policy.MIRROR and diff.replica_only:
-            res.deleted += comparer.delete_replica_only()
-        return diff.master_rows, differing
+            res.deleted += delete_replica_only()
+        return differing
+
+    # ------------------------------------------------------------------------------- since the baseline
+    def _delta(self, policy: Policy) -> bool:
+        """Compare only the rows either side changed since the table's last sync (`replicator.copy.delta`),
+        in one transaction with the checkpoint and the new baseline. False: no usable baseline, or
+        deletions the baseline cannot place; the caller compares the whole table."""
+        tp, res, ctx = self.tp, self.res, self.ctx
+        b = ctx.baselines.get(tp.replica_label)
+        if b is None or ctx.restart or not self._baselines_apply():
+            return False
+        assert ctx.master_point is not None and self.replica_xmin is not None
+        why = baseline.usable(b, self._fingerprint(), policy.value, ctx.master_point, self.replica_xmin)
+        if why:
+            res.notes.append(f"compared in full: {why}")
+            return False
+        assert self.ranges is not None
+        delta = Delta(self.m, self.r, tp, self.ranges, ctx.pool, b)
+        comparer = Comparer(self.m, self.r, tp, self.ranges, ctx.pool, pooled=ctx.pooled_replica)
+        fallback = None
+        try:
+            with self._write():
+                ms, rs = delta.scan()
+                out = None
+                if len(ms.candidates) + len(rs.candidates) > MOST_CANDIDATES * max(ms.rows, rs.rows, 1):
+                    fallback = "most rows changed since the last sync"
+                elif (out := delta.compare(ms, rs)).diff is None:
+                    fallback = "rows were deleted (or are kept only on the replica) since the last sync"
+                else:
+                    ctx.progress("start", res.table, total=ms.rows)
+                    res.mode, res.candidates = "delta", out.candidates
+                    res.notes.append(f"compared only the {out.candidates} key(s) changed on either side since the "
+                                     f"last sync (run {b.run_id[:8]})")
+                    self._apply_diff(comparer, policy, out.diff, lambda: delta.delete(out.replica_only))
+                    # the rows vouched for on both sides: compared by the baseline, not transferred
+                    self._count_batch(out.diff.master_rows, skipped=out.diff.master_rows - out.master_candidates)
+                    self._checkpoint("full", last_key=None, done=True, was_empty=False)
+            if fallback:
+                self.r.rollback()  # nothing was written
+                res.notes.append(f"compared in full: {fallback}")
+                return False
+            self._commit()
+        finally:
+            comparer.close()
+        ctx.progress("batch", res.table, rows=res.rows_copied, done=res.rows_copied)
+        return True
 
     def _transfer_range(self, policy: Policy, lo: Key | None, upper: Key | None,
                         extra: tuple[sql.Composable, list] = (sql.SQL("true"), [])) -> tuple[int, int]:

@@ -1,0 +1,198 @@
+"""Re-syncing a table from its baseline (`replicator.copy.baseline`): only the rows that changed since.
+
+1. **One scan per side**, both at once: the count and key-hash sum of the rows the side still vouches
+   for, and the keys of the others (the *candidates*). No row is hashed, nothing crosses the wire but
+   candidate keys: an unchanged table costs a sequential read of each side and two round trips.
+2. **Candidates by key**: `(key, row hash)` of every candidate on both sides, and whether that side
+   vouches for it; they are sorted into missing, differing and replica-only keys, as a key-by-key
+   comparison of a range would (`replicator.copy.compare.KeyDiff`).
+3. **Deletions** leave no row to notice: the first pass sums the vouched-for rows per bucket of key
+   hashes (`BUCKETS`), and outside the candidates each bucket's count and key-hash sum must agree on
+   the two sides. A bucket that does not has lost a row on one side since the baseline (or holds a row
+   the replica keeps and the master never had): the vouched-for keys of those buckets alone are read
+   from both sides and set against each other. Where most buckets differ, this path gives way to the
+   full comparison.
+
+Nothing here writes: the caller applies the differences under its policy, in one transaction, with
+the checkpoint and the new baseline.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ..rowhash import row_hash
+from .baseline import Baseline, older_than, xid32
+from .compare import KeyDiff
+from .keys import Key, KeyRanges
+from .plan import TablePlan
+
+XMIN = "_replicator_xmin"
+CHUNK = 20_000  # candidate keys per statement
+MOST_CANDIDATES = 0.3  # beyond this share of a table, comparing by ranges costs less
+BUCKETS = 1024  # key-hash buckets the first pass sums the vouched-for rows in (a power of two)
+KH = "_replicator_key_hash"
+
+
+@dataclass
+class Scan:
+    """One side's first pass."""
+
+    buckets: dict[int, tuple[int, int]]  # key-hash bucket: (rows vouched for, sum of their key hashes)
+    candidates: list[Key] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(c for c, _ in self.buckets.values()) + len(self.candidates)
+
+
+@dataclass
+class Outcome:
+    diff: KeyDiff | None  # None: deletions outside the candidates; compare the table in full
+    candidates: int
+    master_candidates: int = 0  # candidates the master has a row for (the others: unchanged, not transferred)
+    replica_only: list[Key] = field(default_factory=list)
+
+
+class Delta:
+    def __init__(self, master: psycopg.Connection, replica: psycopg.Connection, tp: TablePlan, ranges: KeyRanges,
+                 pool: ThreadPoolExecutor, base: Baseline):
+        self.m, self.r, self.tp, self.ranges, self.pool = master, replica, tp, ranges, pool
+        self.mold = older_than(sql.Identifier(XMIN))
+        self.mold_params = [xid32(base.master_xmin)]
+        own = [xid32(x) for x in base.own_xids]
+        self.rold = sql.SQL("({} OR {} = ANY(%s::xid[]))").format(older_than(sql.Identifier(XMIN)), sql.Identifier(XMIN))
+        self.rold_params = [xid32(base.replica_xmin), own]
+
+    # each side's rows with their xmin, in the replica's column names; the master's as copy reads them
+    # (masked), or only their keys (never masked on this path), which is all the first pass needs
+    def _master_rows(self, where: sql.Composable, *, keys_only: bool = False) -> sql.Composable:
+        tp = self.tp
+        pairs = zip(tp.key_m, tp.key_r) if keys_only else zip(tp.select_exprs, tp.rcols)
+        return sql.SQL("SELECT {e}, xmin AS {x} FROM {t} WHERE {w}").format(
+            e=sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.Identifier(e) if keys_only else e, sql.Identifier(c))
+                                 for e, c in pairs),
+            x=sql.Identifier(XMIN), t=tp.mfrom, w=tp.mwhere(where))
+
+    def _replica_rows(self, where: sql.Composable, *, keys_only: bool = False) -> sql.Composable:
+        tp = self.tp
+        return sql.SQL("SELECT {c}, xmin AS {x} FROM {t} WHERE {w}").format(
+            c=sql.SQL(", ").join(sql.Identifier(c) for c in (tp.key_r if keys_only else tp.rcols)),
+            x=sql.Identifier(XMIN), t=tp.rfrom, w=where)
+
+    def _with_key_hash(self, rows: sql.Composable) -> sql.Composable:
+        return sql.SQL("SELECT *, {h} AS {kh} FROM ({rows}) s0").format(
+            h=row_hash(self.tp.key_r), kh=sql.Identifier(KH), rows=rows)
+
+    def _scan_sql(self, rows: sql.Composable, old: sql.Composable) -> sql.Composable:
+        kh = sql.Identifier(KH)
+        return sql.SQL("SELECT {kh} & {m}, count(*) FILTER (WHERE {o}), coalesce(sum({kh}) FILTER (WHERE {o}), 0)::text, "
+                       "{a} FROM ({rows}) s GROUP BY 1").format(
+            kh=kh, m=sql.Literal(BUCKETS - 1), o=old, rows=self._with_key_hash(rows),
+            a=sql.SQL(", ").join(sql.SQL("array_agg({}::text) FILTER (WHERE NOT {})").format(sql.Identifier(k), old)
+                                 for k in self.tp.key_r))
+
+    def scan(self) -> tuple[Scan, Scan]:
+        """Both sides' first pass, run concurrently; the master's inside the run's snapshot."""
+        tp = self.tp
+        mq = self._scan_sql(self._master_rows(sql.SQL("true"), keys_only=True), self.mold)
+        # each FILTER repeats the predicate: its parameters once per use, in order
+        uses = 2 + len(tp.key_r)
+        mparams = self.mold_params * uses
+        rq = self._scan_sql(self._replica_rows(sql.SQL("true"), keys_only=True), self.rold)
+        rparams = self.rold_params * uses
+        fut = self.pool.submit(lambda: self.r.execute(rq, rparams).fetchall())
+        try:
+            m = self.m.execute(mq, mparams).fetchall()
+        finally:
+            r = fut.result()
+        return _scan(m), _scan(r)
+
+    def compare(self, ms: Scan, rs: Scan) -> Outcome:
+        """Sort the candidates of both sides into a `KeyDiff`, or find deletions outside them."""
+        tp = self.tp
+        candidates = list(dict.fromkeys(tuple(k) for k in ms.candidates + rs.candidates))
+        master: dict[tuple, tuple[int, bool, int]] = {}
+        replica: dict[tuple, tuple[int, bool, int]] = {}
+        width = len(tp.key_r)
+        keys_text = self.ranges.keys_text(tp.key_r)
+        mwhere, rwhere = self.ranges.in_list("master"), self.ranges.in_list("replica")
+        mq = sql.SQL("SELECT {k}, {h}, {o}, {kh} FROM ({rows}) s").format(
+            k=keys_text, h=row_hash(tp.rcols), o=self.mold, kh=row_hash(tp.key_r), rows=self._master_rows(mwhere))
+        rq = sql.SQL("SELECT {k}, {h}, {o}, {kh} FROM ({rows}) s").format(
+            k=keys_text, h=row_hash(tp.rcols), o=self.rold, kh=row_hash(tp.key_r), rows=self._replica_rows(rwhere))
+        for i in range(0, len(candidates), CHUNK):
+            arrays = self.ranges.key_arrays(candidates[i:i + CHUNK], width)
+            fut = self.pool.submit(lambda a=arrays: self.r.execute(rq, self.rold_params + a).fetchall())
+            try:
+                mrows = self.m.execute(mq, self.mold_params + tp.mask_args() + arrays).fetchall()
+            finally:
+                rrows = fut.result()
+            for into, rows in ((master, mrows), (replica, rrows)):
+                for row in rows:
+                    into[tuple(row[:width])] = (row[width], row[width + 1], row[width + 2])
+        # what each side vouches for outside the candidates must be the same set of keys, bucket by bucket
+        outside = []
+        for scan, found in ((ms, master), (rs, replica)):
+            sums = dict(scan.buckets)
+            for _h, vouched, kh in found.values():
+                if vouched:
+                    c, t = sums[kh & (BUCKETS - 1)]
+                    sums[kh & (BUCKETS - 1)] = (c - 1, t - kh)
+            outside.append({b: v for b, v in sums.items() if v[0]})
+        differ = sorted(b for b in outside[0].keys() | outside[1].keys() if outside[0].get(b) != outside[1].get(b))
+        if len(differ) > BUCKETS // 4:
+            return Outcome(diff=None, candidates=len(candidates))
+        lost_on_replica, lost_on_master = self._lost(differ, set(candidates))
+        diff = KeyDiff(master_rows=ms.rows, missing=lost_on_replica)
+        for k, (h, _vouched, _kh) in master.items():
+            other = replica.get(k)
+            if other is None:
+                diff.missing.append(list(k))
+            elif other[0] != h:
+                diff.changed.append(list(k))
+        only = [list(k) for k in replica if k not in master] + lost_on_master
+        diff.replica_only = len(only)
+        return Outcome(diff=diff, candidates=len(candidates), replica_only=only,
+                       master_candidates=len(master) + len(lost_on_replica))
+
+    def _lost(self, buckets: list[int], candidates: set[tuple]) -> tuple[list[Key], list[Key]]:
+        """The vouched-for keys of ``buckets`` that only one side has: (on the master only, on the
+        replica only), candidates left out (they are compared already)."""
+        if not buckets:
+            return [], []
+        tp = self.tp
+        keys = self.ranges.keys_text(tp.key_r)
+        pick = sql.SQL("({} & {}) = ANY(%s::bigint[])").format(sql.Identifier(KH), sql.Literal(BUCKETS - 1))
+        mq = sql.SQL("SELECT {k} FROM ({rows}) s WHERE {o} AND {p}").format(
+            k=keys, rows=self._with_key_hash(self._master_rows(sql.SQL("true"), keys_only=True)), o=self.mold, p=pick)
+        rq = sql.SQL("SELECT {k} FROM ({rows}) s WHERE {o} AND {p}").format(
+            k=keys, rows=self._with_key_hash(self._replica_rows(sql.SQL("true"), keys_only=True)), o=self.rold, p=pick)
+        fut = self.pool.submit(lambda: self.r.execute(rq, self.rold_params + [buckets]).fetchall())
+        try:
+            m = {tuple(r) for r in self.m.execute(mq, self.mold_params + [buckets]).fetchall()} - candidates
+        finally:
+            r = {tuple(x) for x in fut.result()} - candidates
+        return [list(k) for k in sorted(m - r)], [list(k) for k in sorted(r - m)]
+
+    def delete(self, keys: list[Key]) -> int:
+        """Delete the replica rows of ``keys`` (under `mirror`: keys the master no longer has)."""
+        total = 0
+        for i in range(0, len(keys), CHUNK):
+            cur = self.r.execute(sql.SQL("DELETE FROM {t} WHERE {w}").format(t=self.tp.rfrom, w=self.ranges.in_list("replica")),
+                                 self.ranges.key_arrays(keys[i:i + CHUNK], len(self.tp.key_r)))
+            total += max(cur.rowcount, 0)
+        return total
+
+
+def _scan(rows: list) -> Scan:
+    out = Scan(buckets={})
+    for bucket, vouched, keysum, *arrays in rows:
+        out.buckets[int(bucket)] = (int(vouched), int(keysum))
+        if arrays and arrays[0]:
+            out.candidates += [list(k) for k in zip(*arrays)]
+    return out

@@ -1,0 +1,221 @@
+"""Re-syncs that examine only the rows changed since the last sync (`replicator.copy.baseline`).
+
+Every result is judged by PostgreSQL's own text of each row (copyhelp), and the delta path by a twin
+replica compared in full (`restart=True`): the two must end identical.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from conftest import _fresh_database
+from copyhelp import both, rows, same, xmins
+
+from replicator.config import Config, TableConfig
+from replicator.copy import copy_tables
+
+DDL = "CREATE TABLE t (id int PRIMARY KEY, v text, n numeric)"
+FILL = "INSERT INTO t SELECT i, 'v' || i, i / 7.0 FROM generate_series(1, 3000) i"
+
+
+@pytest.fixture
+def twin_url(pg_servers):
+    """A second replica database on the replica server."""
+    yield from _fresh_database(pg_servers[1], "twin")
+
+
+def table(result):
+    return result.tables[0]
+
+
+def test_an_unchanged_table_is_vouched_for_without_hashing_or_writing(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    assert table(copy_tables(master_url, replica_url, ["t"])).mode == "direct"
+    before = xmins(sql_on, replica_url, "t")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins", batch_size=100))
+    assert (t.mode, t.candidates, t.inserted, t.updated, t.deleted, t.skipped_rows) == ("delta", 0, 0, 0, 0, 3000)
+    assert xmins(sql_on, replica_url, "t") == before
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_changes_on_either_side_are_the_candidates(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    sql_on(master_url, "UPDATE t SET v = v || ' master' WHERE id IN (5, 500, 2999)")
+    sql_on(replica_url, "UPDATE t SET v = v || ' local' WHERE id IN (6, 600)")
+    sql_on(replica_url, "UPDATE t SET v = v WHERE id = 7")  # rewritten, same content: compared, not written
+    before = xmins(sql_on, replica_url, "t")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert (t.mode, t.candidates, t.updated, t.inserted, t.fetched_by_key) == ("delta", 6, 5, 0, 5)
+    after = xmins(sql_on, replica_url, "t")
+    assert sorted(k for k in after if after[k] != before[k]) == [5, 6, 500, 600, 2999]
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_deletions_on_either_side_are_found_from_the_key_hash_buckets(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    sql_on(master_url, "DELETE FROM t WHERE id IN (10, 20)")
+    sql_on(replica_url, "DELETE FROM t WHERE id IN (30, 40, 50)")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="mirror"))
+    assert (t.mode, t.candidates, t.inserted, t.deleted, t.updated) == ("delta", 0, 3, 2, 0)
+    assert same(sql_on, master_url, replica_url, "t")
+    # master-wins keeps a row only the replica has: found again on every run, and kept
+    sql_on(replica_url, "INSERT INTO t VALUES (9000, 'local', 0)")
+    sql_on(master_url, "DELETE FROM t WHERE id = 60")
+    for _ in range(2):
+        t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+        assert (t.mode, t.deleted, t.inserted) == ("delta", 0, 0)
+    assert sql_on(replica_url, "SELECT id FROM t WHERE id IN (60, 9000) ORDER BY id") == [(60,), (9000,)]
+
+
+CHANGES_MASTER = [
+    "INSERT INTO t SELECT i, 'new' || i, 0 FROM generate_series(3001, 3040) i",
+    "UPDATE t SET v = upper(v) WHERE id % 97 = 0",
+    "DELETE FROM t WHERE id % 211 = 0",
+    "UPDATE t SET id = id + 10000 WHERE id IN (1, 2)",  # a key changed: a delete and an insert
+    "UPDATE t SET n = n WHERE id % 89 = 0",  # rewritten with the same values
+]
+CHANGES_REPLICA = [
+    "INSERT INTO t VALUES (-1, 'local only', 1), (3001, 'clashes with a new master row', 2)",
+    "UPDATE t SET v = 'local edit' WHERE id % 101 = 0",
+    "DELETE FROM t WHERE id % 307 = 0",
+    "UPDATE t SET v = 'edited, then deleted on the master' WHERE id = 211",
+]
+
+
+@pytest.mark.parametrize("policy", ["master-wins", "mirror", "keep-replica"])
+def test_a_delta_sync_ends_where_a_full_comparison_ends(master_url, replica_url, twin_url, sql_on, policy):
+    for url in (master_url, replica_url, twin_url):
+        sql_on(url, DDL)
+    sql_on(master_url, FILL)
+    for url in (replica_url, twin_url):
+        copy_tables(master_url, url, ["t"])
+    for stmt in CHANGES_MASTER:
+        sql_on(master_url, stmt)
+    for url in (replica_url, twin_url):
+        for stmt in CHANGES_REPLICA:
+            sql_on(url, stmt)
+    delta = table(copy_tables(master_url, replica_url, ["t"], policy=policy, batch_size=200))
+    full = table(copy_tables(master_url, twin_url, ["t"], policy=policy, batch_size=200, restart=True))
+    assert (delta.mode, full.mode) == ("delta", "full")
+    assert rows(sql_on, replica_url, "t") == rows(sql_on, twin_url, "t")
+    assert (delta.inserted, delta.updated, delta.deleted) == (full.inserted, full.updated, full.deleted)
+    if policy == "mirror":
+        assert same(sql_on, master_url, replica_url, "t")
+    # and the next sync, from the new baselines, finds nothing to do on either
+    for url in (replica_url, twin_url):
+        again = table(copy_tables(master_url, url, ["t"], policy=policy))
+        assert (again.mode, again.inserted, again.updated, again.deleted) == ("delta", 0, 0, 0)
+
+
+def test_a_change_committed_after_the_snapshot_by_a_transaction_open_during_the_sync_is_found(
+        master_url, replica_url, sql_on):
+    """Its row's xmin is a subtransaction's id, which a snapshot does not list as running: only a
+    comparison with the snapshot's xmin is safe for it."""
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    with psycopg.connect(master_url) as late, psycopg.connect(replica_url) as local:
+        late.execute("SAVEPOINT s")
+        late.execute("UPDATE t SET v = 'late' WHERE id = 10")
+        local.execute("SAVEPOINT s")
+        local.execute("UPDATE t SET v = 'local, late' WHERE id = 20")
+        t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+        assert (t.mode, t.updated) == ("delta", 0)
+        late.commit()
+        local.commit()
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert (t.mode, t.updated) == ("delta", 2)
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_frozen_rows_still_show_when_they_changed(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    sql_on(master_url, "UPDATE t SET v = 'changed, then frozen' WHERE id = 42")
+    sql_on(master_url, "VACUUM (FREEZE) t")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert (t.mode, t.updated) == ("delta", 1)
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+@pytest.mark.parametrize("change", [
+    "TRUNCATE t; INSERT INTO t SELECT i, 'refilled' || i, 0 FROM generate_series(1, 3000) i",
+    "VACUUM FULL t",
+])
+def test_new_storage_on_the_master_means_a_full_comparison(master_url, replica_url, sql_on, change):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    sql_on(master_url, change)
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert t.mode == "full"
+    assert any("storage" in n for n in t.notes), t.notes
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_a_replica_truncated_since_the_last_sync_is_refilled(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    sql_on(replica_url, "TRUNCATE t")
+    assert table(copy_tables(master_url, replica_url, ["t"], policy="master-wins")).mode == "direct"
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_rows_kept_under_keep_replica_are_compared_again_under_master_wins(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    sql_on(replica_url, "UPDATE t SET v = 'mine' WHERE id = 3")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="keep-replica"))
+    assert (t.mode, t.updated) == ("delta", 0)
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert (t.mode, t.updated) == ("full", 1)
+    assert any("keep-replica" in n for n in t.notes)
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_a_changed_mask_means_a_full_comparison(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    masked = Config(tables={"t": TableConfig(mask={"v": "null"})})
+    copy_tables(master_url, replica_url, ["t"], config=masked)
+    assert sql_on(replica_url, "SELECT count(v) FROM t") == [(0,)]
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))  # the mask dropped
+    assert (t.mode, t.updated) == ("full", 3000)
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_restart_compares_in_full(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins", restart=True))
+    assert (t.mode, t.skipped_rows) == ("full", 3000)
+
+
+PARTITIONED = """
+CREATE TABLE ev (tenant text, at date, seq int, body text, PRIMARY KEY (tenant, at, seq)) PARTITION BY RANGE (at);
+CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+"""
+
+
+def test_partitioned_table_with_a_composite_text_key_under_jobs(master_url, replica_url, sql_on):
+    both(sql_on, master_url, replica_url, PARTITIONED)
+    sql_on(master_url, "INSERT INTO ev SELECT 'Tenant ''' || (i % 5) || ' ü', date '2024-06-01' + (i % 400), i, 'b' || i "
+                       "FROM generate_series(1, 4000) i")
+    copy_tables(master_url, replica_url, ["ev"])
+    sql_on(master_url, "UPDATE ev SET body = 'moved' WHERE seq % 300 = 0")
+    sql_on(master_url, "DELETE FROM ev WHERE seq % 700 = 0")
+    sql_on(master_url, "UPDATE ev SET at = at + 200 WHERE seq = 17")  # to the other partition
+    sql_on(replica_url, "DELETE FROM ev_2025 WHERE seq % 500 = 0")
+    t = table(copy_tables(master_url, replica_url, ["ev"], policy="mirror", jobs=2))
+    assert t.mode == "delta"
+    assert same(sql_on, master_url, replica_url, "ev")
