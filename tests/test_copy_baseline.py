@@ -28,6 +28,13 @@ def table(result):
     return result.tables[0]
 
 
+def synced(sql_on, master_url: str, replica_url: str) -> None:
+    """Table t on both sides, filled on the master and copied: the replica has a baseline."""
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    copy_tables(master_url, replica_url, ["t"])
+
+
 def test_an_unchanged_table_is_vouched_for_without_hashing_or_writing(master_url, replica_url, sql_on):
     both(sql_on, master_url, replica_url, DDL)
     sql_on(master_url, FILL)
@@ -40,9 +47,7 @@ def test_an_unchanged_table_is_vouched_for_without_hashing_or_writing(master_url
 
 
 def test_changes_on_either_side_are_the_candidates(master_url, replica_url, sql_on):
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     sql_on(master_url, "UPDATE t SET v = v || ' master' WHERE id IN (5, 500, 2999)")
     sql_on(replica_url, "UPDATE t SET v = v || ' local' WHERE id IN (6, 600)")
     sql_on(replica_url, "UPDATE t SET v = v WHERE id = 7")  # rewritten, same content: compared, not written
@@ -55,9 +60,7 @@ def test_changes_on_either_side_are_the_candidates(master_url, replica_url, sql_
 
 
 def test_deletions_on_either_side_are_found_from_the_key_hash_buckets(master_url, replica_url, sql_on):
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     sql_on(master_url, "DELETE FROM t WHERE id IN (10, 20)")
     sql_on(replica_url, "DELETE FROM t WHERE id IN (30, 40, 50)")
     t = table(copy_tables(master_url, replica_url, ["t"], policy="mirror"))
@@ -116,9 +119,7 @@ def test_a_change_committed_after_the_snapshot_by_a_transaction_open_during_the_
         master_url, replica_url, sql_on):
     """Its row's xmin is a subtransaction's id, which a snapshot does not list as running: only a
     comparison with the snapshot's xmin is safe for it."""
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     with psycopg.connect(master_url) as late, psycopg.connect(replica_url) as local:
         late.execute("SAVEPOINT s")
         late.execute("UPDATE t SET v = 'late' WHERE id = 10")
@@ -134,9 +135,7 @@ def test_a_change_committed_after_the_snapshot_by_a_transaction_open_during_the_
 
 
 def test_frozen_rows_still_show_when_they_changed(master_url, replica_url, sql_on):
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     sql_on(master_url, "UPDATE t SET v = 'changed, then frozen' WHERE id = 42")
     sql_on(master_url, "VACUUM (FREEZE) t")
     t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
@@ -149,9 +148,7 @@ def test_frozen_rows_still_show_when_they_changed(master_url, replica_url, sql_o
     "VACUUM FULL t",
 ])
 def test_new_storage_on_the_master_means_a_full_comparison(master_url, replica_url, sql_on, change):
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     sql_on(master_url, change)
     t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
     assert t.mode == "full"
@@ -160,18 +157,14 @@ def test_new_storage_on_the_master_means_a_full_comparison(master_url, replica_u
 
 
 def test_a_replica_truncated_since_the_last_sync_is_refilled(master_url, replica_url, sql_on):
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     sql_on(replica_url, "TRUNCATE t")
     assert table(copy_tables(master_url, replica_url, ["t"], policy="master-wins")).mode == "direct"
     assert same(sql_on, master_url, replica_url, "t")
 
 
 def test_rows_kept_under_keep_replica_are_compared_again_under_master_wins(master_url, replica_url, sql_on):
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     sql_on(replica_url, "UPDATE t SET v = 'mine' WHERE id = 3")
     t = table(copy_tables(master_url, replica_url, ["t"], policy="keep-replica"))
     assert (t.mode, t.updated) == ("delta", 0)
@@ -193,9 +186,7 @@ def test_a_changed_mask_means_a_full_comparison(master_url, replica_url, sql_on)
 
 
 def test_restart_compares_in_full(master_url, replica_url, sql_on):
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, FILL)
-    copy_tables(master_url, replica_url, ["t"])
+    synced(sql_on, master_url, replica_url)
     t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins", restart=True))
     assert (t.mode, t.skipped_rows) == ("full", 3000)
 
@@ -219,3 +210,99 @@ def test_partitioned_table_with_a_composite_text_key_under_jobs(master_url, repl
     t = table(copy_tables(master_url, replica_url, ["ev"], policy="mirror", jobs=2))
     assert t.mode == "delta"
     assert same(sql_on, master_url, replica_url, "ev")
+
+
+def test_several_tables_under_jobs_each_use_their_baseline(master_url, replica_url, sql_on):
+    names = ["a", "b", "c"]
+    for n in names:
+        both(sql_on, master_url, replica_url, f"CREATE TABLE {n} (id int PRIMARY KEY, v text)")
+        sql_on(master_url, f"INSERT INTO {n} SELECT i, '{n}' || i FROM generate_series(1, 2000) i")
+    copy_tables(master_url, replica_url, names, jobs=2)
+    sql_on(master_url, "UPDATE b SET v = 'x' WHERE id < 10")
+    sql_on(replica_url, "DELETE FROM c WHERE id > 1990")
+    result = copy_tables(master_url, replica_url, names, policy="master-wins", jobs=2)
+    assert {t.table: (t.mode, t.updated, t.inserted) for t in result.tables} == {
+        "public.a": ("delta", 0, 0), "public.b": ("delta", 9, 0), "public.c": ("delta", 0, 10)}
+    for n in names:
+        assert same(sql_on, master_url, replica_url, n)
+
+
+def test_a_conflict_under_fail_writes_nothing_and_keeps_the_baseline(master_url, replica_url, sql_on):
+    from replicator.copy.table import CopyConflict
+
+    synced(sql_on, master_url, replica_url)
+    recorded = sql_on(replica_url, "SELECT run_id FROM _replicator.baselines")
+    sql_on(master_url, "INSERT INTO t VALUES (5000, 'new', 0)")
+    sql_on(replica_url, "UPDATE t SET v = 'local' WHERE id = 9")
+    with pytest.raises(CopyConflict, match="1 conflicting row"):
+        copy_tables(master_url, replica_url, ["t"], policy="fail")
+    assert sql_on(replica_url, "SELECT count(*) FROM t WHERE id = 5000") == [(0,)]
+    assert sql_on(replica_url, "SELECT run_id FROM _replicator.baselines") == recorded
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert (t.mode, t.inserted, t.updated) == ("delta", 1, 1)
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_a_baseline_too_many_transactions_old_is_not_used(master_url, replica_url, sql_on):
+    synced(sql_on, master_url, replica_url)
+    # as if 2^31 transactions had run on the master since: 32-bit ids would no longer compare
+    sql_on(replica_url, "UPDATE _replicator.baselines SET master_xmin = master_xmin - 2147483648")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert t.mode == "full"
+    assert any("too many transactions" in n for n in t.notes), t.notes
+
+
+def test_the_cli_says_what_a_delta_sync_compared(master_url, replica_url, sql_on, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from replicator.cli import main
+
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    base = ["copy", "--master", master_url, "--replica", replica_url, "--out-dir", str(tmp_path), "--table", "t"]
+    assert CliRunner().invoke(main, base).exit_code == 0
+    sql_on(master_url, "UPDATE t SET v = 'x' WHERE id IN (1, 2)")
+    r = CliRunner().invoke(main, [*base, "--policy", "master-wins"])
+    assert r.exit_code == 0, r.output
+    assert "note: compared only the 2 key(s) changed on either side since the last sync" in r.output
+    r = CliRunner().invoke(main, [*base, "--policy", "master-wins", "--json"])
+    row = json.loads(r.stdout)["tables"][0]
+    assert (row["mode"], row["candidates"], row["updated"]) == ("delta", 0, 0)
+
+
+def test_candidates_are_compared_and_applied_a_chunk_at_a_time(master_url, replica_url, twin_url, sql_on, monkeypatch):
+    from replicator.copy import delta
+
+    monkeypatch.setattr(delta, "CHUNK", 7)
+    for url in (master_url, replica_url, twin_url):
+        sql_on(url, DDL)
+    sql_on(master_url, FILL)
+    for url in (replica_url, twin_url):
+        copy_tables(master_url, url, ["t"])
+    for stmt in CHANGES_MASTER:
+        sql_on(master_url, stmt)
+    for url in (replica_url, twin_url):
+        for stmt in CHANGES_REPLICA:
+            sql_on(url, stmt)
+    chunked = table(copy_tables(master_url, replica_url, ["t"], policy="mirror"))
+    full = table(copy_tables(master_url, twin_url, ["t"], policy="mirror", restart=True))
+    assert chunked.mode == "delta" and chunked.candidates > 7 * 5
+    assert (chunked.inserted, chunked.updated, chunked.deleted) == (full.inserted, full.updated, full.deleted)
+    assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_deletions_all_over_the_table_roll_back_the_chunks_and_compare_in_full(master_url, replica_url, sql_on,
+                                                                              monkeypatch):
+    from replicator.copy import delta
+
+    monkeypatch.setattr(delta, "CHUNK", 7)
+    synced(sql_on, master_url, replica_url)
+    sql_on(master_url, "UPDATE t SET v = 'x' WHERE id <= 30")  # applied in chunks, then rolled back
+    sql_on(master_url, "DELETE FROM t WHERE id % 3 = 0")  # in nearly every bucket
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="mirror"))
+    assert t.mode == "full"
+    assert any("all over the table" in n for n in t.notes), t.notes
+    assert (t.updated, t.deleted) == (20, 1000)  # counted once, by the full comparison
+    assert same(sql_on, master_url, replica_url, "t")

@@ -82,7 +82,8 @@ def _summary_rows(result: "CopyResult") -> list[dict]:
     return [
         {"table": t.table, "policy": t.policy, "mode": t.mode, "rows_copied": t.rows_copied, "inserted": t.inserted,
          "updated": t.updated, "deleted": t.deleted, "unchanged": t.unchanged, "reconciled": t.reconciled,
-         "skipped_rows": t.skipped_rows, "fetched_by_key": t.fetched_by_key, "conflicts": t.conflicts,
+         "skipped_rows": t.skipped_rows, "candidates": t.candidates, "fetched_by_key": t.fetched_by_key,
+         "conflicts": t.conflicts,
          "batches": t.batches, "seconds": t.seconds, "status": t.status}
         for t in result.tables
     ]
@@ -98,7 +99,8 @@ def _summary_rows(result: "CopyResult") -> list[dict]:
               help="what to do with rows whose key exists on the replica (default: per table in the config).")
 @click.option("--batch-size", type=click.IntRange(min=1, max=MAX_BATCH_ROWS), default=None,
               help="rows per batch (default from config).")
-@click.option("--restart", is_flag=True, help="ignore an interrupted copy's checkpoint and start over.")
+@click.option("--restart", is_flag=True, help="ignore an interrupted copy's checkpoint and start over, and compare every row, not only those "
+                   "changed since the last sync.")
 @click.option("--incremental", is_flag=True, help="only rows whose cursor column moved past the stored watermark.")
 @click.option("--dry-run", is_flag=True, help="report rows to insert/update/delete and conflicts; write nothing.")
 @click.option("--no-checksum-skip", is_flag=True,

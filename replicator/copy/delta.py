@@ -19,6 +19,7 @@ the checkpoint and the new baseline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from .plan import TablePlan
 XMIN = "_replicator_xmin"
 CHUNK = 20_000  # candidate keys per statement
 MOST_CANDIDATES = 0.3  # beyond this share of a table, comparing by ranges costs less
+MAX_CANDIDATES = 250_000  # nor more keys than this: their list is held in memory (about 50 MB)
 BUCKETS = 1024  # key-hash buckets the first pass sums the vouched-for rows in (a power of two)
 KH = "_replicator_key_hash"
 
@@ -43,7 +45,7 @@ class Scan:
     """One side's first pass."""
 
     buckets: dict[int, tuple[int, int]]  # key-hash bucket: (rows vouched for, sum of their key hashes)
-    candidates: list[Key] = field(default_factory=list)
+    candidates: list[tuple[str, ...]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -52,10 +54,11 @@ class Scan:
 
 @dataclass
 class Outcome:
-    diff: KeyDiff | None  # None: deletions outside the candidates; compare the table in full
+    master_rows: int
     candidates: int
-    master_candidates: int = 0  # candidates the master has a row for (the others: unchanged, not transferred)
-    replica_only: list[Key] = field(default_factory=list)
+    complete: bool = True  # False: most buckets disagree; roll back what was applied, compare in full
+    master_candidates: int = 0  # rows fetched or compared by key (the others: unchanged, not transferred)
+    deleted_since: int = 0  # keys one side deleted since the baseline, found by their buckets
 
 
 class Delta:
@@ -112,53 +115,60 @@ class Delta:
             r = fut.result()
         return _scan(m), _scan(r)
 
-    def compare(self, ms: Scan, rs: Scan) -> Outcome:
-        """Sort the candidates of both sides into a `KeyDiff`, or find deletions outside them."""
+    def compare(self, ms: Scan, rs: Scan, apply: Callable[[KeyDiff, list[Key]], None]) -> Outcome:
+        """Compare the candidates of both sides, `CHUNK` keys at a time, handing each chunk's difference
+        to ``apply`` (a `KeyDiff` and the replica-only keys), then the keys deleted on one side since the
+        baseline. Where most buckets disagree, the outcome is not ``complete``: the caller rolls back
+        what ``apply`` wrote and compares the table in full. Memory holds one chunk, not the table's candidates."""
         tp = self.tp
-        candidates = list(dict.fromkeys(tuple(k) for k in ms.candidates + rs.candidates))
-        master: dict[tuple, tuple[int, bool, int]] = {}
-        replica: dict[tuple, tuple[int, bool, int]] = {}
+        candidates = list(dict.fromkeys(ms.candidates + rs.candidates))
+        ms.candidates = rs.candidates = []
         width = len(tp.key_r)
         keys_text = self.ranges.keys_text(tp.key_r)
-        mwhere, rwhere = self.ranges.in_list("master"), self.ranges.in_list("replica")
         mq = sql.SQL("SELECT {k}, {h}, {o}, {kh} FROM ({rows}) s").format(
-            k=keys_text, h=row_hash(tp.rcols), o=self.mold, kh=row_hash(tp.key_r), rows=self._master_rows(mwhere))
+            k=keys_text, h=row_hash(tp.rcols), o=self.mold, kh=row_hash(tp.key_r),
+            rows=self._master_rows(self.ranges.in_list("master")))
         rq = sql.SQL("SELECT {k}, {h}, {o}, {kh} FROM ({rows}) s").format(
-            k=keys_text, h=row_hash(tp.rcols), o=self.rold, kh=row_hash(tp.key_r), rows=self._replica_rows(rwhere))
+            k=keys_text, h=row_hash(tp.rcols), o=self.rold, kh=row_hash(tp.key_r),
+            rows=self._replica_rows(self.ranges.in_list("replica")))
+        # what each side vouches for outside the candidates must be the same set of keys, bucket by bucket
+        outside = [dict(ms.buckets), dict(rs.buckets)]
+        out = Outcome(master_rows=ms.rows, candidates=len(candidates))
         for i in range(0, len(candidates), CHUNK):
-            arrays = self.ranges.key_arrays(candidates[i:i + CHUNK], width)
+            arrays = self.ranges.key_arrays(candidates[i:i + CHUNK], width)  # type: ignore[arg-type]
             fut = self.pool.submit(lambda a=arrays: self.r.execute(rq, self.rold_params + a).fetchall())
             try:
                 mrows = self.m.execute(mq, self.mold_params + tp.mask_args() + arrays).fetchall()
             finally:
                 rrows = fut.result()
-            for into, rows in ((master, mrows), (replica, rrows)):
-                for row in rows:
-                    into[tuple(row[:width])] = (row[width], row[width + 1], row[width + 2])
-        # what each side vouches for outside the candidates must be the same set of keys, bucket by bucket
-        outside = []
-        for scan, found in ((ms, master), (rs, replica)):
-            sums = dict(scan.buckets)
-            for _h, vouched, kh in found.values():
-                if vouched:
-                    c, t = sums[kh & (BUCKETS - 1)]
-                    sums[kh & (BUCKETS - 1)] = (c - 1, t - kh)
-            outside.append({b: v for b, v in sums.items() if v[0]})
-        differ = sorted(b for b in outside[0].keys() | outside[1].keys() if outside[0].get(b) != outside[1].get(b))
+            master, replica = {tuple(r[:width]): r[width:] for r in mrows}, {tuple(r[:width]): r[width:] for r in rrows}
+            for sums, found in zip(outside, (master, replica)):
+                for _h, vouched, kh in found.values():
+                    if vouched:
+                        c, t = sums[kh & (BUCKETS - 1)]
+                        sums[kh & (BUCKETS - 1)] = (c - 1, t - kh)
+            diff = KeyDiff(master_rows=0)
+            for k, (h, _vouched, _kh) in master.items():
+                other = replica.get(k)
+                if other is None:
+                    diff.missing.append(list(k))
+                elif other[0] != h:
+                    diff.changed.append(list(k))
+            only = [list(k) for k in replica if k not in master]
+            diff.replica_only = len(only)
+            out.master_candidates += len(master)
+            apply(diff, only)
+        kept = [{b: v for b, v in sums.items() if v[0]} for sums in outside]
+        differ = sorted(b for b in kept[0].keys() | kept[1].keys() if kept[0].get(b) != kept[1].get(b))
         if len(differ) > BUCKETS // 4:
-            return Outcome(diff=None, candidates=len(candidates))
+            out.complete = False
+            return out
         lost_on_replica, lost_on_master = self._lost(differ, set(candidates))
-        diff = KeyDiff(master_rows=ms.rows, missing=lost_on_replica)
-        for k, (h, _vouched, _kh) in master.items():
-            other = replica.get(k)
-            if other is None:
-                diff.missing.append(list(k))
-            elif other[0] != h:
-                diff.changed.append(list(k))
-        only = [list(k) for k in replica if k not in master] + lost_on_master
-        diff.replica_only = len(only)
-        return Outcome(diff=diff, candidates=len(candidates), replica_only=only,
-                       master_candidates=len(master) + len(lost_on_replica))
+        if lost_on_replica or lost_on_master:
+            out.master_candidates += len(lost_on_replica)
+            out.deleted_since = len(lost_on_replica) + len(lost_on_master)
+            apply(KeyDiff(master_rows=0, missing=lost_on_replica, replica_only=len(lost_on_master)), lost_on_master)
+        return out
 
     def _lost(self, buckets: list[int], candidates: set[tuple]) -> tuple[list[Key], list[Key]]:
         """The vouched-for keys of ``buckets`` that only one side has: (on the master only, on the
@@ -194,5 +204,5 @@ def _scan(rows: list) -> Scan:
     for bucket, vouched, keysum, *arrays in rows:
         out.buckets[int(bucket)] = (int(vouched), int(keysum))
         if arrays and arrays[0]:
-            out.candidates += [list(k) for k in zip(*arrays)]
+            out.candidates += zip(*arrays)
     return out

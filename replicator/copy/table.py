@@ -5,10 +5,14 @@ Paths:
 
 * **direct**: the replica table is empty when the copy begins: the master table is read in heap order,
   in batches of whole pages (`replicator.copy.stream`), each batch committed with its checkpoint.
-* **compare**: the replica holds rows: the key space is cut, from one sample of the master's keys, into
-  intervals of about one batch, walked in ranges of one or more intervals. A range the replica has no
-  row in is copied straight, interval by interval. A range with rows on both sides is compared
-  (`replicator.copy.compare`), and how adapts to what the ranges before showed (`Strategy`): by
+* **delta**: the table was synced before and its baseline holds (`replicator.copy.baseline`): only
+  the rows either side wrote since, and the keys either side deleted, are compared and fixed
+  (`replicator.copy.delta`), in one transaction. Every path that examines every row records the
+  baseline the next run uses.
+* **compare**: the replica holds rows (and no baseline holds): the key space is cut, from one sample
+  of the master's keys, into intervals of about one batch, walked in ranges of one or more intervals.
+  A range the replica has no row in is copied straight, interval by interval. A range with rows on
+  both sides is compared (`replicator.copy.compare`), and how adapts to what the ranges before showed (`Strategy`): by
   checksums while ranges match (each next range twice as wide), key by key once they differ (keys and
   row hashes only; exactly the rows missing or differing are fetched by key and merged under the policy,
   `replicator.copy.merge`; under `mirror` the keys the master no longer has are deleted), and by
@@ -44,7 +48,7 @@ from ..introspect import Schema
 from . import baseline, checkpoint, keyless
 from .baseline import Baseline, MasterPoint
 from .compare import Comparer, KeyDiff
-from .delta import MOST_CANDIDATES, Delta
+from .delta import MAX_CANDIDATES, MOST_CANDIDATES, Delta
 from .keys import Key, KeyRanges
 from .logic import ReplicaLogic
 from .merge import MAX_CONFLICT_DETAILS, Stage
@@ -588,25 +592,34 @@ class TableCopy:
         delta = Delta(self.m, self.r, tp, self.ranges, ctx.pool, b)
         comparer = Comparer(self.m, self.r, tp, self.ranges, ctx.pool, pooled=ctx.pooled_replica)
         fallback = None
+        stage = self.stage.current()
+
+        def apply(diff: KeyDiff, replica_only: list[Key]) -> None:
+            self._apply_diff(comparer, policy, diff, lambda: delta.delete(replica_only))
+            self.r.execute(sql.SQL("TRUNCATE {}").format(stage))  # the next chunk's rows only
+
         try:
             with self._write():
                 ms, rs = delta.scan()
-                out = None
-                if len(ms.candidates) + len(rs.candidates) > MOST_CANDIDATES * max(ms.rows, rs.rows, 1):
+                candidates = len(ms.candidates) + len(rs.candidates)
+                if candidates > min(MOST_CANDIDATES * max(ms.rows, rs.rows, 1), MAX_CANDIDATES):
                     fallback = "most rows changed since the last sync"
-                elif (out := delta.compare(ms, rs)).diff is None:
-                    fallback = "rows were deleted (or are kept only on the replica) since the last sync"
                 else:
                     ctx.progress("start", res.table, total=ms.rows)
-                    res.mode, res.candidates = "delta", out.candidates
-                    res.notes.append(f"compared only the {out.candidates} key(s) changed on either side since the "
-                                     f"last sync (run {b.run_id[:8]})")
-                    self._apply_diff(comparer, policy, out.diff, lambda: delta.delete(out.replica_only))
-                    # the rows vouched for on both sides: compared by the baseline, not transferred
-                    self._count_batch(out.diff.master_rows, skipped=out.diff.master_rows - out.master_candidates)
-                    self._checkpoint("full", last_key=None, done=True, was_empty=False)
+                    out = delta.compare(ms, rs, apply)
+                    if not out.complete:
+                        fallback = "rows were deleted (or are kept only on the replica) all over the table since the last sync"
+                    else:
+                        res.mode, res.candidates = "delta", out.candidates
+                        deleted = f", and {out.deleted_since} deleted on one side" if out.deleted_since else ""
+                        res.notes.append(f"compared only the {out.candidates} key(s) changed on either side since the "
+                                         f"last sync (run {b.run_id[:8]}){deleted}")
+                        # the rows vouched for on both sides: compared by the baseline, not transferred
+                        self._count_batch(out.master_rows, skipped=out.master_rows - out.master_candidates)
+                        self._checkpoint("full", last_key=None, done=True, was_empty=False)
             if fallback:
-                self.r.rollback()  # nothing was written
+                self.r.rollback()  # whatever a chunk wrote goes too
+                res.inserted = res.updated = res.deleted = res.fetched_by_key = res.conflicts = 0
                 res.notes.append(f"compared in full: {fallback}")
                 return False
             self._commit()
