@@ -603,9 +603,8 @@ class TableCopy:
                 ms, rs = delta.scan()
                 candidates = len(ms.candidates) + len(rs.candidates)
                 if candidates > min(MOST_CANDIDATES * max(ms.rows, rs.rows, 1), MAX_CANDIDATES):
-                    fallback = "most rows changed since the last sync"
+                    fallback = f"{candidates} rows changed since the last sync, too many to compare by key"
                 else:
-                    ctx.progress("start", res.table, total=ms.rows)
                     out = delta.compare(ms, rs, apply)
                     if not out.complete:
                         fallback = "rows were deleted (or are kept only on the replica) all over the table since the last sync"
@@ -625,6 +624,8 @@ class TableCopy:
             self._commit()
         finally:
             comparer.close()
+        # one bar for the table: a fallback's full comparison starts its own
+        ctx.progress("start", res.table, total=res.rows_copied)
         ctx.progress("batch", res.table, rows=res.rows_copied, done=res.rows_copied)
         return True
 
