@@ -90,8 +90,8 @@ CHANGES_REPLICA = [
 ]
 
 
-@pytest.mark.parametrize("policy", ["master-wins", "mirror", "keep-replica"])
-def test_a_delta_sync_ends_where_a_full_comparison_ends(master_url, replica_url, twin_url, sql_on, policy):
+def twins_drifted(sql_on, master_url: str, replica_url: str, twin_url: str) -> None:
+    """Two replicas synced from the master, then the same changes on the master and on each replica."""
     for url in (master_url, replica_url, twin_url):
         sql_on(url, DDL)
     sql_on(master_url, FILL)
@@ -102,6 +102,11 @@ def test_a_delta_sync_ends_where_a_full_comparison_ends(master_url, replica_url,
     for url in (replica_url, twin_url):
         for stmt in CHANGES_REPLICA:
             sql_on(url, stmt)
+
+
+@pytest.mark.parametrize("policy", ["master-wins", "mirror", "keep-replica"])
+def test_a_delta_sync_ends_where_a_full_comparison_ends(master_url, replica_url, twin_url, sql_on, policy):
+    twins_drifted(sql_on, master_url, replica_url, twin_url)
     delta = table(copy_tables(master_url, replica_url, ["t"], policy=policy, batch_size=200))
     full = table(copy_tables(master_url, twin_url, ["t"], policy=policy, batch_size=200, restart=True))
     assert (delta.mode, full.mode) == ("delta", "full")
@@ -276,16 +281,7 @@ def test_candidates_are_compared_and_applied_a_chunk_at_a_time(master_url, repli
     from replicator.copy import delta
 
     monkeypatch.setattr(delta, "CHUNK", 7)
-    for url in (master_url, replica_url, twin_url):
-        sql_on(url, DDL)
-    sql_on(master_url, FILL)
-    for url in (replica_url, twin_url):
-        copy_tables(master_url, url, ["t"])
-    for stmt in CHANGES_MASTER:
-        sql_on(master_url, stmt)
-    for url in (replica_url, twin_url):
-        for stmt in CHANGES_REPLICA:
-            sql_on(url, stmt)
+    twins_drifted(sql_on, master_url, replica_url, twin_url)
     chunked = table(copy_tables(master_url, replica_url, ["t"], policy="mirror"))
     full = table(copy_tables(master_url, twin_url, ["t"], policy="mirror", restart=True))
     assert chunked.mode == "delta" and chunked.candidates > 7 * 5
