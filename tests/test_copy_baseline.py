@@ -302,3 +302,25 @@ def test_deletions_all_over_the_table_roll_back_the_chunks_and_compare_in_full(m
     assert any("all over the table" in n for n in t.notes), t.notes
     assert (t.updated, t.deleted) == (20, 1000)  # counted once, by the full comparison
     assert same(sql_on, master_url, replica_url, "t")
+
+
+def test_a_supabase_shaped_resync_with_masked_secrets_and_a_replica_trigger(master_url, replica_url, sql_on):
+    from test_copy_managed import SUPABASE_SHAPED, USERS
+
+    for url in (master_url, replica_url):
+        sql_on(url, SUPABASE_SHAPED)
+    sql_on(master_url, USERS)
+    copy_tables(master_url, replica_url, all_tables=True)
+    # a sign-up (the master's trigger adds its profile), a new e-mail, a new password (masked: no change)
+    sql_on(master_url, "INSERT INTO auth.users (id, email, encrypted_password, raw_user_meta_data) "
+                       "VALUES ('00000000-0000-0000-0000-000000000001', 'new@example.com', 'secret', '{\"username\": \"new\"}')")
+    sql_on(master_url, "UPDATE auth.users SET email = 'moved@example.com' WHERE email = 'user3@example.com'")
+    sql_on(master_url, "UPDATE auth.users SET encrypted_password = 'rotated' WHERE email = 'user4@example.com'")
+    res = copy_tables(master_url, replica_url, all_tables=True, policy="master-wins")
+    users, profiles = res.table("auth.users"), res.table("public.profiles")
+    assert (users.mode, users.candidates, users.inserted, users.updated) == ("delta", 3, 1, 1)
+    assert (profiles.mode, profiles.inserted, profiles.updated) == ("delta", 1, 0)
+    cols = "id, aud, role, email, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at"
+    assert same(sql_on, master_url, replica_url, "auth.users", cols)
+    assert same(sql_on, master_url, replica_url, "profiles")  # the replica's own trigger added nothing
+    assert sql_on(replica_url, "SELECT count(*) FROM auth.users WHERE encrypted_password <> ''") == [(0,)]
