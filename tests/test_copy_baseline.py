@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import _fresh_database
+from conftest import _fresh_database, url_with
 from copyhelp import both, rows, same, xmins
+from test_copy_logic import role  # noqa: F401 - a fixture: a login role on the replica server
 
 from replicator.config import Config, TableConfig
 from replicator.copy import copy_tables
@@ -324,3 +325,23 @@ def test_a_supabase_shaped_resync_with_masked_secrets_and_a_replica_trigger(mast
     assert same(sql_on, master_url, replica_url, "auth.users", cols)
     assert same(sql_on, master_url, replica_url, "profiles")  # the replica's own trigger added nothing
     assert sql_on(replica_url, "SELECT count(*) FROM auth.users WHERE encrypted_password <> ''") == [(0,)]
+
+
+def test_a_replica_kept_by_an_older_version_whose_role_cannot_add_the_baselines_is_refused_up_front(
+        master_url, replica_url, sql_on, role, tmp_path):
+    from click.testing import CliRunner
+
+    from replicator.cli import main
+    from replicator.copy.checkpoint import DDL as CHECKPOINTS_DDL
+
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, FILL)
+    sql_on(replica_url, f"CREATE SCHEMA _replicator; {CHECKPOINTS_DDL}; GRANT USAGE ON SCHEMA _replicator TO {role}; "
+                        f"GRANT ALL ON _replicator.checkpoints TO {role}; ALTER TABLE t OWNER TO {role}")
+    writer = url_with(replica_url, user=role, password="pw")
+    r = CliRunner().invoke(main, ["copy", "--master", master_url, "--replica", writer, "--table", "t",
+                                  "--out-dir", str(tmp_path)])
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "cannot create the schema _replicator, where checkpoints and baselines are kept" in r.output
+    assert "pw" not in r.output
+    assert sql_on(replica_url, "SELECT count(*) FROM t") == [(0,)]

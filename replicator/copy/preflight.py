@@ -100,12 +100,12 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         if logic is not None:
             problems += logic.problems()
         if not dry_run and not replica.execute(
-                "SELECT to_regclass('_replicator.checkpoints') IS NOT NULL "
+                "SELECT (to_regclass('_replicator.checkpoints') IS NOT NULL AND to_regclass('_replicator.baselines') IS NOT NULL) "
                 "OR has_database_privilege(current_database(), 'CREATE') "
                 "OR has_schema_privilege((SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = '_replicator'), 'CREATE')"
         ).fetchone()[0]:
             role, db = replica.execute("SELECT current_user, current_database()").fetchone()
-            problems.append(f"the replica role {role} cannot create the schema _replicator, where checkpoints are kept: "
+            problems.append(f"the replica role {role} cannot create the schema _replicator, where checkpoints and baselines are kept: "
                             f"GRANT CREATE ON DATABASE {db} TO {role}, or CREATE SCHEMA _replicator AUTHORIZATION {role}")
         replica.rollback()
     if problems:
