@@ -10,7 +10,9 @@ Cases, each run with and without the proxy in the same session:
               their schema, then the re-sync of the same (goal: each adds <= 2 s)
   jobs        8 tables of 50,000 rows into an empty replica through the proxy, --jobs 1 vs --jobs 4
               (goal >= 2.5x), the replica checked equal to the master by an independent checksum; the
-              same without the proxy, the CPU floor under --jobs 4
+              same without the proxy, the CPU floor under --jobs 4; and the raw pipes (psql | psql,
+              benchmarks/baseline.py) on the same tables, one and four at a time, with and without
+              the proxy: what the machine allows any client
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import argparse
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import describe, raw_pipe  # noqa: E402
 from latency import LatencyProxy  # noqa: E402
 
 from replicator import ephemeral  # noqa: E402
@@ -119,14 +123,30 @@ def main() -> None:
                 q(m, f"INSERT INTO {n} SELECT i, repeat('v', 50) || i, jsonb_build_object('i', i, 'n', '{n}') "
                      f"FROM generate_series(1, {args.rows}) i")
                 q(m, f"VACUUM ANALYZE {n}")
-            times = {}
+            times, raw = {}, {}
+
+            def empty_replica() -> None:
+                for n in names:
+                    q(r, f"TRUNCATE {n}")
+                q(r, "DROP SCHEMA IF EXISTS _replicator CASCADE")
+
+            def pipes(url: str, at_once: int) -> None:
+                with ThreadPoolExecutor(at_once) as pool:
+                    list(pool.map(lambda n: raw_pipe(url, r, n, bindir), names))
+
             for label, url in (("no latency", m), ("through the proxy", through(proxy, m))):
+                for at_once in (1, 4):
+                    runs = []
+                    for _ in range(args.runs):
+                        empty_replica()
+                        runs.append(timed(lambda: pipes(url, at_once)))
+                    raw[label, at_once] = med(runs)
+                    print(f"8 tables x {args.rows:,} rows, {label}, raw pipes ({describe(bindir)}) {at_once} at a "
+                          f"time: {raw[label, at_once]:.2f} s")
                 for jobs in (1, 4):
                     runs = []
                     for _ in range(args.runs):
-                        for n in names:
-                            q(r, f"TRUNCATE {n}")
-                        q(r, "DROP SCHEMA IF EXISTS _replicator CASCADE")
+                        empty_replica()
                         runs.append(timed(lambda: copy_tables(url, r, names, config=Config(), jobs=jobs)))
                     times[label, jobs] = med(runs)
                     equal = all(q(m, CHECKSUM.format(n)) == q(r, CHECKSUM.format(n)) for n in names)
@@ -135,6 +155,9 @@ def main() -> None:
             far1, far4 = times["through the proxy", 1], times["through the proxy", 4]
             print(f"  through the proxy --jobs 4 is {far1 / far4:.2f}x faster than --jobs 1 (goal >= 2.5); "
                   f"the CPU floor without latency: --jobs 4 {times['no latency', 4]:.2f} s")
+            print(f"  raw pipes through the proxy: 4 at a time {raw['through the proxy', 1] / raw['through the proxy', 4]:.2f}x "
+                  f"faster than 1 at a time; the most --jobs 4 could gain over this --jobs 1, were it as fast as 4 "
+                  f"raw pipes with no latency at all: {far1 / raw['no latency', 4]:.2f}x")
     finally:
         mc.stop()
         rc.stop()

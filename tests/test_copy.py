@@ -57,18 +57,45 @@ def test_narrow_rows_are_gathered_into_large_writes_without_losing_a_row(master_
     sql_on(master_url, "INSERT INTO narrow SELECT i, repeat('n', i % 13) FROM generate_series(1, 20000) i")
     sql_on(master_url, "VACUUM ANALYZE narrow")
     writes = []
-    real_flush = stream.Coalesced.flush
+    real_write = stream.BoundedWriter.write
 
-    def counting_flush(self):
-        writes.append(len(self.buf))
-        real_flush(self)
+    def counting_write(self, data):
+        writes.append(len(data))
+        real_write(self, data)
 
-    monkeypatch.setattr(stream.Coalesced, "flush", counting_flush)
+    monkeypatch.setattr(stream.BoundedWriter, "write", counting_write)
     t = copy_tables(master_url, replica_url, ["narrow"], batch_size=3000).tables[0]
     assert t.inserted == 20000 and t.batches >= 5
     assert len([w for w in writes if w]) > t.batches * 5  # blocks, not one write per row, not one per batch
     assert max(writes) < 1000 + 64  # a block ends at the first row past the threshold
     assert checksum(sql_on, master_url, "narrow") == checksum(sql_on, replica_url, "narrow")
+
+
+@pytest.mark.parametrize("fmt", ["binary", "text"])
+def test_an_error_in_the_middle_of_the_master_copy_is_raised_and_nothing_is_written(master_url, replica_url,
+                                                                                  sql_on, fmt):
+    # rows are read many at a time, straight from libpq: the end of the COPY is where its error (sent
+    # after thousands of rows) must surface, with both connections left usable
+    import psycopg
+    from psycopg import sql
+
+    from replicator.copy import stream
+
+    sql_on(replica_url, "CREATE TABLE sink (n int)")
+    f = sql.SQL(fmt)
+    good = stream.copy_out(sql.SQL("SELECT i FROM generate_series(1, 30000) i"), sql.SQL("(FORMAT {})").format(f))
+    bad = stream.copy_out(sql.SQL("SELECT 100 / (20000 - i) FROM generate_series(1, 30000) i"),
+                          sql.SQL("(FORMAT {})").format(f))
+    into = stream.copy_in(sql.Identifier("sink"), ["n"], sql.SQL("(FORMAT {})").format(f))
+    with psycopg.connect(master_url) as m, psycopg.connect(replica_url) as r:
+        assert stream.pipe(m, r, good, [], into) == 30000
+        r.rollback()
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            stream.pipe(m, r, bad, [], into)
+        m.rollback()
+        r.rollback()
+        assert m.execute("SELECT 1").fetchone() == (1,)
+        assert r.execute("SELECT count(*) FROM sink").fetchone() == (0,)
 
 
 def test_a_slow_replica_holds_back_the_stream_instead_of_growing_memory(master_url, replica_url, sql_on, monkeypatch):

@@ -26,7 +26,7 @@ from ..rowhash import range_checksum, row_hash
 from .keys import Key, KeyRanges
 from .merge import TempTable
 from .plan import TablePlan
-from .stream import copy_in, copy_out, pipe
+from .stream import blocks, copy_in, copy_out, pipe
 
 HASH_COLUMN = "_replicator_row_hash"
 SPOOL_IN_MEMORY = 32 * 1024 * 1024  # the master's (key, hash) stream beyond this goes to a temp file
@@ -86,9 +86,9 @@ class Comparer:
             k=keycols, h=row_hash(tp.rcols), s=tp.select_as_replica(mrng)), tp.fmt)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             def read_master() -> None:
-                with self.m.cursor() as cur, cur.copy(out, tp.mask_args() + mparams) as src:
-                    for chunk in src:
-                        spool.write(chunk)
+                with self.m.cursor() as cur, cur.copy(out, tp.mask_args() + mparams):
+                    for block in blocks(self.m):
+                        spool.write(block)
 
             fut = self.pool.submit(read_master)
             try:

@@ -15,34 +15,21 @@ from dataclasses import dataclass
 from queue import Queue
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, pq, sql
+from psycopg.abc import PQGen
 from psycopg.copy import QueuedLibpqWriter
+from psycopg.generators import fetch_many
+from psycopg.waiting import Wait
 
 from .plan import CopyError
 
 TID_RANGE_MIN_VERSION = 140000
 
 
-#: Bytes gathered before one write to the replica. The master sends one message per row; handing each
-#: to the writer thread on its own costs a queue round per row, which dominates for narrow rows.
+#: Bytes of rows gathered into one block before it is written to the replica (or spooled). The master
+#: sends one message per row; handing each to the writer thread on its own costs a queue round per
+#: row, which dominates for narrow rows.
 WRITE_BYTES = 1 << 17
-
-
-class Coalesced:
-    """Gathers small writes into blocks of about :data:`WRITE_BYTES` for a psycopg Copy."""
-
-    def __init__(self, copy: psycopg.Copy):
-        self.copy, self.buf = copy, bytearray()
-
-    def write(self, data) -> None:
-        self.buf += data
-        if len(self.buf) >= WRITE_BYTES:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buf:
-            self.copy.write(bytes(self.buf))
-            self.buf.clear()
 
 
 #: Blocks the replica's writer thread may hold before the master's reader waits for it: a replica
@@ -60,17 +47,56 @@ class BoundedWriter(QueuedLibpqWriter):
             self._queue = Queue(maxsize=WRITER_BLOCKS)
 
 
+def received(pgconn: pq.abc.PGconn, encoding: str, block: bytearray) -> PQGen[bool]:
+    """Append to ``block`` the rows a running `COPY … TO STDOUT` has sent, as raw bytes: every CopyData
+    message libpq holds, until the block reaches :data:`WRITE_BYTES` (waiting only while nothing has come
+    yet); returns True once the COPY has ended, its result read and checked (an error mid-COPY is raised
+    here). Run it with `Connection.wait`.
+
+    psycopg's `Copy.read` returns one message per call, and the server sends one message per row: a few
+    microseconds of Python per row were most of a copy's client CPU, and under --jobs every worker
+    queued for the interpreter lock to spend them."""
+    got = False
+    while True:
+        nbytes, data = pgconn.get_copy_data(1)
+        if nbytes > 0:
+            block += data
+            got = True
+            if len(block) >= WRITE_BYTES:
+                return False
+        elif nbytes == 0:  # nothing more received yet
+            if got:
+                return False
+            while not (yield Wait.R):
+                continue
+            pgconn.consume_input()
+        else:  # the COPY ended (libpq has no more of it to give): its result says how
+            for result in (yield from fetch_many(pgconn)):
+                if result.status != pq.ExecStatus.COMMAND_OK:
+                    raise errors.error_from_result(result, encoding=encoding)
+            return True
+
+
+def blocks(conn: psycopg.Connection) -> Iterator[bytearray]:
+    """The rows of the `COPY … TO STDOUT` just started on ``conn`` (by psycopg's `cursor.copy`), raw, in
+    blocks of about :data:`WRITE_BYTES` (the last one smaller); each block is new, so it may be kept."""
+    block, ended = bytearray(), False
+    while not ended:
+        ended = conn.wait(received(conn.pgconn, conn.info.encoding, block))
+        if len(block) >= WRITE_BYTES or (ended and block):
+            yield block
+            block = bytearray()
+
+
 def pipe(master: psycopg.Connection, replica: psycopg.Connection, out: sql.Composable, params: list,
          into: sql.Composable) -> int:
     """Stream one master COPY TO STDOUT into one replica COPY FROM STDIN; returns the rows written.
     The replica is written by psycopg's writer thread, so reading the master overlaps writing."""
     with master.cursor() as mc, replica.cursor() as rc:
-        with mc.copy(out, params) as src:
-            with rc.copy(into, writer=BoundedWriter(rc)) as dst:
-                block = Coalesced(dst)
-                for chunk in src:
-                    block.write(chunk)
-                block.flush()
+        # psycopg starts the master COPY (and, should writing fail, cancels and drains it)
+        with mc.copy(out, params), rc.copy(into, writer=BoundedWriter(rc)) as dst:
+            for block in blocks(master):
+                dst.write(block)
         return max(rc.rowcount, 0)
 
 
