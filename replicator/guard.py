@@ -46,7 +46,8 @@ _POSTGRES = Dialect.get_or_raise("postgres")
 #: function not listed here is still allowed when the master's catalog says it is immutable or stable.
 TOOL_FUNCTIONS = frozenset({
     # snapshots and sizes (volatile, but read-only)
-    "pg_export_snapshot", "txid_current_snapshot", "pg_current_snapshot", "pg_relation_size",
+    "pg_export_snapshot", "txid_current_snapshot", "pg_current_snapshot", "pg_snapshot_xmin", "pg_snapshot_xmax",
+    "pg_relation_size", "pg_relation_filenode", "age",
     "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_sequence_last_value",
     "pg_is_in_recovery", "pg_control_system", "pg_control_checkpoint", "clock_timestamp", "pg_partition_tree",
     # hashing, masking and row comparison

@@ -388,6 +388,30 @@ def test_direct_sequential_copy_into_empty_table(master_url, replica_url, sql_on
     assert (again.inserted, again.updated, again.deleted, again.unchanged) == (0, 0, 0, 2345)
 
 
+def test_the_heaps_of_every_table_are_read_once_per_run(master_url, replica_url, sql_on):
+    # how to cut each empty table into page ranges is asked with the pre-flight's other questions (one
+    # round trip to a distant master for the whole run), not once per table; a table the planner never
+    # analyzed and a partitioned one still get all their rows
+    both(sql_on, master_url, replica_url, """
+        CREATE TABLE p1 (id int PRIMARY KEY, v text);
+        CREATE TABLE p2 (id int PRIMARY KEY, v text);
+        CREATE TABLE pp (id int, at date, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+        CREATE TABLE pp_a PARTITION OF pp FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE pp_b PARTITION OF pp FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')""")
+    sql_on(master_url, """
+        INSERT INTO p1 SELECT i, repeat('a', 100) FROM generate_series(1, 3000) i;
+        INSERT INTO p2 SELECT i, repeat('b', 100) FROM generate_series(1, 3000) i;
+        ANALYZE p1;
+        INSERT INTO pp SELECT i, date '2024-01-01' + (i % 700), 'p' || i FROM generate_series(1, 4000) i;
+        ANALYZE pp""")
+    res = copy_tables(master_url, replica_url, ["p1", "p2", "pp"], batch_size=500)
+    heap_reads = [a for a in res.audit if "the heaps its rows are in" in a["statement"]]
+    assert [a["count"] for a in heap_reads] == [1]
+    assert all(t.mode == "direct" and t.batches > 3 for t in res.tables)
+    for t in ("p1", "p2", "pp"):
+        assert checksum(sql_on, master_url, t) == checksum(sql_on, replica_url, t)
+
+
 def test_direct_empty_master_table_and_no_key_replace(master_url, replica_url, sql_on):
     both(sql_on, master_url, replica_url, "CREATE TABLE e (id int PRIMARY KEY, v text); CREATE TABLE nk (v text, j jsonb)")
     t = copy_tables(master_url, replica_url, ["e"]).tables[0]

@@ -54,6 +54,7 @@ class TablePlan:
     where: sql.Composable = field(default_factory=lambda: sql.SQL("true"))  # master rows to copy (a subset)
     master_storage: str = ""  # oid and relfilenodes of the table's leaves (a baseline's fingerprint)
     replica_storage: str = ""
+    heaps: list | None = None  # the master table's heaps (stream.Heap), read by the pre-flight; None: not read
 
     @property
     def filtered(self) -> bool:

@@ -21,6 +21,7 @@ from .logic import ReplicaLogic
 from .models import Checkpoint
 from .plan import POLICIES, CopyError, TablePlan, plan_table, resolve_table, tree_key, unique_on
 from . import queries
+from .stream import Heap
 
 
 def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict]:
@@ -65,11 +66,12 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
     if pairs:
         mkeys = [mt.key for mt, _ in pairs]
         rkeys = [rt.key for _, rt in pairs]
-        # the master's three questions go together: one round trip
+        # the master's questions go together: one round trip
         head = list(first or [])
-        *_, unsafe_rows, collation, readable_rows, mstorage = batch(master, head + [
+        *_, unsafe_rows, collation, readable_rows, mstorage, heap_rows = batch(master, head + [
             (queries.load("binary_unsafe"), {"tables": mkeys}), (_COLLATION, None),
-            (queries.load("master_access"), {"tables": mkeys}), (queries.load("relation_storage"), {"tables": mkeys})],
+            (queries.load("master_access"), {"tables": mkeys}), (queries.load("relation_storage"), {"tables": mkeys}),
+            (queries.load("heaps"), {"tables": mkeys})],
             row_factory=dict_row)
         if first:
             first.clear()
@@ -86,8 +88,12 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         access = {r["table"]: r for r in _rows(replica, queries.load("table_access"), {"tables": rkeys})}
         rstorage = {r["table"]: r["storage"] or "" for r in _rows(replica, queries.load("relation_storage"), {"tables": rkeys})}
         mstored = {r["table"]: r["storage"] or "" for r in mstorage}
+        heaps: dict[str, list[Heap]] = {k: [] for k in mkeys}
+        for r in heap_rows:
+            heaps[r["table"]].append(Heap(r["schema_name"], r["name"], r["pages"], r["rows_per_page"]))
         for tp in plans:
             tp.master_storage, tp.replica_storage = mstored[tp.master.key], rstorage[tp.replica.key]
+            tp.heaps = heaps[tp.master.key]
         holds = replica.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
             sql.SQL("EXISTS (SELECT 1 FROM {})").format(p.rfrom) for p in plans))).fetchone()
         readable = {r["table"]: r for r in readable_rows}

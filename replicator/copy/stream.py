@@ -21,6 +21,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.generators import fetch_many
 from psycopg.waiting import Wait
 
+from . import queries
 from .plan import CopyError
 
 TID_RANGE_MIN_VERSION = 140000
@@ -126,16 +127,6 @@ class PageRange:
         return sql.SQL("ctid >= %s::tid AND ctid < %s::tid"), [f"({self.first},0)", f"({self.stop},0)"]
 
 
-_HEAPS = sql.SQL(
-    # The table itself, or the leaf partitions of a partitioned table, with their size in pages and
-    # the planner's rows per page (NULL when never vacuumed or analyzed).
-    "SELECT n.nspname, c.relname, pg_relation_size(c.oid) / current_setting('block_size')::int, "
-    "CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples / c.relpages END "
-    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    # pg_partition_tree lists nothing for a table that is not partitioned: hence the OR
-    "WHERE (c.oid = %(t)s::regclass OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(%(t)s::regclass))) "
-    "AND c.relkind = 'r' ORDER BY 1, 2")
-
 DEFAULT_ROWS_PER_PAGE = 40.0
 
 
@@ -143,14 +134,32 @@ _SAMPLE_WIDTH = "SELECT avg(pg_column_size(s.*)) FROM (SELECT * FROM ONLY {} LIM
 PAGE_BYTES = 8192
 
 
-def page_ranges(master: psycopg.Connection, table: sql.Identifier, rows_per_batch: int,
+@dataclass(frozen=True)
+class Heap:
+    """One heap of a table (the table, or one of its leaf partitions): its size in pages when read, and
+    the planner's rows per page (None: never vacuumed or analyzed). Read by `queries/heaps.sql`."""
+
+    schema_name: str
+    name: str
+    pages: int
+    rows_per_page: float | None
+
+
+def heaps(master: psycopg.Connection, tables: list[str]) -> dict[str, list[Heap]]:
+    """The heaps of each table (quoted names), in one query."""
+    out: dict[str, list[Heap]] = {t: [] for t in tables}
+    for table, *heap in master.execute(queries.load("heaps"), {"tables": tables}).fetchall():
+        out[table].append(Heap(*heap))
+    return out
+
+
+def page_ranges(master: psycopg.Connection, table_heaps: list[Heap], rows_per_batch: int,
                 bytes_per_batch: int) -> list[PageRange]:
     """Batches of about ``rows_per_batch`` rows (and at most about ``bytes_per_batch``) over every heap
-    of ``table`` (its leaf partitions when it is partitioned), each one a range of whole pages; the last
-    range of each heap is open-ended."""
+    of a table, each one a range of whole pages; the last range of each heap is open-ended."""
     out: list[PageRange] = []
-    for schema, name, pages, per_page in master.execute(_HEAPS, {"t": table.as_string(master)}).fetchall():
-        rel = sql.Identifier(schema, name)
+    for heap in table_heaps:
+        rel, per_page, pages = sql.Identifier(heap.schema_name, heap.name), heap.rows_per_page, heap.pages
         if not per_page and pages:
             # never vacuumed or analyzed: rows per page from the width of a few rows
             width = master.execute(sql.SQL(_SAMPLE_WIDTH).format(rel)).fetchone()[0]
