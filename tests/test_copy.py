@@ -412,6 +412,66 @@ def test_the_heaps_of_every_table_are_read_once_per_run(master_url, replica_url,
         assert checksum(sql_on, master_url, t) == checksum(sql_on, replica_url, t)
 
 
+def test_the_next_batch_is_started_on_the_master_while_the_replica_commits(master_url, replica_url, sql_on, monkeypatch):
+    # a distant master's round trip per batch hides behind the replica's work: batch i+1's COPY is
+    # begun before batch i's commit returns (a slow commit makes the order certain); the replica still
+    # commits batch after batch, and every row arrives once
+    import threading
+    import time
+
+    from replicator.copy import stream, table
+
+    both(sql_on, master_url, replica_url, "CREATE TABLE ahead (id int PRIMARY KEY, v text)")
+    sql_on(master_url, "INSERT INTO ahead SELECT i, repeat('a', 200) FROM generate_series(1, 4000) i; ANALYZE ahead")
+    events, lock = [], threading.Lock()
+    real_start, real_commit = stream.Started.__init__, table.TableCopy._commit
+
+    def start(self, *a, **k):
+        real_start(self, *a, **k)
+        with lock:
+            events.append("start")
+
+    def commit(self):
+        time.sleep(0.2)
+        real_commit(self)
+        with lock:
+            events.append("commit")
+
+    monkeypatch.setattr(stream.Started, "__init__", start)
+    monkeypatch.setattr(table.TableCopy, "_commit", commit)
+    t = copy_tables(master_url, replica_url, ["ahead"], batch_size=500).tables[0]
+    n = t.batches
+    assert n >= 4 and t.inserted == 4000
+    assert events == ["start", "start"] + ["commit", "start"] * (n - 2) + ["commit", "commit"]
+    assert checksum(sql_on, master_url, "ahead") == checksum(sql_on, replica_url, "ahead")
+
+
+def test_a_replica_error_with_the_next_batch_started_rolls_back_that_batch_only(master_url, replica_url, sql_on):
+    # the replica refuses a row of the third batch while the fourth is already begun on the master:
+    # that COPY is cancelled, the error names the replica, the committed batches stay, and the rerun
+    # (the row allowed) resumes to the exact table
+    import time
+
+    both(sql_on, master_url, replica_url, "CREATE TABLE refused (id int PRIMARY KEY, v text)")
+    sql_on(replica_url, "ALTER TABLE refused ADD CONSTRAINT not_1234 CHECK (id <> 1234)")
+    sql_on(master_url, "INSERT INTO refused SELECT i, repeat('r', 200) FROM generate_series(1, 4000) i; ANALYZE refused")
+    with pytest.raises(ReplicatorError, match=r"^replica: .*not_1234.*rerun to resume"):
+        copy_tables(master_url, replica_url, ["refused"], batch_size=500)
+    kept = sql_on(replica_url, "SELECT count(*), max(id) < 1234 FROM refused")[0]
+    assert kept[0] > 0 and kept[1]  # the batches before the refused one are committed
+    for _ in range(50):  # the run's master sessions end (a backend leaves pg_stat_activity a moment after)
+        if sql_on(master_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'replicator' "
+                              "AND datname = current_database()") == [(0,)]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("a master session of the failed run is still open")
+    sql_on(replica_url, "ALTER TABLE refused DROP CONSTRAINT not_1234")
+    t = copy_tables(master_url, replica_url, ["refused"], batch_size=500).tables[0]
+    assert t.status == "done"
+    assert checksum(sql_on, master_url, "refused") == checksum(sql_on, replica_url, "refused")
+
+
 def test_direct_empty_master_table_and_no_key_replace(master_url, replica_url, sql_on):
     both(sql_on, master_url, replica_url, "CREATE TABLE e (id int PRIMARY KEY, v text); CREATE TABLE nk (v text, j jsonb)")
     t = copy_tables(master_url, replica_url, ["e"]).tables[0]

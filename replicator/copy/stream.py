@@ -10,7 +10,7 @@ masters get one sequential COPY whose row messages are cut into batches (:class:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from queue import Queue
 
@@ -89,16 +89,54 @@ def blocks(conn: psycopg.Connection) -> Iterator[bytearray]:
             block = bytearray()
 
 
+class Started:
+    """A master `COPY … TO STDOUT` sent and begun (psycopg's `cursor.copy` entered) whose rows are not read
+    yet: they wait in the socket buffers, the server pausing when those are full, until `into_replica`
+    reads them. Starting the next batch's COPY while the replica still works on the last one hides the
+    round trip to a distant master behind the replica's work."""
+
+    def __init__(self, master: psycopg.Connection, out: sql.Composable, params: list):
+        self.master = master
+        self._cursor = master.cursor()
+        self._copy = self._cursor.copy(out, params)
+        try:
+            self._copy.__enter__()
+        except BaseException:
+            self._cursor.close()
+            raise
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """End it: with ``exc``, psycopg cancels the COPY and drains what it still sends."""
+        try:
+            self._copy.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+        finally:
+            self._cursor.close()
+
+
+def into_replica(started: Started, replica: psycopg.Connection, into: sql.Composable,
+                 master_done: Callable[[], None] | None = None) -> int:
+    """Stream a started master COPY into one replica COPY FROM STDIN; returns the rows written. The
+    replica is written by psycopg's writer thread, so reading the master overlaps writing.
+    ``master_done`` is called once the master has sent its last row and the master connection is free,
+    while the replica may still be taking the rows in."""
+    with replica.cursor() as rc:
+        with rc.copy(into, writer=BoundedWriter(rc)) as dst:
+            try:
+                for block in blocks(started.master):
+                    dst.write(block)
+            except BaseException as e:
+                started.close(e)
+                raise
+            started.close()
+            if master_done is not None:
+                master_done()
+        return max(rc.rowcount, 0)
+
+
 def pipe(master: psycopg.Connection, replica: psycopg.Connection, out: sql.Composable, params: list,
          into: sql.Composable) -> int:
-    """Stream one master COPY TO STDOUT into one replica COPY FROM STDIN; returns the rows written.
-    The replica is written by psycopg's writer thread, so reading the master overlaps writing."""
-    with master.cursor() as mc, replica.cursor() as rc:
-        # psycopg starts the master COPY (and, should writing fail, cancels and drains it)
-        with mc.copy(out, params), rc.copy(into, writer=BoundedWriter(rc)) as dst:
-            for block in blocks(master):
-                dst.write(block)
-        return max(rc.rowcount, 0)
+    """Stream one master COPY TO STDOUT into one replica COPY FROM STDIN; returns the rows written."""
+    return into_replica(Started(master, out, params), replica, into)
 
 
 def copy_out(select: sql.Composable, fmt: sql.Composable) -> sql.Composable:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,7 +54,7 @@ from .logic import ReplicaLogic
 from .merge import MAX_CONFLICT_DETAILS, Stage
 from .models import Checkpoint, Conflict, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan
-from .stream import TID_RANGE_MIN_VERSION, TRAILER, copy_in, copy_out, framed_rows, heaps, page_ranges, pipe
+from .stream import TID_RANGE_MIN_VERSION, TRAILER, Started, copy_in, copy_out, framed_rows, heaps, into_replica, page_ranges, pipe
 
 FIRST_WIDTH = 4  # a table of up to this many batches is compared in one range
 PROBE_FRACTION = 20  # a bigger table's first range is a probe of 1/20 of a batch
@@ -313,20 +313,50 @@ class TableCopy:
         if helpers:
             self._direct_shared(batches, into, helpers)
             return
-        for i, pr in enumerate(batches):
-            with self._write():
-                rows = self._direct_batch(self.m, self.r, pr, into)
-                self._count_batch(rows, direct=True)
-                self._checkpoint("direct", last_key=None, done=i == len(batches) - 1, was_empty=True)
-            self._commit()
-            self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+        self._direct_ahead(batches, into)
 
-    def _direct_batch(self, master: psycopg.Connection, replica: psycopg.Connection, pr, into: sql.Composable) -> int:
+    def _direct_out(self, pr) -> tuple[sql.Composable, list]:
+        """The master COPY of one page range, and its parameters."""
         tp = self.tp
         where, params = pr.predicate()
         select = sql.SQL("SELECT {e} FROM ONLY {t} WHERE {w}").format(
             e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=tp.mwhere(where))
-        return pipe(master, replica, copy_out(select, tp.fmt), tp.mask_args() + params, into)
+        return copy_out(select, tp.fmt), tp.mask_args() + params
+
+    def _direct_batch(self, master: psycopg.Connection, replica: psycopg.Connection, pr, into: sql.Composable) -> int:
+        return pipe(master, replica, *self._direct_out(pr), into)
+
+    def _direct_ahead(self, batches: list, into: sql.Composable) -> None:
+        """The page ranges one after the other on this table's connections, each range's master COPY
+        started (by a thread of its own) as soon as the master has sent the last one, while the replica
+        still takes that one in, checkpoints and commits: a distant master's round trip per batch
+        overlaps the replica's work. Only the replica writes, batch after batch, as before."""
+        res = self.res
+        pending: Future | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="master-ahead") as ahead:
+            try:
+                started = Started(self.m, *self._direct_out(batches[0]))
+                for i in range(len(batches)):
+                    def start_next(i: int = i) -> None:
+                        nonlocal pending
+                        if i + 1 < len(batches):
+                            pending = ahead.submit(Started, self.m, *self._direct_out(batches[i + 1]))
+
+                    with self._write():
+                        rows = into_replica(started, self.r, into, start_next)
+                        self._count_batch(rows, direct=True)
+                        self._checkpoint("direct", last_key=None, done=i == len(batches) - 1, was_empty=True)
+                    self._commit()
+                    self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+                    if pending is not None:
+                        started, pending = pending.result(), None
+            except BaseException as e:
+                if pending is not None:  # the next range's COPY, started: cancel it
+                    try:
+                        pending.result().close(e)
+                    except BaseException:  # noqa: BLE001 - the error that stopped the copy is raised
+                        pass
+                raise
 
     def _direct_shared(self, batches: list, into: sql.Composable, helpers: list) -> None:
         """The page ranges shared by this table's connections and borrowed workers' (all reading the
