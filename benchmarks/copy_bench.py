@@ -23,7 +23,8 @@ to the raw pipe:
              way costs)
   hash       one server hashing every row once with the comparison's row hash (a single query, no
              parallel workers): the floor under a full comparison (`1% full`), which hashes both sides at once
-and the peak RSS of the `replicator copy` process in each (goal < 150 MB).
+and the peak RSS of the `replicator copy` process in each (goal < 150 MB), and its CPU seconds (user +
+system, start-up included): what the tool itself takes from the cores the servers share.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def empty_replica(replica: str) -> None:
     q(replica, "CHECKPOINT")
 
 
-def cli(args: list[str], out: Path) -> tuple[float, int, int]:
-    """Wall time, exit status and peak RSS (bytes) of one `replicator` process."""
+def cli(args: list[str], out: Path) -> tuple[float, int, int, float]:
+    """Wall time, exit status, peak RSS (bytes) and CPU seconds (user + system) of one `replicator`
+    process."""
     exe = Path(sys.executable).with_name("replicator")
     # as installed: compiled modules cached (some environments set PYTHONDONTWRITEBYTECODE, which
     # would make every run compile the package again)
@@ -104,12 +106,12 @@ def cli(args: list[str], out: Path) -> tuple[float, int, int]:
     elapsed = time.perf_counter() - t0
     if status != 0:
         raise SystemExit(f"replicator {' '.join(args[:1])} failed: {p.stderr.read().decode()[-400:]}")
-    return elapsed, status, usage.ru_maxrss * 1024
+    return elapsed, status, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
-def copy_cli(master: str, replica: str, out: Path, *extra: str) -> tuple[float, int]:
-    t, _, rss = cli(["copy", "--master", master, "--replica", replica, "--table", "whatsapp_messages", *extra], out)
-    return t, rss
+def copy_cli(master: str, replica: str, out: Path, *extra: str) -> tuple[float, int, float]:
+    t, _, rss, cpu = cli(["copy", "--master", master, "--replica", replica, "--table", "whatsapp_messages", *extra], out)
+    return t, rss, cpu
 
 
 def wal_lsn(url: str) -> str:
@@ -200,17 +202,20 @@ def main() -> None:
         copy_cli(master, replica, out)  # a first run caches the compiled modules, as an install has them
         cases: dict[str, list[float]] = {k: [] for k in ("raw", "empty", "empty -j2", "pg_dump", "pgcopydb")}
         rss: dict[str, list[int]] = {"empty": [], "empty -j2": []}
+        cpu: dict[str, list[float]] = {"empty": [], "empty -j2": []}  # the replicator process's own CPU
         for i in range(args.runs):
             empty_replica(replica)
             cases["raw"].append(raw_pipe(master, replica, "whatsapp_messages", bindir))
             empty_replica(replica)
-            t, peak = copy_cli(master, replica, out)
+            t, peak, used = copy_cli(master, replica, out)
             cases["empty"].append(t)
             rss["empty"].append(peak)
+            cpu["empty"].append(used)
             empty_replica(replica)
-            t, peak = copy_cli(master, replica, out, "--jobs", "2")
+            t, peak, used = copy_cli(master, replica, out, "--jobs", "2")
             cases["empty -j2"].append(t)
             rss["empty -j2"].append(peak)
+            cpu["empty -j2"].append(used)
             if i == 0:
                 split_ok = q(master, CHECKSUM) == q(replica, CHECKSUM)
             empty_replica(replica)
@@ -230,12 +235,13 @@ def main() -> None:
         wal: dict[str, list[int]] = {}
         for label, pct, side, extra in (("unchanged", 0, replica, ()), ("1%", 1, replica, ()), ("10%", 10, replica, ()),
                                         ("1% master", 1, master, ()), ("1% full", 1, replica, ("--restart",))):
-            cases[label], rss[label], wal[label] = [], [], []
+            cases[label], rss[label], wal[label], cpu[label] = [], [], [], []
             for i in range(args.runs):
                 if pct:
                     change(side, pct, i)
                 lsn = wal_lsn(replica)
-                t, peak = copy_cli(master, replica, out, "--policy", "master-wins", *extra)
+                t, peak, used = copy_cli(master, replica, out, "--policy", "master-wins", *extra)
+                cpu[label].append(used)
                 wal[label].append(wal_diff(replica, lsn))
                 cases[label].append(t)
                 rss[label].append(peak)
@@ -257,7 +263,7 @@ def main() -> None:
         print()
         print(f"{args.rows:,} rows; medians of {args.runs}; the replica equal to the master (independent "
               f"checksum) after the first --jobs 2 copy: {split_ok}, at the end: {ok}")
-        print(f"{'case':<34}{'median s':>10}{'ratio':>8}{'goal':>7}{'peak RSS':>10}{'WAL MB':>8}")
+        print(f"{'case':<34}{'median s':>10}{'ratio':>8}{'goal':>7}{'peak RSS':>10}{'CPU s':>7}{'WAL MB':>8}")
         for key, name in names.items():
             if not cases.get(key):
                 continue
@@ -265,7 +271,8 @@ def main() -> None:
             goal = f"{goals[key]:.2f}" if key in goals else "-"
             peak = f"{med(rss[key]) / 2**20:.0f} MB" if key in rss else ""
             w = f"{med(wal[key]) / 1e6:.1f}" if key in wal else ""
-            print(f"{name:<34}{m:>10.2f}{m / r:>8.2f}{goal:>7}{peak:>10}{w:>8}")
+            used = f"{med(cpu[key]):.2f}" if key in cpu else ""
+            print(f"{name:<34}{m:>10.2f}{m / r:>8.2f}{goal:>7}{peak:>10}{used:>7}{w:>8}")
     finally:
         mc.stop()
         rc.stop()
