@@ -104,9 +104,13 @@ class Started:
         except BaseException:
             self._cursor.close()
             raise
+        self._open = True
 
     def close(self, exc: BaseException | None = None) -> None:
-        """End it: with ``exc``, psycopg cancels the COPY and drains what it still sends."""
+        """End it (once): with ``exc``, psycopg cancels the COPY and drains what it still sends."""
+        if not self._open:
+            return
+        self._open = False
         try:
             self._copy.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
         finally:
@@ -118,19 +122,19 @@ def into_replica(started: Started, replica: psycopg.Connection, into: sql.Compos
     """Stream a started master COPY into one replica COPY FROM STDIN; returns the rows written. The
     replica is written by psycopg's writer thread, so reading the master overlaps writing.
     ``master_done`` is called once the master has sent its last row and the master connection is free,
-    while the replica may still be taking the rows in."""
-    with replica.cursor() as rc:
-        with rc.copy(into, writer=BoundedWriter(rc)) as dst:
-            try:
+    while the replica may still be taking the rows in. Whatever fails, the master COPY is ended."""
+    try:
+        with replica.cursor() as rc:
+            with rc.copy(into, writer=BoundedWriter(rc)) as dst:
                 for block in blocks(started.master):
                     dst.write(block)
-            except BaseException as e:
-                started.close(e)
-                raise
-            started.close()
-            if master_done is not None:
-                master_done()
-        return max(rc.rowcount, 0)
+                started.close()
+                if master_done is not None:
+                    master_done()
+            return max(rc.rowcount, 0)
+    except BaseException as e:
+        started.close(e)  # nothing to do once it has ended
+        raise
 
 
 def pipe(master: psycopg.Connection, replica: psycopg.Connection, out: sql.Composable, params: list,

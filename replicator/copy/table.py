@@ -332,6 +332,7 @@ class TableCopy:
         still takes that one in, checkpoints and commits: a distant master's round trip per batch
         overlaps the replica's work. Only the replica writes, batch after batch, as before."""
         res = self.res
+        started: Started | None = None
         pending: Future | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="master-ahead") as ahead:
             try:
@@ -351,9 +352,17 @@ class TableCopy:
                     if pending is not None:
                         started, pending = pending.result(), None
             except BaseException as e:
-                if pending is not None:  # the next range's COPY, started: cancel it
+                # end (cancel) the master COPYs begun and not read to the end: the run stops here
+                begun = [started]
+                if pending is not None:
                     try:
-                        pending.result().close(e)
+                        begun.append(pending.result())
+                    except BaseException:  # noqa: BLE001 - it never began; the first error is raised
+                        pass
+                for copy in begun:
+                    try:
+                        if copy is not None:
+                            copy.close(e)  # a no-op for one already ended
                     except BaseException:  # noqa: BLE001 - the error that stopped the copy is raised
                         pass
                 raise
