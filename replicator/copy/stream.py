@@ -21,7 +21,6 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.generators import fetch_many
 from psycopg.waiting import Wait
 
-from . import queries
 from .plan import CopyError
 
 TID_RANGE_MIN_VERSION = 140000
@@ -179,20 +178,12 @@ PAGE_BYTES = 8192
 @dataclass(frozen=True)
 class Heap:
     """One heap of a table (the table, or one of its leaf partitions): its size in pages when read, and
-    the planner's rows per page (None: never vacuumed or analyzed). Read by `queries/heaps.sql`."""
+    the planner's rows per page (None: never vacuumed or analyzed). Read by the pre-flight (`sql/heaps.sql`)."""
 
     schema_name: str
     name: str
     pages: int
     rows_per_page: float | None
-
-
-def heaps(master: psycopg.Connection, tables: list[str]) -> dict[str, list[Heap]]:
-    """The heaps of each table (quoted names), in one query."""
-    out: dict[str, list[Heap]] = {t: [] for t in tables}
-    for table, *heap in master.execute(queries.load("heaps"), {"tables": tables}).fetchall():
-        out[table].append(Heap(*heap))
-    return out
 
 
 def page_ranges(master: psycopg.Connection, table_heaps: list[Heap], rows_per_batch: int,

@@ -54,7 +54,7 @@ from .logic import ReplicaLogic
 from .merge import MAX_CONFLICT_DETAILS, Stage
 from .models import Checkpoint, Conflict, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan
-from .stream import TID_RANGE_MIN_VERSION, TRAILER, Started, copy_in, copy_out, framed_rows, heaps, into_replica, page_ranges, pipe
+from .stream import TID_RANGE_MIN_VERSION, TRAILER, Started, copy_in, copy_out, framed_rows, into_replica, page_ranges, pipe
 
 FIRST_WIDTH = 4  # a table of up to this many batches is compared in one range
 PROBE_FRACTION = 20  # a bigger table's first range is a probe of 1/20 of a batch
@@ -303,8 +303,8 @@ class TableCopy:
         if self.m.info.server_version < TID_RANGE_MIN_VERSION or not tp.binary:
             self._direct_framed(into)
             return
-        table_heaps = tp.heaps if tp.heaps is not None else heaps(self.m, [tp.master.key])[tp.master.key]
-        batches = page_ranges(self.m, table_heaps, tp.batch_size, self.ctx.batch_bytes)
+        assert tp.heaps is not None, "the pre-flight reads every table's heaps"
+        batches = page_ranges(self.m, tp.heaps, tp.batch_size, self.ctx.batch_bytes)
         # Triggers switched off by name take a table lock per batch transaction, which would queue the
         # streams one behind the other: split only where session_replication_role does that work.
         helpers = []
