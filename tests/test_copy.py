@@ -98,6 +98,42 @@ def test_an_error_in_the_middle_of_the_master_copy_is_raised_and_nothing_is_writ
         assert r.execute("SELECT count(*) FROM sink").fetchone() == (0,)
 
 
+
+def test_rows_already_received_fill_a_block_without_a_wait_per_socket_read(master_url):
+    # libpq reads the socket 16 KiB at a time: rows that have already arrived are read straight from
+    # the socket until the block is full, not with a round through Connection.wait (and its poll) per
+    # 16 KiB, which cost the copy's client CPU
+    import time
+
+    import psycopg
+    from psycopg import sql
+
+    from replicator.copy import stream
+
+    out = stream.copy_out(sql.SQL("SELECT i, repeat('x', 200) FROM generate_series(1, 20000) i"),
+                          sql.SQL("(FORMAT binary)"))
+    with psycopg.connect(master_url) as m:
+        started = stream.Started(m, out, [])
+        time.sleep(0.5)  # the server sends what the socket buffers hold, a few blocks' worth
+        waits = 0
+        real_wait = m.wait
+
+        def counting_wait(gen, *args, **kwargs):
+            nonlocal waits
+            waits += 1
+            return real_wait(gen, *args, **kwargs)
+
+        m.wait = counting_wait
+        try:
+            blocks = stream.blocks(m)
+            first = [next(blocks), next(blocks)]
+            first_waits = waits
+            rest = sum(len(b) for b in blocks)
+        finally:
+            started.close()
+        assert all(len(b) >= stream.WRITE_BYTES for b in first)
+        assert first_waits <= 3  # one per block (a read may have to wait once); 16 or more a socket read each
+        assert sum(len(b) for b in first) + rest > 20000 * 200
 def test_a_slow_replica_holds_back_the_stream_instead_of_growing_memory(master_url, replica_url, sql_on, monkeypatch):
     # psycopg's writer thread queues up to 1,024 writes (128 MiB of blocks) per stream; ours fewer, so
     # a replica slower than the master makes the reader wait. Checked on a replica made slow on purpose.

@@ -56,15 +56,21 @@ def received(pgconn: pq.abc.PGconn, encoding: str, block: bytearray) -> PQGen[bo
     psycopg's `Copy.read` returns one message per call, and the server sends one message per row: a few
     microseconds of Python per row were most of a copy's client CPU, and under --jobs every worker
     queued for the interpreter lock to spend them."""
-    got = False
+    got = polled = False
     while True:
         nbytes, data = pgconn.get_copy_data(1)
         if nbytes > 0:
             block += data
-            got = True
+            got, polled = True, False
             if len(block) >= WRITE_BYTES:
                 return False
-        elif nbytes == 0:  # nothing more received yet
+        elif nbytes == 0:  # nothing more in libpq's buffer (it reads the socket 16 KiB at a time)
+            if got and not polled:
+                # read what the socket holds now, without the round through `Connection.wait` and
+                # its poll that returning here would cost per 16 KiB
+                pgconn.consume_input()
+                polled = True
+                continue
             if got:
                 return False
             while not (yield Wait.R):
