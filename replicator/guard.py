@@ -47,7 +47,7 @@ _POSTGRES = Dialect.get_or_raise("postgres")
 TOOL_FUNCTIONS = frozenset({
     # snapshots and sizes (volatile, but read-only)
     "pg_export_snapshot", "txid_current_snapshot", "pg_current_snapshot", "pg_snapshot_xmin", "pg_snapshot_xmax",
-    "pg_relation_size", "pg_relation_filenode", "age",
+    "pg_relation_size", "pg_relation_filenode", "pg_column_size", "age",
     "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_sequence_last_value",
     "pg_is_in_recovery", "pg_control_system", "pg_control_checkpoint", "clock_timestamp", "pg_partition_tree",
     # hashing, masking and row comparison

@@ -85,3 +85,34 @@ def test_server_statement_log_equals_the_audit_log(logged_server, logged_master_
     q = "SELECT count(*), sum(hashtextextended(c::text, 0)) FROM (SELECT id, parent_id, doc FROM children) c"
     assert run_sql(replica_url, q) == run_sql(logged_master_url, q)
     assert not any(re.match(r"(INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|TRUNCATE)\b", s) for s in total_logged)
+
+
+def test_small_tables_never_analyzed_cost_the_master_one_copy_each(logged_server, logged_master_url, replica_url):
+    # Small tables often have no planner statistics (autovacuum analyzes after 50 changed rows): their
+    # size in pages already says they are one batch, so nothing is asked of a distant master per table
+    # but its COPY, and no function the guard knows makes it read the master's catalog first.
+    tables = ("clients", "projects", '"Lead Notes"')
+    for url in (logged_master_url, replica_url):
+        run_sql(url, ";".join(f"CREATE TABLE {t} (id int PRIMARY KEY, name text)" for t in tables))
+    run_sql(logged_master_url, ";".join(f"INSERT INTO {t} SELECT g, 'n' || g FROM generate_series(1, 40) g"
+                                        for t in tables))
+    assert run_sql(logged_master_url, "SELECT count(*) FROM pg_class WHERE relname IN ('clients', 'projects', "
+                                      "'Lead Notes') AND relpages = 0 AND reltuples < 0") == [(3,)]
+    db = conninfo_to_dict(logged_master_url)["dbname"]
+    sent = []
+    for names in (["clients"], ["projects", "Lead Notes"]):
+        since = logged_server.log_offset()
+        res = run_cli("copy", "--master", logged_master_url, "--replica", replica_url,
+                      *[a for n in names for a in ("--table", n)])
+        assert res.code == 0, res.stderr
+        sent.append(logged(logged_server, db, since))
+    copies = [[s for s in run if s.startswith("COPY")] for run in sent]
+    assert sorted(copies[0] + copies[1]) == sorted(
+        f'COPY (SELECT "id", "name" FROM ONLY "public".{n} WHERE ctid >= \'(0,0)\'::tid) TO STDOUT (FORMAT binary)'
+        for n in ('"clients"', '"projects"', '"Lead Notes"'))
+    assert not [s for run in sent for s in run if "pg_column_size" in s or "pg_proc" in s]
+    # the rest is the run's own: one table or two, the same number of statements
+    assert sum(sent[0].values()) - len(copies[0]) == sum(sent[1].values()) - len(copies[1])
+    for t in tables:
+        q = f"SELECT count(*), sum(hashtextextended(t::text, 0)) FROM {t} t"
+        assert run_sql(replica_url, q) == run_sql(logged_master_url, q)

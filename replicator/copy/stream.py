@@ -179,6 +179,8 @@ DEFAULT_ROWS_PER_PAGE = 40.0
 
 _SAMPLE_WIDTH = "SELECT avg(pg_column_size(s.*)) FROM (SELECT * FROM ONLY {} LIMIT 200) s"
 PAGE_BYTES = 8192
+#: The most rows an 8 KiB heap page holds (PostgreSQL's MaxHeapTuplesPerPage).
+MAX_ROWS_PER_PAGE = 291
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,9 @@ def page_ranges(master: psycopg.Connection, table_heaps: list[Heap], rows_per_ba
     out: list[PageRange] = []
     for heap in table_heaps:
         rel, per_page, pages = sql.Identifier(heap.schema_name, heap.name), heap.rows_per_page, heap.pages
-        if not per_page and pages:
+        if not per_page and pages * MAX_ROWS_PER_PAGE <= rows_per_batch and pages * PAGE_BYTES <= bytes_per_batch:
+            per_page = MAX_ROWS_PER_PAGE  # one range whatever its rows' width: no round trip to measure it
+        elif not per_page and pages:
             # never vacuumed or analyzed: rows per page from the width of a few rows
             width = master.execute(sql.SQL(_SAMPLE_WIDTH).format(rel)).fetchone()[0]
             per_page = PAGE_BYTES * 0.9 / float(width) if width else DEFAULT_ROWS_PER_PAGE
