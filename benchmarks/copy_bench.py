@@ -20,7 +20,8 @@ to the raw pipe:
   1% master  the same with 1% of the master's rows changed
   1% full    1% of the replica's rows changed, with `--restart`: no baseline used, the whole table
              compared by checksums and keys (what the first re-sync of a replica filled some other
-             way costs)
+             way costs); `-j2`, `-j4` the same with --jobs 2 / 4: the key ranges compared on 2 / 4
+             connections at once
   hash       one server hashing every row once with the comparison's row hash (a single query, no
              parallel workers): the floor under a full comparison (`1% full`), which hashes both sides at once
 and the peak RSS of the `replicator copy` process in each (goal < 150 MB), and its CPU seconds (user +
@@ -234,7 +235,9 @@ def main() -> None:
         q(replica, "CHECKPOINT")
         wal: dict[str, list[int]] = {}
         for label, pct, side, extra in (("unchanged", 0, replica, ()), ("1%", 1, replica, ()), ("10%", 10, replica, ()),
-                                        ("1% master", 1, master, ()), ("1% full", 1, replica, ("--restart",))):
+                                        ("1% master", 1, master, ()), ("1% full", 1, replica, ("--restart",)),
+                                        ("1% full -j2", 1, replica, ("--restart", "--jobs", "2")),
+                                        ("1% full -j4", 1, replica, ("--restart", "--jobs", "4"))):
             cases[label], rss[label], wal[label], cpu[label] = [], [], [], []
             for i in range(args.runs):
                 if pct:
@@ -259,6 +262,7 @@ def main() -> None:
                  "pg_dump -Fc | pg_restore", "pgcopydb": "pgcopydb --table-jobs 2", "unchanged":
                  "master-wins, unchanged", "1%": "master-wins, 1% changed", "10%": "master-wins, 10% changed",
                  "1% master": "master-wins, 1% changed on master", "1% full": "1% changed, --restart (no baseline)",
+                 "1% full -j2": "the same, --jobs 2", "1% full -j4": "the same, --jobs 4",
                  "hash": "one side hashing every row once"}
         print()
         print(f"{args.rows:,} rows; medians of {args.runs}; the replica equal to the master (independent "

@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 from conftest import url_with
-from copyhelp import both, kill, same, wait_until
+from copyhelp import both, checksum, kill, same, wait_until
 
 from replicator.copy import copy_tables
 
@@ -234,3 +234,113 @@ def _ours(sql_on, url: str) -> int:
         if n == 0 or time.monotonic() > deadline:
             return n
         time.sleep(0.05)
+
+
+def _drift(sql_on, replica_url, seed=0):
+    """The replica holds the master's rows, drifted: stale rows all over the key space, rows it lacks
+    (one whole key range among them), rows only it has."""
+    sql_on(replica_url, f"UPDATE big SET v = 'stale' WHERE id % 97 = {seed % 97}; "
+                        f"DELETE FROM big WHERE id % 89 = {seed % 89} OR id BETWEEN 12001 AND 14000; "
+                        "INSERT INTO big (id, v) SELECT i, 'replica only' FROM generate_series(90001, 90050) i "
+                        "ON CONFLICT DO NOTHING")
+
+
+def test_one_big_table_compares_its_key_ranges_on_the_jobs(master_url, replica_url, sql_on):
+    # a replica filled some other way (no baseline): the whole key space is compared, its ranges
+    # shared by the jobs, every one of them reading the run's snapshot
+    _big(sql_on, master_url, replica_url)
+    sql_on(replica_url, BIG_ROWS.format(n=20000))
+    _drift(sql_on, replica_url)
+    ids = range(1, 20001)
+    missing = {i for i in ids if i % 89 == 0 or 12001 <= i <= 14000}
+    stale = {i for i in ids if i % 97 == 0} - missing
+    as_of_snapshot = checksum(sql_on, master_url, "big")
+    changed = []
+
+    def change_the_master_mid_run(event, table, **info):
+        if event == "batch" and not changed:
+            changed.append(info["rows"])
+            sql_on(master_url, "UPDATE big SET v = 'after the snapshot' WHERE id % 50 = 0; "
+                               "INSERT INTO big (id, v) VALUES (999999, 'after')")
+
+    res = copy_tables(master_url, replica_url, ["big"], policy="mirror", batch_size=1000, jobs=3,
+                      progress=change_the_master_mid_run)
+    (t,) = res.tables
+    assert "key ranges compared on 3 connections" in t.notes and t.mode == "full"
+    assert (t.inserted, t.updated, t.deleted) == (len(missing), len(stale), 50)
+    assert t.rows_copied == 20000 and t.batches >= 3 and t.diffed_ranges >= 2
+    assert checksum(sql_on, replica_url, "big") == as_of_snapshot
+    assert sql_on(replica_url, "SELECT status, rows_copied, batches, last_key FROM _replicator.checkpoints "
+                               "WHERE table_name = 'public.big'") == [("done", 20000, t.batches, None)]
+    # the shared walk vouched for the table: the next run compares only what changed since (its baseline
+    # names every replica transaction the walks committed), and brings exactly the master's changes
+    res = copy_tables(master_url, replica_url, ["big"], policy="mirror", jobs=3)
+    (t,) = res.tables
+    assert t.mode == "delta" and (t.updated, t.inserted, t.deleted) == (400, 1, 0)
+    assert same(sql_on, master_url, replica_url, "big")
+
+
+def test_a_conflict_in_a_shared_walk_stops_every_walk(master_url, replica_url, sql_on):
+    from replicator.copy.table import CopyConflict
+
+    _big(sql_on, master_url, replica_url)
+    sql_on(replica_url, BIG_ROWS.format(n=20000) + "; UPDATE big SET v = 'local' WHERE id = 15000")
+    with pytest.raises(CopyConflict, match="1 conflicting row") as failed:
+        copy_tables(master_url, replica_url, ["big"], policy="fail", batch_size=1000, jobs=3)
+    (t,) = failed.value.result.tables
+    assert t.status == "failed" and t.conflicts == 1 and t.conflict_details[0].key == {"id": 15000}
+    assert sql_on(replica_url, "SELECT v FROM big WHERE id = 15000") == [("local",)]  # the batch rolled back
+    # the workers went back to the run and were closed with it: no session is left
+    assert _ours(sql_on, master_url) == 0 and _ours(sql_on, replica_url) == 0
+
+
+def test_kill_a_shared_comparison_anywhere_then_resume_exactly(master_url, replica_url, sql_on, tmp_path):
+    import random
+
+    rng = random.Random(13)
+    _big(sql_on, master_url, replica_url, rows=40000)
+    sql_on(replica_url, BIG_ROWS.format(n=40000))
+    args = [CLI, "copy", "--master", master_url, "--replica", replica_url, "--jobs", "3", "--batch-size", "500",
+            "--table", "big", "--policy", "mirror", "--out-dir", str(tmp_path)]
+    kills = run = 0
+    while kills < 6 and run < 20:
+        run += 1
+        sql_on(replica_url, "DROP SCHEMA IF EXISTS _replicator CASCADE")  # no baseline: compared in full
+        _drift(sql_on, replica_url, seed=run)
+        p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        target = rng.randint(1, 12)  # a run commits about 13 ranges
+        wait_until(p, lambda: _committed(replica_url) >= target)
+        kills += kill(p)
+        p.wait()
+        # the resume key is exact: every key up to it is as on the master (which has not changed yet)
+        (last,) = sql_on(replica_url, "SELECT last_key FROM _replicator.checkpoints")[0]
+        if last:
+            upto = f"(SELECT * FROM big WHERE id <= {int(last[0])})"
+            assert checksum(sql_on, replica_url, upto) == checksum(sql_on, master_url, upto), run
+        sql_on(master_url, f"UPDATE big SET v = v || '+' WHERE id % 83 = {run}; DELETE FROM big WHERE id % 91 = {run}; "
+                           f"INSERT INTO big (id, v) VALUES ({100000 + run}, 'new')")
+        done = subprocess.run(args, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        assert same(sql_on, master_url, replica_url, "big"), run
+        assert sql_on(replica_url, "SELECT status FROM _replicator.checkpoints") == [("done",)]
+    assert kills >= 6
+
+
+def test_shared_walks_start_from_what_the_first_range_showed(logged_server, logged_master_url, replica_url, sql_on):
+    # Changes everywhere: the first (probe) range differs, so every walk compares key by key from the
+    # start. Had each walk begun on its own, each would first hash a whole batch on both sides for a
+    # checksum bound to differ. The master's own statement log shows the checksums sent.
+    from conftest import run_sql
+    from psycopg.conninfo import conninfo_to_dict
+
+    _big(sql_on, logged_master_url, replica_url)
+    sql_on(replica_url, BIG_ROWS.format(n=20000) + "; UPDATE big SET v = 'stale' WHERE id % 40 = 0")
+    since = logged_server.log_offset()
+    res = copy_tables(logged_master_url, replica_url, ["big"], policy="master-wins", batch_size=1000, jobs=3)
+    (t,) = res.tables
+    assert "key ranges compared on 3 connections" in t.notes and t.updated == 500
+    sent = logged_server.statements(conninfo_to_dict(logged_master_url)["dbname"], since=since)
+    checksums = [s for s in sent if s.startswith("SELECT count(*), coalesce(sum(")]
+    assert len(checksums) == 1 and t.diffed_ranges >= 3, (checksums, t)
+    q = "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM big t"
+    assert run_sql(replica_url, q) == run_sql(logged_master_url, q)

@@ -12,11 +12,12 @@ waits for the tables it references only when the replica enforces foreign keys w
 error stops handing out tables; the tables in flight finish (each commits batch by batch with its
 checkpoint, so nothing is half-written), then the error is raised.
 
-One big table is split as well: a table copied in heap order (empty on the replica) borrows the
-workers that are idle while no other table waits for one (`Crew.borrow`), and its page ranges are
-shared among them, each range one COPY and one replica transaction. The replica's work per row
-(parsing, index inserts, WAL) is what bounds a single COPY stream; two streams spread it over two
-backends.
+One big table is split as well: a table copied in heap order (empty on the replica), or compared
+key range by key range (the replica holds rows and no baseline), borrows the workers that are idle
+while no other table waits for one (`Crew.borrow`). They share its page ranges, each range one COPY
+and one replica transaction, or its key ranges, each range compared and fixed in one replica
+transaction. The replica's work per row (parsing, index inserts, WAL) is what bounds a single COPY
+stream, and each side's hashing one comparison; several connections spread that over several backends.
 
 A transaction pooler cannot import a snapshot into another session: through one, the run uses one
 connection and says so.

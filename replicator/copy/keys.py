@@ -12,6 +12,7 @@ on both sides.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 
 import psycopg
@@ -147,3 +148,57 @@ class KeyRanges:
         if ahead:
             return ahead[0], False
         return (last[0] if last else None), False
+
+
+class Intervals:
+    """The intervals a table's key space is cut into, ``(None, b0], (b0, b1], ..., (b_last, None]``,
+    handed out in key order as ranges of one or more intervals to one walk or to several at once.
+
+    A range never straddles the end of the ``prefix`` an interrupted run committed (those intervals are
+    reconciled, the ones after them copied or compared afresh). Ranges may commit out of order when
+    several walks share the intervals: `through` says how far every interval is committed, which is what
+    a checkpoint's resume key may claim."""
+
+    def __init__(self, bounds: list[Key], prefix: int = 0):
+        self.bounds = bounds
+        self.total = len(bounds) + 1
+        self.prefix = prefix
+        self._next = 0
+        self._done: set[int] = set()
+        self.through = 0  # intervals [0, through) are all committed
+        self.walks = 1  # walks sharing the intervals: a range leaves the others their share
+        self._lock = threading.Lock()
+
+    def lo(self, i: int) -> Key | None:
+        return self.bounds[i - 1] if i else None
+
+    def upper(self, j: int) -> Key | None:
+        """The upper bound of a range ending before interval ``j`` (None: the end of the key space)."""
+        return self.bounds[j - 1] if j <= len(self.bounds) else None
+
+    def claim(self, width: int) -> tuple[int, int] | None:
+        """The next ``width`` intervals not handed out yet, as ``(i, j)``; None when none is left."""
+        with self._lock:
+            i = self._next
+            if i >= self.total:
+                return None
+            share = -(-(self.total - i) // self.walks)  # no wider than an even split of what is left
+            j = min(i + min(width, share), self.total, self.prefix if i < self.prefix else self.total)
+            self._next = j
+            return i, j
+
+    def stop(self) -> None:
+        """Hand out no more ranges (a walk failed; the others end with the range they hold)."""
+        with self._lock:
+            self._next = self.total
+
+    def through_with(self, i: int, j: int) -> int:
+        """How far every interval would be committed once ``[i, j)`` is."""
+        k = self.through
+        while k < self.total and (k in self._done or i <= k < j):
+            k += 1
+        return k
+
+    def committed(self, i: int, j: int) -> None:
+        self._done.update(range(i, j))
+        self.through = self.through_with(i, j)

@@ -16,7 +16,8 @@ Paths:
   checksums while ranges match (each next range twice as wide), key by key once they differ (keys and
   row hashes only; exactly the rows missing or differing are fetched by key and merged under the policy,
   `replicator.copy.merge`; under `mirror` the keys the master no longer has are deleted), and by
-  transferring whole ranges where most rows differ.
+  transferring whole ranges where most rows differ. Under `--jobs N` idle workers join the walk
+  (`SharedWalk`): ranges are compared on several connections at once, all reading the run's snapshot.
 * **transfer**: no comparison is possible (`--incremental` filters the master's rows by a cursor; a
   masked key cannot be matched to the master's): every batch is transferred into a stage and merged.
 
@@ -49,7 +50,7 @@ from . import baseline, checkpoint, keyless
 from .baseline import Baseline, MasterPoint
 from .compare import Comparer, KeyDiff
 from .delta import MAX_CANDIDATES, MOST_CANDIDATES, Delta
-from .keys import Key, KeyRanges
+from .keys import Intervals, Key, KeyRanges
 from .logic import ReplicaLogic
 from .merge import MAX_CONFLICT_DETAILS, Stage
 from .models import Checkpoint, Conflict, CopyResult, TableResult
@@ -127,6 +128,12 @@ class Strategy:
             self.mode, self.width = "keys", KEYS_WIDTH
 
 
+def first_strategy(iv: Intervals) -> Strategy:
+    """A table of a few batches is compared in one range; a bigger one starts with one batch, so a
+    table whose changes are everywhere wastes little on checksums before going key by key."""
+    return Strategy(width=iv.total if iv.total <= FIRST_WIDTH else 1)
+
+
 class TableCopy:
     def __init__(self, ctx: RunContext, tp: TablePlan):
         self.ctx = ctx
@@ -140,7 +147,6 @@ class TableCopy:
         self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica)
         self.cp: Checkpoint | None = None
         self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
-        self.reconciling = False
         self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
         self.replica_xmin: int | None = None  # replica snapshot xmin before this table's first write
         self.own_xids: list[int] = []  # the replica transactions that wrote the table (appended by threads)
@@ -267,7 +273,6 @@ class TableCopy:
                 res.notes.append(f"the interrupted run used policy {cp.policy}; this run applies {policy.value}")
             if not empty and not ctx.incremental:
                 self.reconcile_until = cp.last_key
-                self.reconciling = cp.last_key is not None
                 self.reconcile_all = cp.last_key is None
                 res.notes.append(
                     "resumed an interrupted copy (run " + cp.run_id[:8] + "): the rows it committed were compared "
@@ -495,52 +500,82 @@ class TableCopy:
         assert ranges is not None
         estimate = self.estimate_rows()
         self.ctx.progress("start", res.table, total=estimate)
+        # A big table's first range is a small probe: where changes are everywhere, it differs at
+        # once and the walk goes key by key having hashed little twice; where nothing changed it
+        # matches and the ranges double from there.
+        bounds = ranges.sample_boundaries(self.m, estimate, tp.batch_size, include=self.reconcile_until,
+                                          probe=max(1, tp.batch_size // PROBE_FRACTION))
+        # intervals up to the resume key were committed by an interrupted run: reconciled, never straddled
+        prefix = (bounds.index(self.reconcile_until) + 1) if self.reconcile_until in bounds else 0
+        iv = Intervals(bounds, prefix)
+        # Triggers switched off by name lock the table per transaction: walks sharing it would queue.
+        helpers = []
+        if (self.ctx.crew is not None and iv.total > FIRST_WIDTH and not self.ctx.dry_run
+                and not self.ctx.logic.firing.get(tp.replica.key)):
+            helpers = self.ctx.crew.borrow(iv.total - 1)
+        if helpers:
+            self._walk_shared(policy, was_empty, iv, helpers)
+            return
         comparer = Comparer(self.m, self.r, tp, ranges, self.ctx.pool, pooled=self.ctx.pooled_replica)
         try:
-            # A big table's first range is a small probe: where changes are everywhere, it differs at
-            # once and the walk goes key by key having hashed little twice; where nothing changed it
-            # matches and the ranges double from there.
-            bounds = ranges.sample_boundaries(self.m, estimate, tp.batch_size, include=self.reconcile_until,
-                                              probe=max(1, tp.batch_size // PROBE_FRACTION))
-            self._walk(comparer, policy, was_empty, bounds)
+            self._walk(comparer, policy, was_empty, iv, first_strategy(iv))
         finally:
             comparer.close()
 
-    def _walk(self, comparer: Comparer, policy: Policy, was_empty: bool, bounds: list[Key]) -> None:
-        """Walk the intervals between ``bounds`` (each about one batch of master rows), grouped into
-        ranges whose width adapts to what the ranges before showed (`Strategy`)."""
-        res = self.res
-        total = len(bounds) + 1  # (None, b0], (b0, b1], ..., (b_last, None]
-        # intervals up to the resume key were committed by an interrupted run: reconciled, never straddled
-        prefix = (bounds.index(self.reconcile_until) + 1) if self.reconcile_until in bounds else 0
-        # A table of a few batches is compared in one range; a bigger one starts with one batch, so a
-        # table whose changes are everywhere wastes little on checksums before going key by key.
-        strategy = Strategy(width=total if total <= FIRST_WIDTH else 1)
-        i = 0
-        while i < total:
-            j = min(i + strategy.width, total, prefix if i < prefix else total)
-            lo = bounds[i - 1] if i else None
-            upper = bounds[j - 1] if j <= len(bounds) else None
-            before = (res.inserted, res.updated, res.deleted)
-            if not self.replica_has_rows(lo, upper):
-                self.r.rollback()
-                for x in range(i, j):  # straight, interval by interval (a batch each)
-                    self._straight(bounds[x - 1] if x else None, bounds[x] if x < len(bounds) else None,
-                                   was_empty, done=x == total - 1)
-            else:
-                self._compare_range(comparer, strategy, policy, lo, upper, was_empty, last=j == total)
-            if i < prefix or self.reconcile_all:
-                keyed = (res.inserted - before[0]) if i < prefix else 0
-                res.reconciled += keyed + res.updated - before[1] + res.deleted - before[2]
-            i = j
-        res.last_key = None
+    def _walk(self, comparer: Comparer, policy: Policy, was_empty: bool, iv: Intervals, strategy: Strategy) -> None:
+        """Walk the intervals of ``iv`` (each about one batch of master rows), in ranges whose width
+        adapts to what the ranges before showed (``strategy``)."""
+        while self._step(comparer, policy, was_empty, iv, strategy):
+            pass
+        self.res.last_key = None
 
-    def _straight(self, lo: Key | None, upper: Key | None, was_empty: bool, *, done: bool) -> None:
+    def _step(self, comparer: Comparer, policy: Policy, was_empty: bool, iv: Intervals, strategy: Strategy) -> bool:
+        """Take the next range and bring it in line with the master; False once none is left."""
+        claimed = iv.claim(strategy.width)
+        if claimed is None:
+            return False
+        i, j = claimed
+        if not self.replica_has_rows(iv.lo(i), iv.upper(j)):
+            self.r.rollback()
+            for x in range(i, j):  # straight, interval by interval (a batch each)
+                self._straight(iv, x, was_empty)
+        else:
+            self._compare_range(comparer, strategy, policy, iv, i, j, was_empty)
+        return True
+
+    @contextmanager
+    def _range_batch(self, iv: Intervals, i: int, j: int, was_empty: bool):
+        """One replica transaction writing intervals ``[i, j)``: triggers off, then (when the block
+        ends) the rows fixed counted as reconciled where an interrupted run had been, the checkpoint,
+        the commit. Walks commit in key order, so the range's upper key is where a rerun resumes."""
+        res = self.res
+        before = (res.inserted, res.updated, res.deleted)
+        with self._write():
+            yield
+            self._reconciled(iv, i, before)
+            last = j == iv.total
+            # done: the whole key space is covered, there is no key to resume after
+            self._checkpoint("full", last_key=None if last else iv.upper(j), done=last, was_empty=was_empty)
+        self._commit()
+        iv.committed(i, j)
+
+    def _reconciled(self, iv: Intervals, i: int, before: tuple[int, int, int]) -> None:
+        res = self.res
+        ins, upd, dele = res.inserted - before[0], res.updated - before[1], res.deleted - before[2]
+        if i < iv.prefix:
+            res.reconciled += ins + upd + dele
+        elif self.reconcile_all:  # a heap-order copy's rows are anywhere: what it lacked is not a fix
+            res.reconciled += upd + dele
+
+    def _batch_done(self, rows: int) -> None:
+        self.ctx.progress("batch", self.res.table, rows=rows, done=self.res.rows_copied)
+
+    def _straight(self, iv: Intervals, x: int, was_empty: bool) -> None:
         """An interval the replica has no row in: COPY it straight, in one batch."""
         tp, ranges = self.tp, self.ranges
         assert ranges is not None
-        rng, params = ranges.predicate("master", lo, upper)
-        with self._write():
+        rng, params = ranges.predicate("master", iv.lo(x), iv.upper(x + 1))
+        with self._range_batch(iv, x, x + 1, was_empty):
             if self.ctx.dry_run:
                 rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, tp.mwhere(rng)),
                                       params).fetchone()[0]
@@ -548,35 +583,92 @@ class TableCopy:
                 rows = pipe(self.m, self.r, copy_out(tp.select(rng), tp.fmt), tp.mask_args() + params,
                             copy_in(tp.rident, tp.rcols, tp.fmt))
             self._count_batch(rows, direct=True)
-            self._checkpoint("full", last_key=None if done else upper, done=done, was_empty=was_empty)
-        self._commit()
-        self.ctx.progress("batch", self.res.table, rows=rows, done=self.res.rows_copied)
+        self._batch_done(rows)
 
-    def _compare_range(self, comparer: Comparer, strategy: Strategy, policy: Policy, lo: Key | None,
-                       upper: Key | None, was_empty: bool, *, last: bool) -> None:
-        res = self.res
-        if strategy.mode == "checksum":
+    def _compare_range(self, comparer: Comparer, strategy: Strategy, policy: Policy, iv: Intervals,
+                       i: int, j: int, was_empty: bool) -> None:
+        lo, upper = iv.lo(i), iv.upper(j)
+        mode = strategy.mode  # walks sharing the strategy may change it meanwhile
+        if mode == "checksum":
             (mn, ms), (rn, rs) = comparer.checksums(lo, upper)
             self.r.rollback()  # the checksum read nothing that needs keeping
             if (mn, ms) == (rn, rs):
                 strategy.matched()
-                with self._write():
+                with self._range_batch(iv, i, j, was_empty):
                     self._count_batch(mn, skipped=mn)
-                    self._checkpoint("full", last_key=None if last else upper, done=last, was_empty=was_empty)
-                self._commit()
-                self.ctx.progress("batch", res.table, rows=mn, done=res.rows_copied)
+                self._batch_done(mn)
                 return
-        with self._write():
-            if strategy.mode == "whole":
+        with self._range_batch(iv, i, j, was_empty):
+            if mode == "whole":
                 rows, changed = self._transfer_range(policy, lo, upper)
             else:
                 rows, changed = self._diff_range(comparer, policy, lo, upper)
             strategy.differed(changed, rows)
             self._count_batch(rows)
-            # done: the whole key space is covered, there is no key to resume after
-            self._checkpoint("full", last_key=None if last else upper, done=last, was_empty=was_empty)
+        self._batch_done(rows)
+
+    def _walk_shared(self, policy: Policy, was_empty: bool, iv: Intervals, helpers: list) -> None:
+        """The intervals walked by this table's connections and borrowed workers' at once (all reading
+        the run's snapshot), each walk taking the next range not handed out. The walks learn from one
+        `Strategy`, and the helpers begin once the first range (the probe) has shown whether ranges
+        differ, so none of them hashes a whole batch for a checksum the probe would have ruled out.
+        Ranges commit in whatever order they end, taking turns; each commit's checkpoint resumes after
+        the intervals committed without a gap (`Intervals.through`). The checkpoint is marked done once
+        every range is in."""
+        crew = self.ctx.crew
+        turn = threading.Lock()
+        strategy = first_strategy(iv)
+        iv.walks = len(helpers) + 1
+        self.res.notes.append(f"key ranges compared on {len(helpers) + 1} connections")
+
+        def walk(ctx: RunContext, probed: threading.Event | None = None) -> None:
+            share = SharedWalk(self, ctx, turn)
+            comparer = Comparer(share.m, share.r, self.tp, share.ranges, ctx.pool, pooled=ctx.pooled_replica)
+            try:
+                if probed is not None:
+                    share._step(comparer, policy, was_empty, iv, strategy)
+                    probed.set()
+                share._walk(comparer, policy, was_empty, iv, strategy)
+            except BaseException:
+                iv.stop()
+                if not share.r.closed:
+                    share.r.rollback()
+                with turn:
+                    share.merge()  # conflicts found, counted like a walk of its own would
+                raise
+            finally:
+                comparer.close()
+                share.stage.close()
+
+        probed = threading.Event()
+
+        def helper(w) -> None:
+            try:
+                probed.wait()
+                walk(w.ctx)
+            finally:
+                crew.put(w)  # back as soon as no range is left, for the tables still to copy
+
+        with ThreadPoolExecutor(max_workers=len(helpers), thread_name_prefix="ranges") as pool:
+            futures = [pool.submit(helper, w) for w in helpers]
+            error: BaseException | None = None
+            try:
+                walk(self.ctx, probed)
+            except BaseException as e:  # noqa: BLE001 - raised below, after the helpers stopped
+                error = e
+                iv.stop()
+            probed.set()  # (already, unless this walk failed first)
+            for f in futures:
+                try:
+                    f.result()
+                except BaseException as e:  # noqa: BLE001 - the first error is the one raised
+                    error = error or e
+        if error is not None:
+            raise error
+        with self._write():
+            self._checkpoint("full", last_key=None, done=True, was_empty=was_empty)
         self._commit()
-        self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
+        self.res.last_key = None
 
     def _diff_range(self, comparer: Comparer, policy: Policy, lo: Key | None, upper: Key | None) -> tuple[int, int]:
         """Compare the range key by key and fetch exactly what differs. Returns (master rows, rows that
@@ -777,6 +869,56 @@ class TableCopy:
             return (sql.SQL("{} >= %s::{} - make_interval(secs => %s)").format(col, sql.SQL(typ)),
                     [since, tp.cfg.lag_seconds])
         return sql.SQL("{} >= %s::{}").format(col, sql.SQL(typ)), [since]
+
+
+#: What a walk counts, added up over the walks sharing a table.
+COUNTS = ("rows_copied", "inserted", "updated", "deleted", "reconciled", "conflicts", "batches", "direct_batches",
+          "skipped_batches", "skipped_rows", "diffed_ranges", "fetched_by_key")
+
+
+class SharedWalk(TableCopy):
+    """One of the walks sharing a table's intervals (`TableCopy._walk_shared`), on connections of its
+    own. It counts into a result of its own, added to the table's as each of its ranges commits, and
+    writes the table's checkpoint, taking turns with the other walks so counts and resume key only grow."""
+
+    def __init__(self, table: TableCopy, ctx: RunContext, turn: threading.Lock):
+        super().__init__(ctx, table.tp)
+        self.table, self.turn = table, turn
+        self.reconcile_all = table.reconcile_all
+        self.done_rows = 0
+
+    def merge(self) -> None:
+        """Move what this walk counted since the last merge into the table's result (under ``turn``)."""
+        into, mine = self.table.res, self.res
+        for name in COUNTS:
+            setattr(into, name, getattr(into, name) + getattr(mine, name))
+            setattr(mine, name, 0)
+        room = MAX_CONFLICT_DETAILS - len(into.conflict_details)
+        into.conflict_details += mine.conflict_details[:max(room, 0)]
+        into.notes += [n for n in mine.notes if n not in into.notes]
+        mine.conflict_details, mine.notes = [], []
+
+    @contextmanager
+    def _range_batch(self, iv: Intervals, i: int, j: int, was_empty: bool):
+        res, key = self.res, self.tp.replica.key
+        before = (res.inserted, res.updated, res.deleted)
+        self.ctx.logic.disable(self.r, key)
+        yield
+        self._reconciled(iv, i, before)
+        with self.turn:
+            self.merge()
+            through = iv.through_with(i, j)
+            # a rerun resumes after the intervals committed without a gap (never "done": the table's
+            # copy marks that once every walk has ended)
+            resume = iv.bounds[min(through, len(iv.bounds)) - 1] if through and iv.bounds else None
+            self.table._checkpoint("full", last_key=resume, done=False, was_empty=was_empty, conn=self.r)
+            self.ctx.logic.restore(self.r, key)
+            self.r.commit()  # a dry run never shares its walk
+            iv.committed(i, j)
+            self.done_rows = self.table.res.rows_copied
+
+    def _batch_done(self, rows: int) -> None:
+        self.ctx.progress("batch", self.table.res.table, rows=rows, done=self.done_rows)
 
 
 def snapshot_time(master: psycopg.Connection) -> datetime:
