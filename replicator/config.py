@@ -94,8 +94,8 @@ class CopySettings(BaseModel):
 
     policy: Policy | None = Field(
         None, description="conflict policy for every table without one of its own (a table set to replace keeps it)")
-    jobs: int = Field(1, ge=1, le=MAX_JOBS, description="connection pairs: tables copied at once, and page ranges of a table "
-                     "copied into an empty replica shared")
+    jobs: int = Field(1, ge=1, le=MAX_JOBS, description="connection pairs: tables copied at once, and the page ranges of a "
+                     "table copied into an empty replica, or the key ranges of one compared without a baseline, shared")
 
 
 def parse_subset_start(text: str) -> tuple[str, str]:

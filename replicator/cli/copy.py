@@ -107,7 +107,8 @@ def _summary_rows(result: "CopyResult") -> list[dict]:
               help="transfer and compare every key range, even those whose count and checksum match.")
 @click.option("--jobs", type=click.IntRange(min=1, max=MAX_JOBS), default=None, metavar="N",
               help="connection pairs, all reading one master snapshot: tables copied at once, and the page "
-                   "ranges of a table copied into an empty replica shared (default: [copy] jobs, 1).")
+                   "ranges of a table copied into an empty replica, or the key ranges of one compared without a "
+                   "baseline, shared (default: [copy] jobs, 1).")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary at the end.")
 def copy_cmd(run: RunContext, tables, exclude, subset, with_referencing, all_tables, policy, batch_size, restart,
              incremental, dry_run, no_checksum_skip, jobs, as_json) -> None:
