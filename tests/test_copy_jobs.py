@@ -344,3 +344,22 @@ def test_shared_walks_start_from_what_the_first_range_showed(logged_server, logg
     assert len(checksums) == 1 and t.diffed_ranges >= 3, (checksums, t)
     q = "SELECT count(*), sum(hashtextextended(t::text, 0)) FROM big t"
     assert run_sql(replica_url, q) == run_sql(logged_master_url, q)
+
+
+def test_intervals_hand_out_ranges_and_resume_only_after_what_is_committed_without_a_gap():
+    from replicator.copy.keys import Intervals
+
+    iv = Intervals([[str(k)] for k in (10, 20, 30, 40, 50, 60, 70)], prefix=3)  # 8 intervals, 3 reconciled
+    iv.walks = 2
+    assert iv.claim(8) == (0, 3)  # never across the end of what an interrupted run committed
+    assert iv.claim(8) == (3, 6)  # no wider than an even share of what is left (5 for 2 walks: 3)
+    assert iv.claim(1) == (6, 7)
+    # ranges commit out of order: the resume key stays at the end of the ranges committed with no gap
+    assert iv.through_with(3, 6) == 0
+    iv.committed(3, 6)
+    assert iv.through == 0 and iv.through_with(0, 3) == 6
+    iv.committed(0, 3)
+    assert iv.through == 6 and iv.upper(iv.through) == ["60"]
+    iv.stop()
+    assert iv.claim(4) is None  # a walk failed: the last interval is never handed out
+    assert iv.through_with(6, 7) == 7 and iv.upper(8) is None

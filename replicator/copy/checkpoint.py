@@ -91,6 +91,18 @@ def save(conn: psycopg.Connection, cp: Checkpoint) -> int:
     return int(conn.execute(_SAVE, cp.model_dump(include=set(_WRITTEN) | {"started_at"})).fetchone()[0])
 
 
+_TURN = "SELECT pg_catalog.pg_advisory_xact_lock(hashtextextended('replicator checkpoint ' || %s, 0))"
+
+
+def take_turn(conn: psycopg.Connection, table_name: str) -> None:
+    """Inside a batch's transaction, before its checkpoint: wait until no other connection sharing the
+    table is between writing the checkpoint and committing, and hold that turn to this transaction's
+    end. The wait is a lock the server sees: a cycle through it (a deferred constraint, checked at
+    commit, waiting for rows another connection has not committed) is a deadlock the server detects
+    and fails, where a lock held only in the process would hang the run."""
+    conn.execute(_TURN, (table_name,))
+
+
 def list_all(conn: psycopg.Connection) -> list[Checkpoint]:
     """Every checkpoint (empty when no copy has run against this replica)."""
     if not exists(conn):

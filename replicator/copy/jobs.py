@@ -137,6 +137,7 @@ class Crew:
         self._free: queue.Queue[Worker] = queue.Queue()
         self._lock = threading.Lock()
         self._waiting = 0
+        self.failed = threading.Event()  # a worker came back from a failure: no more work is handed out
         for w in workers:
             w.ctx.crew = self
             self._free.put(w)
@@ -150,14 +151,18 @@ class Crew:
             with self._lock:
                 self._waiting -= 1
 
-    def put(self, worker: Worker) -> None:
+    def put(self, worker: Worker, *, failed: bool = False) -> None:
+        """Give a worker back; ``failed``: its work ended in an error, which ends the run (a table taking
+        it next would fail on its aborted transaction, and that error could be the one reported)."""
+        if failed:
+            self.failed.set()
         self._free.put(worker)
 
     def borrow(self, most: int) -> list[Worker]:
         """Up to ``most`` idle workers, none while a table waits for one; give them back with `put`."""
         out: list[Worker] = []
         with self._lock:
-            while not self._waiting and len(out) < most:
+            while not self._waiting and not self.failed.is_set() and len(out) < most:
                 try:
                     out.append(self._free.get_nowait())
                 except queue.Empty:
@@ -181,11 +186,13 @@ def run_tables(workers: list[Worker], plans: list[TablePlan], parents: dict[str,
         worker = crew.take()
         try:
             for p in by_root[root]:
-                if stop.is_set():
-                    return
+                if stop.is_set() or crew.failed.is_set():
+                    break
                 TableCopy(worker.ctx, p).run()
-        finally:
-            crew.put(worker)
+        except BaseException:
+            crew.put(worker, failed=True)
+            raise
+        crew.put(worker)
 
     def size(root: str) -> int:
         return -sum(p.rows_estimate or 0 for p in by_root[root])

@@ -392,6 +392,7 @@ class TableCopy:
                 try:
                     self.ctx.logic.disable(replica, self.tp.replica.key)
                     rows = self._direct_batch(master, replica, pr, into)
+                    checkpoint.take_turn(replica, res.replica_table)
                     with turn:
                         self._count_batch(rows, direct=True)
                         self._checkpoint("direct", last_key=None, done=False, was_empty=True, conn=replica)
@@ -405,27 +406,8 @@ class TableCopy:
                         replica.rollback()
                     raise
 
-        def helper(w) -> None:
-            try:
-                work(w.ctx.master, w.ctx.replica)
-            finally:
-                crew.put(w)  # back as soon as no range is left, for the tables still to copy
-
-        with ThreadPoolExecutor(max_workers=len(helpers), thread_name_prefix="pages") as pool:
-            futures = [pool.submit(helper, w) for w in helpers]
-            error: BaseException | None = None
-            try:
-                work(self.m, self.r)
-            except BaseException as e:  # noqa: BLE001 - raised below, after the helpers stopped
-                error = e
-                stop.set()
-            for f in futures:
-                try:
-                    f.result()
-                except BaseException as e:  # noqa: BLE001 - the first error is the one raised
-                    error = error or e
-        if error is not None:
-            raise error
+        run_shared(crew, helpers, lambda: work(self.m, self.r), lambda w: work(w.ctx.master, w.ctx.replica),
+                   stop.set)
         with self._write():
             self._checkpoint("direct", last_key=None, done=True, was_empty=True)
         self._commit()
@@ -621,6 +603,8 @@ class TableCopy:
         iv.walks = len(helpers) + 1
         self.res.notes.append(f"key ranges compared on {len(helpers) + 1} connections")
 
+        failed: list[SharedWalk] = []
+
         def walk(ctx: RunContext, probed: threading.Event | None = None) -> None:
             share = SharedWalk(self, ctx, turn)
             comparer = Comparer(share.m, share.r, self.tp, share.ranges, ctx.pool, pooled=ctx.pooled_replica)
@@ -633,38 +617,18 @@ class TableCopy:
                 iv.stop()
                 if not share.r.closed:
                     share.r.rollback()
-                with turn:
-                    share.merge()  # conflicts found, counted like a walk of its own would
+                failed.append(share)
                 raise
             finally:
                 comparer.close()
                 share.stage.close()
 
         probed = threading.Event()
-
-        def helper(w) -> None:
-            try:
-                probed.wait()
-                walk(w.ctx)
-            finally:
-                crew.put(w)  # back as soon as no range is left, for the tables still to copy
-
-        with ThreadPoolExecutor(max_workers=len(helpers), thread_name_prefix="ranges") as pool:
-            futures = [pool.submit(helper, w) for w in helpers]
-            error: BaseException | None = None
-            try:
-                walk(self.ctx, probed)
-            except BaseException as e:  # noqa: BLE001 - raised below, after the helpers stopped
-                error = e
-                iv.stop()
-            probed.set()  # (already, unless this walk failed first)
-            for f in futures:
-                try:
-                    f.result()
-                except BaseException as e:  # noqa: BLE001 - the first error is the one raised
-                    error = error or e
-        if error is not None:
-            raise error
+        try:
+            run_shared(crew, helpers, lambda: walk(self.ctx, probed), lambda w: walk(w.ctx), iv.stop, start=probed)
+        finally:
+            for share in failed:  # what a failed range counted (the conflicts it found), once no range commits
+                share.merge()
         with self._write():
             self._checkpoint("full", last_key=None, done=True, was_empty=was_empty)
         self._commit()
@@ -871,6 +835,48 @@ class TableCopy:
         return sql.SQL("{} >= %s::{}").format(col, sql.SQL(typ)), [since]
 
 
+def run_shared(crew: Any, helpers: list, mine: Callable[[], None], theirs: Callable[[Any], None],
+               stop: Callable[[], None], start: threading.Event | None = None) -> None:
+    """Run ``mine`` on this thread and ``theirs(worker)`` on a thread for each borrowed worker (once
+    ``start`` is set, when given); any failure calls ``stop`` so that no more work is taken. Each worker
+    goes back to the crew as soon as its part ends, marked if it failed (its master transaction may be
+    aborted: no table must take it). The first error is raised once every part has ended."""
+    gate = start or threading.Event()
+    if start is None:
+        gate.set()
+
+    def helper(w) -> None:
+        ok = False
+        try:
+            gate.wait()
+            theirs(w)
+            ok = True
+        finally:
+            crew.put(w, failed=not ok)
+
+    error: BaseException | None = None
+    futures: list[Future] = []
+    with ThreadPoolExecutor(max_workers=len(helpers), thread_name_prefix="shared") as pool:
+        try:
+            for w in helpers:
+                futures.append(pool.submit(helper, w))
+            mine()
+        except BaseException as e:  # noqa: BLE001 - raised below, after the helpers stopped
+            error = e
+            stop()
+        finally:
+            gate.set()
+            for w in helpers[len(futures):]:  # never started
+                crew.put(w)
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:  # noqa: BLE001 - the first error is the one raised
+                error = error or e
+    if error is not None:
+        raise error
+
+
 #: What a walk counts, added up over the walks sharing a table.
 COUNTS = ("rows_copied", "inserted", "updated", "deleted", "reconciled", "conflicts", "batches", "direct_batches",
           "skipped_batches", "skipped_rows", "diffed_ranges", "fetched_by_key")
@@ -905,7 +911,8 @@ class SharedWalk(TableCopy):
         self.ctx.logic.disable(self.r, key)
         yield
         self._reconciled(iv, i, before)
-        with self.turn:
+        checkpoint.take_turn(self.r, self.res.replica_table)
+        with self.turn:  # the server's turn is held: nothing in here waits for another connection's rows
             self.merge()
             through = iv.through_with(i, j)
             # a rerun resumes after the intervals committed without a gap (never "done": the table's
