@@ -82,18 +82,23 @@ def _big(sql_on, master_url, replica_url, rows=20000):
     sql_on(master_url, "VACUUM ANALYZE big")
 
 
-def test_one_big_table_shares_its_page_ranges_among_the_jobs(master_url, replica_url, sql_on):
-    _big(sql_on, master_url, replica_url)
-    streams = []
+def _change_the_master_once(sql_on, master_url):
+    """A progress callback: at the first committed range, the master changes rows all over the table
+    (400 updated, one inserted); no connection of the run may see it."""
+    changed = []
 
-    def change_the_master_mid_run(event, table, **info):
-        # the first committed range: the master changes rows everywhere in the heap; no stream may see it
-        if event == "batch" and not streams:
-            streams.append(info["rows"])
+    def progress(event, table, **info):
+        if event == "batch" and not changed:
+            changed.append(info["rows"])
             sql_on(master_url, "UPDATE big SET v = 'after the snapshot' WHERE id % 50 = 0; "
                                "INSERT INTO big (id, v) VALUES (999999, 'after')")
+    return progress
 
-    res = copy_tables(master_url, replica_url, ["big"], batch_size=1000, jobs=3, progress=change_the_master_mid_run)
+
+def test_one_big_table_shares_its_page_ranges_among_the_jobs(master_url, replica_url, sql_on):
+    _big(sql_on, master_url, replica_url)
+    res = copy_tables(master_url, replica_url, ["big"], batch_size=1000, jobs=3,
+                      progress=_change_the_master_once(sql_on, master_url))
     (t,) = res.tables
     assert t.mode == "direct" and "page ranges shared by 3 connections" in t.notes
     assert t.batches > 3 and t.rows_copied == t.inserted == 20000
@@ -199,14 +204,20 @@ def test_kill_a_shared_table_copy_anywhere_then_resume_exactly(master_url, repli
         wait_until(p, lambda: _committed(replica_url) >= target)
         kills += kill(p)
         p.wait()
-        # the master changes, then the rerun (no policy: the copy owned every row it wrote) ends exact
-        sql_on(master_url, f"UPDATE big SET v = v || '+' WHERE id % 89 = {run}; DELETE FROM big WHERE id % 97 = {run}; "
-                           f"INSERT INTO big (id, v) VALUES ({100000 + run}, 'new')")
-        done = subprocess.run(args, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr
-        assert same(sql_on, master_url, replica_url, "big"), run
-        assert sql_on(replica_url, "SELECT status FROM _replicator.checkpoints") == [("done",)]
+        # no policy: the copy owned every row it wrote
+        _change_then_rerun_exactly(sql_on, master_url, replica_url, args, run)
     assert kills >= 6
+
+
+def _change_then_rerun_exactly(sql_on, master_url, replica_url, args, run):
+    """After a killed run the master changes; the rerun ends with the replica equal to it, its
+    checkpoint done."""
+    sql_on(master_url, f"UPDATE big SET v = v || '+' WHERE id % 89 = {run}; DELETE FROM big WHERE id % 97 = {run}; "
+                       f"INSERT INTO big (id, v) VALUES ({100000 + run}, 'new')")
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert same(sql_on, master_url, replica_url, "big"), run
+    assert sql_on(replica_url, "SELECT status FROM _replicator.checkpoints") == [("done",)]
 
 
 def test_a_run_refused_early_closes_the_connections_its_jobs_opened(master_url, replica_url, sql_on):
@@ -255,16 +266,8 @@ def test_one_big_table_compares_its_key_ranges_on_the_jobs(master_url, replica_u
     missing = {i for i in ids if i % 89 == 0 or 12001 <= i <= 14000}
     stale = {i for i in ids if i % 97 == 0} - missing
     as_of_snapshot = checksum(sql_on, master_url, "big")
-    changed = []
-
-    def change_the_master_mid_run(event, table, **info):
-        if event == "batch" and not changed:
-            changed.append(info["rows"])
-            sql_on(master_url, "UPDATE big SET v = 'after the snapshot' WHERE id % 50 = 0; "
-                               "INSERT INTO big (id, v) VALUES (999999, 'after')")
-
     res = copy_tables(master_url, replica_url, ["big"], policy="mirror", batch_size=1000, jobs=3,
-                      progress=change_the_master_mid_run)
+                      progress=_change_the_master_once(sql_on, master_url))
     (t,) = res.tables
     assert "key ranges compared on 3 connections" in t.notes and t.mode == "full"
     assert (t.inserted, t.updated, t.deleted) == (len(missing), len(stale), 50)
@@ -317,12 +320,7 @@ def test_kill_a_shared_comparison_anywhere_then_resume_exactly(master_url, repli
         if last:
             upto = f"(SELECT * FROM big WHERE id <= {int(last[0])})"
             assert checksum(sql_on, replica_url, upto) == checksum(sql_on, master_url, upto), run
-        sql_on(master_url, f"UPDATE big SET v = v || '+' WHERE id % 83 = {run}; DELETE FROM big WHERE id % 91 = {run}; "
-                           f"INSERT INTO big (id, v) VALUES ({100000 + run}, 'new')")
-        done = subprocess.run(args, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr
-        assert same(sql_on, master_url, replica_url, "big"), run
-        assert sql_on(replica_url, "SELECT status FROM _replicator.checkpoints") == [("done",)]
+        _change_then_rerun_exactly(sql_on, master_url, replica_url, args, run)
     assert kills >= 6
 
 

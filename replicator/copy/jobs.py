@@ -39,7 +39,7 @@ from ..connect import _cancel, batch, open_master, open_replica
 from ..guard import MasterGuard
 from ..rowhash import follow_sql, pin_master_sql
 from .plan import TablePlan
-from .table import RunContext, TableCopy
+from .table import RunContext, TableCopy, settle
 
 
 @dataclass
@@ -222,10 +222,6 @@ def run_tables(workers: list[Worker], plans: list[TablePlan], parents: dict[str,
         finally:
             if error is not None:
                 stop.set()
-            for f in list(running):
-                try:
-                    f.result()
-                except BaseException as exc:  # noqa: BLE001 - the first error is the one raised
-                    error = error or exc
+            error = settle(list(running), error)
     if error is not None:
         raise error

@@ -868,13 +868,19 @@ def run_shared(crew: Any, helpers: list, mine: Callable[[], None], theirs: Calla
             gate.set()
             for w in helpers[len(futures):]:  # never started
                 crew.put(w)
-        for f in futures:
-            try:
-                f.result()
-            except BaseException as e:  # noqa: BLE001 - the first error is the one raised
-                error = error or e
+        error = settle(futures, error)
     if error is not None:
         raise error
+
+
+def settle(futures: list[Future], error: BaseException | None = None) -> BaseException | None:
+    """Wait for every future; returns the first error: ``error`` if given, else the first one raised."""
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as e:  # noqa: BLE001 - the first error is the one raised
+            error = error or e
+    return error
 
 
 #: What a walk counts, added up over the walks sharing a table.
