@@ -199,6 +199,12 @@ class Intervals:
             k += 1
         return k
 
+    def resume_key(self, through: int) -> Key | None:
+        """The key a rerun may resume after once intervals ``[0, through)`` are committed (None: none
+        is). The last interval has no upper key: with every interval in, the last boundary (a checkpoint
+        that is not done never claims the whole key space)."""
+        return self.bounds[min(through, len(self.bounds)) - 1] if through and self.bounds else None
+
     def committed(self, i: int, j: int) -> None:
         self._done.update(range(i, j))
         self.through = self.through_with(i, j)

@@ -310,15 +310,19 @@ class TableCopy:
             return
         assert tp.heaps is not None, "the pre-flight reads every table's heaps"
         batches = page_ranges(self.m, tp.heaps, tp.batch_size, self.ctx.batch_bytes)
-        # Triggers switched off by name take a table lock per batch transaction, which would queue the
-        # streams one behind the other: split only where session_replication_role does that work.
-        helpers = []
-        if self.ctx.crew is not None and len(batches) > 1 and not self.ctx.logic.firing.get(tp.replica.key):
-            helpers = self.ctx.crew.borrow(len(batches) - 1)
+        helpers = self._borrow(len(batches) - 1)
         if helpers:
             self._direct_shared(batches, into, helpers)
             return
         self._direct_ahead(batches, into)
+
+    def _borrow(self, most: int) -> list:
+        """Up to ``most`` idle workers (`--jobs`) to share this table's ranges with. None where triggers
+        are switched off by name: that takes a table lock in every batch transaction, which would queue
+        the connections one behind the other (session_replication_role needs no lock)."""
+        if self.ctx.crew is None or most < 1 or self.ctx.logic.firing.get(self.tp.replica.key):
+            return []
+        return self.ctx.crew.borrow(most)
 
     def _direct_out(self, pr) -> tuple[sql.Composable, list]:
         """The master COPY of one page range, and its parameters."""
@@ -490,11 +494,7 @@ class TableCopy:
         # intervals up to the resume key were committed by an interrupted run: reconciled, never straddled
         prefix = (bounds.index(self.reconcile_until) + 1) if self.reconcile_until in bounds else 0
         iv = Intervals(bounds, prefix)
-        # Triggers switched off by name lock the table per transaction: walks sharing it would queue.
-        helpers = []
-        if (self.ctx.crew is not None and iv.total > FIRST_WIDTH and not self.ctx.dry_run
-                and not self.ctx.logic.firing.get(tp.replica.key)):
-            helpers = self.ctx.crew.borrow(iv.total - 1)
+        helpers = [] if iv.total <= FIRST_WIDTH or self.ctx.dry_run else self._borrow(iv.total - 1)
         if helpers:
             self._walk_shared(policy, was_empty, iv, helpers)
             return
@@ -917,13 +917,13 @@ class SharedWalk(TableCopy):
         self.ctx.logic.disable(self.r, key)
         yield
         self._reconciled(iv, i, before)
+        # the server's turn first: a wait inside the in-process one (a deferred check at the commit)
+        # is then one the server sees, and a deadlock it can detect
         checkpoint.take_turn(self.r, self.res.replica_table)
-        with self.turn:  # the server's turn is held: nothing in here waits for another connection's rows
+        with self.turn:
             self.merge()
-            through = iv.through_with(i, j)
-            # a rerun resumes after the intervals committed without a gap (never "done": the table's
-            # copy marks that once every walk has ended)
-            resume = iv.bounds[min(through, len(iv.bounds)) - 1] if through and iv.bounds else None
+            # never "done": the table's copy marks that once every walk has ended
+            resume = iv.resume_key(iv.through_with(i, j))
             self.table._checkpoint("full", last_key=resume, done=False, was_empty=was_empty, conn=self.r)
             self.ctx.logic.restore(self.r, key)
             self.r.commit()  # a dry run never shares its walk
