@@ -278,6 +278,35 @@ def test_the_cli_says_what_a_delta_sync_compared(master_url, replica_url, sql_on
     assert (row["mode"], row["candidates"], row["updated"]) == ("delta", 0, 0)
 
 
+def test_status_shows_which_tables_have_a_baseline(master_url, replica_url, sql_on, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from replicator.cli import main
+
+    both(sql_on, master_url, replica_url, DDL + "; CREATE TABLE nokey (v text)")
+    sql_on(master_url, FILL + "; INSERT INTO nokey VALUES ('a'), ('b')")
+    copy_tables(master_url, replica_url, ["t", "nokey"])
+    status = ["status", "--replica", replica_url, "--out-dir", str(tmp_path)]
+
+    def baselines() -> dict:
+        r = CliRunner().invoke(main, [*status, "--json"])
+        assert r.exit_code == 0, r.output
+        return {row["table_name"]: row["baseline"] for row in json.loads(r.stdout)}
+
+    first = baselines()
+    assert first["public.nokey"] is None  # without a key there is nothing to vouch for by key
+    assert first["public.t"]["policy"] == "exact" and first["public.t"]["recorded_at"]
+    sql_on(master_url, "UPDATE t SET v = 'x' WHERE id = 1")
+    copy_tables(master_url, replica_url, ["t"], policy="master-wins", restart=True)
+    again = baselines()["public.t"]
+    assert again["policy"] == "master-wins" and again["run_id"] != first["public.t"]["run_id"]
+    r = CliRunner().invoke(main, status, env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "(master-wins)" in r.output and "compares only the rows changed" in r.output, r.output
+
+
 def test_candidates_are_compared_and_applied_a_chunk_at_a_time(master_url, replica_url, twin_url, sql_on, monkeypatch):
     from replicator.copy import delta
 

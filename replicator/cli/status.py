@@ -1,4 +1,5 @@
-"""`replicator status`: the copy checkpoints stored on the replica, and the last sync.
+"""`replicator status`: the copy checkpoints stored on the replica, each table's re-sync baseline, and the
+last sync.
 
 A checkpoint whose run still holds the table's copy lock is running; one whose lock is free belongs to
 a run that was killed or interrupted, and is shown as such with the command that resumes it (the same
@@ -55,16 +56,22 @@ def _copy_resume(rows: list[dict], config_path: str | None) -> list[str]:
     return out
 
 
+def _baseline_cell(b: dict | None) -> str:
+    if b is None:
+        return "-"
+    return f"{str(b['recorded_at'])[:19]} ({b['policy']})"
+
+
 @main.command("status")
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="print the checkpoints as JSON.")
 def status_cmd(run: RunContext, as_json: bool) -> None:
-    """Show copy checkpoints (per table: state, run, last key, rows, policy) and the last sync; an
-    interrupted run is shown with the command that resumes it."""
+    """Show copy checkpoints (per table: state, run, last key, rows, policy, re-sync baseline) and the last
+    sync; an interrupted run is shown with the command that resumes it."""
     from .. import identity
     from ..config import require_url
     from ..connect import replica_session
-    from ..copy import checkpoint
+    from ..copy import baseline, checkpoint
 
     from ..copy.lock import holder
 
@@ -76,6 +83,9 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
                 r["state"] = f"running (replica session pid {who[0]})" if who else "interrupted"
             else:
                 r["state"] = r["status"]
+        baselines = baseline.recorded(conn)
+        for r in rows:
+            r["baseline"] = baselines.get(r["table_name"])
         conn.commit()
         marker = identity.replica_marker(conn)
         sync = _sync_run(conn)
@@ -99,14 +109,19 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         from rich.table import Table
 
         t = Table(title="copy checkpoints (_replicator.checkpoints)", title_justify="left")
-        for h in ("table", "state", "mode", "policy", "rows", "+ins ~upd -del", "batches", "last key", "updated"):
+        for h in ("table", "state", "mode", "policy", "rows", "+ins ~upd -del", "batches", "last key", "updated",
+                  "baseline"):
             t.add_column(h, overflow="fold", justify="right" if h in ("rows", "batches") else "left")
         for r in rows:
             key = ", ".join(r["last_key"] or []) or "-"
             t.add_row(r["table_name"], r["state"], r["mode"], r["policy"] or "-", f"{r['rows_copied']:,}",
                       f"+{r['inserted']} ~{r['updated']} -{r['deleted']}", str(r["batches"]),
-                      key if len(key) <= 24 else key[:23] + "…", str(r["updated_at"] or "-")[:19])
+                      key if len(key) <= 24 else key[:23] + "…", str(r["updated_at"] or "-")[:19],
+                      _baseline_cell(r["baseline"]))
         Console().print(t)
+        if any(r["baseline"] for r in rows):
+            click.echo("baseline: the next copy or sync of that table under a policy compares only the rows changed "
+                       "on either side since then (unless its storage, columns or master changed, or with --restart)")
     if interrupted or sync_interrupted:
         what = "a sync" if sync_interrupted else f"{len(interrupted)} table copy(ies)"
         click.echo(f"interrupted: {what} stopped before the end (killed, or Ctrl-C); resume with:")

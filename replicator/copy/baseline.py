@@ -123,6 +123,15 @@ def load_all(conn: psycopg.Connection) -> dict[str, Baseline]:
         return {b.table_name: b for b in cur.fetchall()}
 
 
+def recorded(conn: psycopg.Connection) -> dict[str, dict]:
+    """Per replica table, when its baseline was recorded, under which policy and by which run (what
+    `replicator status` shows; whether it still holds is only known against the master)."""
+    if not conn.execute("SELECT to_regclass('_replicator.baselines') IS NOT NULL").fetchone()[0]:
+        return {}
+    rows = conn.execute("SELECT table_name, policy, recorded_at, run_id::text FROM _replicator.baselines").fetchall()
+    return {t: {"policy": p, "recorded_at": at.isoformat(), "run_id": run} for t, p, at, run in rows}
+
+
 def save(conn: psycopg.Connection, b: Baseline) -> None:
     """Upsert, inside the transaction that commits the table's last batch."""
     conn.execute(
