@@ -17,7 +17,7 @@ from ..config import Config, Policy
 from ..connect import batch, describe, error_side, is_transaction_pooler, open_master, open_replica, parse_conninfo
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
-from ..introspect import Schema, introspect
+from ..introspect import Schema, Table, introspect
 from ..rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, render_settings_query
 from ..selection import Selection
 from ..sequences import advance, sequence_uses
@@ -175,7 +175,8 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     replica.execute(follow_sql(settings, local=False))
     replica.commit()
     pooled_replica = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
-    # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables
+    # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables, and of
+    # the never analyzed ones (`uncounted`) only those the run copies, counted by the pre-flight
     # the statements ending the master introspection's savepoint ride on the next master batch
     closing: list = []
 
@@ -184,8 +185,10 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
             batch(master, closing)
             closing.clear()
 
-    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0, tables_only=True, defer_close=closing)
-    rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0, tables_only=True)
+    uncounted: list[Table] = []
+    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0, tables_only=True, defer_close=closing,
+                         defer_counts=uncounted)
+    rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0, tables_only=True, defer_counts=[])
     replica.commit()
     if in_snapshot is not None:
         close_introspection()
@@ -218,7 +221,8 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     result.replica_logic = logic.description if not dry_run else ""
     plans = preflight(master, replica, pairs, cfg, mschema=mschema, rschema=rschema, problems=problems, policy=policy, batch_size=batch_size,
                       incremental=incremental, dry_run=dry_run, restart=restart,
-                      logic=logic if not dry_run else None, checkpoints=checkpoints, first=closing)
+                      logic=logic if not dry_run else None, checkpoints=checkpoints, first=closing,
+                      uncounted=uncounted)
     close_introspection()  # when preflight had nothing to ask the master
     plans, deferred = _fk_order(rschema, plans)
     enforce_fks = not logic.replication_role
@@ -274,7 +278,7 @@ def _merge_schemas(master, replica, mschema: Schema, rschema: Schema, schemas: l
                    only: set[str] | None = None) -> None:
     """Introspect more schemas on both sides into the run's schemas (only the tables ``only`` names)."""
     for conn, schema in ((master, mschema), (replica, rschema)):
-        extra = introspect(conn, schemas=schemas, count_threshold=0, tables_only=True)
+        extra = introspect(conn, schemas=schemas, count_threshold=0, tables_only=True, defer_counts=[])
         schema.tables.update({k: t for k, t in extra.tables.items() if only is None or k in only})
     replica.commit()
 

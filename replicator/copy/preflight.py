@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from ..config import Config, Policy
 from ..connect import batch
-from ..introspect import Schema, Table
+from ..introspect import Schema, Table, count_statements, read_counts
 from .logic import ReplicaLogic
 from .models import Checkpoint
 from .plan import POLICIES, CopyError, TablePlan, plan_table, resolve_table, tree_key, unique_on
@@ -57,10 +57,12 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
               mschema: Schema, rschema: Schema,
               problems: list[str], policy: Policy | None, batch_size: int | None, incremental: bool,
               dry_run: bool, restart: bool, logic: ReplicaLogic | None,
-              checkpoints: dict[str, Checkpoint], first: list | None = None) -> list[TablePlan]:
+              checkpoints: dict[str, Checkpoint], first: list | None = None,
+              uncounted: list[Table] = ()) -> list[TablePlan]:
     """Plans for every table, or `CopyError` listing every problem found (nothing written either way).
     ``first``: master statements still to send (their results unused); they go at the head of the
-    master's batch, and the list is emptied once they are sent."""
+    master's batch, and the list is emptied once they are sent. ``uncounted``: master tables the
+    introspection left to count (never analyzed); those of the run are counted in the same batch."""
     problems = list(problems)
     plans: list[TablePlan] = []
     if pairs:
@@ -68,11 +70,16 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         rkeys = [rt.key for _, rt in pairs]
         # the master's questions go together: one round trip
         head = list(first or [])
-        *_, unsafe_rows, collation, readable_rows, mstorage, heap_rows = batch(master, head + [
+        chosen = set(mkeys)
+        to_count = [t for t in uncounted if t.key in chosen]
+        counting = count_statements(to_count)
+        results = batch(master, head + [
             (queries.load("binary_unsafe"), {"tables": mkeys}), (_COLLATION, None),
             (queries.load("master_access"), {"tables": mkeys}), (queries.load("relation_storage"), {"tables": mkeys}),
-            (queries.load("heaps"), {"tables": mkeys})],
+            (queries.load("heaps"), {"tables": mkeys})] + counting,
             row_factory=dict_row)
+        unsafe_rows, collation, readable_rows, mstorage, heap_rows = results[len(head):len(head) + 5]
+        mschema.row_counts.update(read_counts(to_count, results[len(head) + 5:]))
         if first:
             first.clear()
         unsafe: dict[str, set[str]] = {}

@@ -10,7 +10,9 @@ from .core import (
     MANAGED_SCHEMAS,
     REPLICATOR_SCHEMA,
     SYSTEM_SCHEMAS,
+    count_statements,
     introspect,
+    read_counts,
 )
 from .models import (
     NON_STRUCTURAL_FIELDS,
@@ -74,6 +76,8 @@ __all__ = [
     "Trigger",
     "View",
     "ViewColumn",
+    "count_statements",
     "introspect",
     "present_ref",
+    "read_counts",
 ]

@@ -91,6 +91,7 @@ def introspect(
     count_threshold: int = 100_000,
     tables_only: bool = False,
     defer_close: list[tuple[Any, Any]] | None = None,
+    defer_counts: list[Table] | None = None,
 ) -> Schema:
     """Introspect ``conn``'s database.
 
@@ -102,7 +103,9 @@ def introspect(
     with their columns, keys and indexes (what copying data needs), not the rest of the schema.
     Inside the caller's transaction, ``defer_close`` (a list) receives the statements ending the
     introspection's savepoint instead of sending them, when nothing else is left to read: the caller
-    sends them first in its next batch, a round trip fewer to a distant master.
+    sends them first in its next batch, a round trip fewer to a distant master. ``defer_counts`` (a list)
+    receives the tables that would be counted instead of counting them (they get no row count): a caller
+    that needs only some of them counts those (:func:`count_statements`), and never scans the others.
 
     Besides the compared schemas' objects, the result holds their dependencies (``pg_depend``),
     the cluster's roles, the extensions the server could install, and what the compared schemas use
@@ -169,6 +172,7 @@ def introspect(
             countable,
             exact_counts=exact_counts,
             threshold=count_threshold,
+            deferred=defer_counts,
         )
     except BaseException:
         bracket.abandon()
@@ -382,9 +386,11 @@ def _row_counts(
     *,
     exact_counts: bool,
     threshold: int,
+    deferred: list[Table] | None,
 ) -> dict[str, RowCount]:
     """Decide per table between the estimate and an exact count, then run every exact count in
-    one UNION ALL statement (chunked), identifiers composed with psycopg.sql.
+    one UNION ALL statement (chunked), identifiers composed with psycopg.sql; with ``deferred``, append
+    the tables to count to it instead.
 
     Tables the role cannot read, or reads through active row-level security, keep the estimate
     (0 when never analyzed) with ``exact=False``.
@@ -419,18 +425,26 @@ def _row_counts(
         else:
             counts[key] = RowCount(rows=int(est), exact=False)
 
-    chunks = [to_count[start : start + _COUNT_CHUNK] for start in range(0, len(to_count), _COUNT_CHUNK)]
-    statements = [
+    if deferred is not None:
+        deferred.extend(to_count)
+        to_count = []
+    counts.update(read_counts(to_count, run(count_statements(to_count))))
+    return {k: counts[k] for k in result.tables if k in counts}
+
+
+def count_statements(tables: list[Table]) -> list[tuple[sql.Composable, None]]:
+    """`count(*)` of each table, a few hundred to a UNION ALL statement; :func:`read_counts` reads their
+    results (as dict rows)."""
+    return [
         (sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT {} AS i, count(*) AS n FROM {}").format(sql.Literal(i), sql.Identifier(t.schema_name, t.name))
-            for i, t in enumerate(chunk)), None)
-        for chunk in chunks
+            for i, t in enumerate(tables[start : start + _COUNT_CHUNK], start)), None)
+        for start in range(0, len(tables), _COUNT_CHUNK)
     ]
-    for chunk, found in zip(chunks, run(statements)):
-        for r in found:
-            t = chunk[r["i"]]
-            counts[t.key] = RowCount(rows=r["n"], exact=True)
-    return {k: counts[k] for k in result.tables if k in counts}
+
+
+def read_counts(tables: list[Table], results: list[list[dict]]) -> dict[str, RowCount]:
+    return {tables[r["i"]].key: RowCount(rows=r["n"], exact=True) for found in results for r in found}
 
 
 __all__: Seq[str] = [
@@ -439,5 +453,7 @@ __all__: Seq[str] = [
     "MANAGED_SCHEMAS",
     "REPLICATOR_SCHEMA",
     "SYSTEM_SCHEMAS",
+    "count_statements",
     "introspect",
+    "read_counts",
 ]
