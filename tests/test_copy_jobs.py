@@ -361,3 +361,21 @@ def test_intervals_hand_out_ranges_and_resume_only_after_what_is_committed_witho
     iv.stop()
     assert iv.claim(4) is None  # a walk failed: the last interval is never handed out
     assert iv.through_with(6, 7) == 7 and iv.upper(8) is None
+    assert iv.stopped  # a walk copying its range interval by interval stops between them
+
+
+def test_counts_of_a_commit_that_failed_are_taken_back():
+    # walks still running write the table's checkpoint from the shared counts: a range whose commit
+    # failed (a deadlock the server broke, a deferred check) must not leave its counts there
+    from replicator.copy.models import TableResult
+    from replicator.copy.table import provisional
+
+    res = TableResult(table="public.t", replica_table="public.t", rows_copied=10, inserted=10)
+    with provisional(res):
+        res.rows_copied, res.inserted, res.batches = 20, 15, 1
+    assert (res.rows_copied, res.inserted, res.batches) == (20, 15, 1)
+    with pytest.raises(psycopg.errors.DeadlockDetected):
+        with provisional(res):
+            res.rows_copied, res.updated = 30, 4
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+    assert (res.rows_copied, res.inserted, res.updated, res.batches) == (20, 15, 0, 1)

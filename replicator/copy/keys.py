@@ -167,6 +167,7 @@ class Intervals:
         self._done: set[int] = set()
         self.through = 0  # intervals [0, through) are all committed
         self.walks = 1  # walks sharing the intervals: a range leaves the others their share
+        self.stopped = False
         self._lock = threading.Lock()
 
     def lo(self, i: int) -> Key | None:
@@ -191,6 +192,7 @@ class Intervals:
         """Hand out no more ranges (a walk failed; the others end with the range they hold)."""
         with self._lock:
             self._next = self.total
+            self.stopped = True
 
     def through_with(self, i: int, j: int) -> int:
         """How far every interval would be committed once ``[i, j)`` is."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -332,9 +332,6 @@ class TableCopy:
             e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=tp.mwhere(where))
         return copy_out(select, tp.fmt), tp.mask_args() + params
 
-    def _direct_batch(self, master: psycopg.Connection, replica: psycopg.Connection, pr, into: sql.Composable) -> int:
-        return pipe(master, replica, *self._direct_out(pr), into)
-
     def _direct_ahead(self, batches: list, into: sql.Composable) -> None:
         """The page ranges one after the other on this table's connections, each range's master COPY
         started (by a thread of its own) as soon as the master has sent the last one, while the replica
@@ -395,9 +392,9 @@ class TableCopy:
                     pr = todo.pop()
                 try:
                     self.ctx.logic.disable(replica, self.tp.replica.key)
-                    rows = self._direct_batch(master, replica, pr, into)
+                    rows = pipe(master, replica, *self._direct_out(pr), into)
                     checkpoint.take_turn(replica, res.replica_table)
-                    with turn:
+                    with turn, provisional(res):
                         self._count_batch(rows, direct=True)
                         self._checkpoint("direct", last_key=None, done=False, was_empty=True, conn=replica)
                         self.ctx.logic.restore(replica, self.tp.replica.key)
@@ -406,8 +403,7 @@ class TableCopy:
                     self.ctx.progress("batch", res.table, rows=rows, done=done)
                 except BaseException:
                     stop.set()
-                    if not replica.closed:
-                        replica.rollback()
+                    rollback_quietly(replica)
                     raise
 
         run_shared(crew, helpers, lambda: work(self.m, self.r), lambda w: work(w.ctx.master, w.ctx.replica),
@@ -520,6 +516,8 @@ class TableCopy:
         if not self.replica_has_rows(iv.lo(i), iv.upper(j)):
             self.r.rollback()
             for x in range(i, j):  # straight, interval by interval (a batch each)
+                if iv.stopped:  # another walk failed: each interval commits alone, so stop between them
+                    break
                 self._straight(iv, x, was_empty)
         else:
             self._compare_range(comparer, strategy, policy, iv, i, j, was_empty)
@@ -599,6 +597,8 @@ class TableCopy:
         every range is in."""
         crew = self.ctx.crew
         turn = threading.Lock()
+        # one strategy for every walk, unlocked: concurrent updates can only change how the next range is
+        # compared (its width, checksum or keys), and every way compares it exactly
         strategy = first_strategy(iv)
         iv.walks = len(helpers) + 1
         self.res.notes.append(f"key ranges compared on {len(helpers) + 1} connections")
@@ -615,9 +615,8 @@ class TableCopy:
                 share._walk(comparer, policy, was_empty, iv, strategy)
             except BaseException:
                 iv.stop()
-                if not share.r.closed:
-                    share.r.rollback()
                 failed.append(share)
+                rollback_quietly(share.r)
                 raise
             finally:
                 comparer.close()
@@ -627,8 +626,8 @@ class TableCopy:
         try:
             run_shared(crew, helpers, lambda: walk(self.ctx, probed), lambda w: walk(w.ctx), iv.stop, start=probed)
         finally:
-            for share in failed:  # what a failed range counted (the conflicts it found), once no range commits
-                share.merge()
+            for share in failed:  # the conflicts a failed range found (its writes were rolled back)
+                share.merge(("conflicts",))
         with self._write():
             self._checkpoint("full", last_key=None, done=True, was_empty=was_empty)
         self._commit()
@@ -851,6 +850,9 @@ def run_shared(crew: Any, helpers: list, mine: Callable[[], None], theirs: Calla
             gate.wait()
             theirs(w)
             ok = True
+        except BaseException:
+            stop()
+            raise
         finally:
             crew.put(w, failed=not ok)
 
@@ -871,6 +873,28 @@ def run_shared(crew: Any, helpers: list, mine: Callable[[], None], theirs: Calla
         error = settle(futures, error)
     if error is not None:
         raise error
+
+
+@contextmanager
+def provisional(res: TableResult) -> Iterator[None]:
+    """Counts added to ``res`` inside the block are taken back if it fails (its commit did not happen):
+    the walks still running write the table's checkpoint from them."""
+    kept = {name: getattr(res, name) for name in COUNTS}
+    try:
+        yield
+    except BaseException:
+        for name, value in kept.items():
+            setattr(res, name, value)
+        raise
+
+
+def rollback_quietly(conn: psycopg.Connection) -> None:
+    """Roll back after a failure without letting a second error (a lost connection) hide the first."""
+    try:
+        if not conn.closed:
+            conn.rollback()
+    except Exception:  # noqa: BLE001 - the error being raised says what went wrong
+        pass
 
 
 def settle(futures: list[Future], error: BaseException | None = None) -> BaseException | None:
@@ -899,10 +923,10 @@ class SharedWalk(TableCopy):
         self.reconcile_all = table.reconcile_all
         self.done_rows = 0
 
-    def merge(self) -> None:
+    def merge(self, names: tuple[str, ...] = COUNTS) -> None:
         """Move what this walk counted since the last merge into the table's result (under ``turn``)."""
         into, mine = self.table.res, self.res
-        for name in COUNTS:
+        for name in names:
             setattr(into, name, getattr(into, name) + getattr(mine, name))
             setattr(mine, name, 0)
         room = MAX_CONFLICT_DETAILS - len(into.conflict_details)
@@ -920,8 +944,8 @@ class SharedWalk(TableCopy):
         # the server's turn first: a wait inside the in-process one (a deferred check at the commit)
         # is then one the server sees, and a deadlock it can detect
         checkpoint.take_turn(self.r, self.res.replica_table)
-        with self.turn:
-            self.merge()
+        with self.turn, provisional(self.table.res):
+            self.merge()  # the checkpoint committed with the range carries its counts
             # never "done": the table's copy marks that once every walk has ended
             resume = iv.resume_key(iv.through_with(i, j))
             self.table._checkpoint("full", last_key=resume, done=False, was_empty=was_empty, conn=self.r)
