@@ -83,9 +83,11 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
                 r["state"] = f"running (replica session pid {who[0]})" if who else "interrupted"
             else:
                 r["state"] = r["status"]
-        baselines = baseline.recorded(conn)
+        # whether a baseline still holds is only known against the master: status shows when and how
+        baselines = baseline.load_all(conn)
         for r in rows:
-            r["baseline"] = baselines.get(r["table_name"])
+            b = baselines.get(r["table_name"])
+            r["baseline"] = b and {"policy": b.policy, "recorded_at": b.recorded_at.isoformat(), "run_id": b.run_id}
         conn.commit()
         marker = identity.replica_marker(conn)
         sync = _sync_run(conn)

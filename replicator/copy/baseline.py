@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -53,6 +54,7 @@ class Baseline:
     replica_xmin: int
     own_xids: list[int]
     run_id: str
+    recorded_at: datetime | None = None
 
 
 @dataclass
@@ -118,18 +120,9 @@ def load_all(conn: psycopg.Connection) -> dict[str, Baseline]:
     if not conn.execute("SELECT to_regclass('_replicator.baselines') IS NOT NULL").fetchone()[0]:
         return {}
     with conn.cursor(row_factory=class_row(Baseline)) as cur:
-        cur.execute("SELECT table_name, fingerprint, policy, master_xmin, replica_xmin, own_xids, run_id::text AS run_id "
-                    "FROM _replicator.baselines")
+        cur.execute("SELECT table_name, fingerprint, policy, master_xmin, replica_xmin, own_xids, run_id::text AS run_id, "
+                    "recorded_at FROM _replicator.baselines")
         return {b.table_name: b for b in cur.fetchall()}
-
-
-def recorded(conn: psycopg.Connection) -> dict[str, dict]:
-    """Per replica table, when its baseline was recorded, under which policy and by which run (what
-    `replicator status` shows; whether it still holds is only known against the master)."""
-    if not conn.execute("SELECT to_regclass('_replicator.baselines') IS NOT NULL").fetchone()[0]:
-        return {}
-    rows = conn.execute("SELECT table_name, policy, recorded_at, run_id::text FROM _replicator.baselines").fetchall()
-    return {t: {"policy": p, "recorded_at": at.isoformat(), "run_id": run} for t, p, at, run in rows}
 
 
 def save(conn: psycopg.Connection, b: Baseline) -> None:
