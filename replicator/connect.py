@@ -157,37 +157,74 @@ class ReplicaConnection(_SideConnection):
     pooled: bool = False
 
 
-class GuardedCursor(psycopg.Cursor):
-    """A cursor that lets the master guard see every statement before it is sent."""
+class SideCursor(psycopg.Cursor):
+    """A cursor that sends a composed statement as it was written, whatever its names and values hold.
 
-    def _guard(self, query: Any, params: Any) -> None:
-        conn: MasterConnection = self.connection  # type: ignore[assignment]
-        conn.guard.check(wire_text(query, params, conn), catalog=conn.stable_functions)
+    Every statement built to take parameters writes its own `%` as `%%`. But psycopg looks for
+    placeholders in the whole rendered text, so a `%` inside an identifier (a column `"50%s"`) or a
+    literal would be read as one: those get theirs doubled too (:func:`param_safe`). And COPY merges
+    parameters only when there are some, so a COPY given an empty list is merged here."""
+
+    def _sending(self, query: Any, params: Any) -> None:
+        """Called with each statement as it is about to be sent (the master's guard)."""
 
     def execute(self, query, params=None, **kwargs):  # type: ignore[override]
-        self._guard(query, params)
+        query = param_safe(query, params, self.connection)
+        self._sending(query, params)
         return super().execute(query, params, **kwargs)
 
     def executemany(self, query, params_seq, **kwargs):  # type: ignore[override]
-        # Audited once per row, as the server executes (and logs) it once per row.
         params_seq = list(params_seq)
-        if not params_seq:
-            verdict = classify(wire_text(query, (), self.connection))
-            if not verdict.allowed:
-                raise GuardViolation(f"refused to send to the master ({verdict.reason})")
-        for params in params_seq:
-            self._guard(query, params)
+        query = param_safe(query, (), self.connection)
+        self._sending_many(query, params_seq)
         return super().executemany(query, params_seq, **kwargs)
 
+    def _sending_many(self, query: Any, params_seq: list) -> None:
+        for params in params_seq:
+            self._sending(query, params)
+
     def stream(self, query, params=None, **kwargs):  # type: ignore[override]
-        self._guard(query, params)
+        query = param_safe(query, params, self.connection)
+        self._sending(query, params)
         return super().stream(query, params, **kwargs)
 
     @contextmanager
     def copy(self, statement, params=None, **kwargs):  # type: ignore[override]
-        self._guard(statement, params)
+        statement = param_safe(statement, params, self.connection)
+        if params is not None and not params:
+            statement, params = wire_text(statement, params, self.connection), None
+        self._sending(statement, params)
         with super().copy(statement, params, **kwargs) as cp:
             yield cp
+
+
+def param_safe(query: Any, params: Any, conn: psycopg.Connection | None) -> Any:
+    """``query`` with the `%` of its identifiers and literals doubled when it goes with parameters."""
+    if params is None or not isinstance(query, sql.Composable):
+        return query
+    if isinstance(query, sql.Composed):
+        return sql.Composed([param_safe(part, params, conn) for part in query])
+    if isinstance(query, (sql.Identifier, sql.Literal)):
+        text = query.as_string(conn)
+        if "%" in text:
+            return sql.SQL(text.replace("%", "%%"))  # type: ignore[arg-type]
+    return query
+
+
+class GuardedCursor(SideCursor):
+    """A cursor that lets the master guard see every statement before it is sent."""
+
+    def _sending(self, query: Any, params: Any) -> None:
+        conn: MasterConnection = self.connection  # type: ignore[assignment]
+        conn.guard.check(wire_text(query, params, conn), catalog=conn.stable_functions)
+
+    def _sending_many(self, query: Any, params_seq: list) -> None:
+        # Audited once per row, as the server executes (and logs) it once per row.
+        if not params_seq:
+            verdict = classify(wire_text(query, (), self.connection))
+            if not verdict.allowed:
+                raise GuardViolation(f"refused to send to the master ({verdict.reason})")
+        super()._sending_many(query, params_seq)
 
 
 def wire_text(query: Any, params: Any, conn: psycopg.Connection | None) -> str:
@@ -274,6 +311,7 @@ def open_replica(url: str, *, autocommit: bool = False) -> ReplicaConnection:
     """Open a normal read-write connection to the replica."""
     params = parse_conninfo(url, "replica")
     kwargs: dict[str, Any] = dict(
+        cursor_factory=SideCursor,
         autocommit=autocommit,
         application_name=APPLICATION_NAME,
         connect_timeout=params.get("connect_timeout", CONNECT_TIMEOUT),
