@@ -40,8 +40,9 @@ from pydantic import BaseModel, Field
 from . import identity
 from .analyze import AnalyzeOptions, Sessions, config_renames, scoped, selection_note
 from .config import Config, Policy
-from .connect import describe, redact
+from .connect import batch, describe, redact
 from .copy import CopyResult, copy_tables
+from .copy.masking import set_key
 from .copy.plan import TablePlan, plan_table
 from .errors import ReplicatorError
 from .guard import MasterGuard
@@ -624,8 +625,8 @@ def fingerprints(master: psycopg.Connection, replica: psycopg.Connection,
             sql.SQL("SELECT {i}, {a} FROM ({s}) s").format(i=sql.Literal(i), a=range_checksum(tp.rcols),
                                                           s=tp.select_as_replica(sql.SQL("true")))
             for i, tp in enumerate(plans))
-        params = [a for tp in plans for a in tp.mask_args()]
-        rows = master.execute(mq, params).fetchall()
+        key = next((tp.mask_key for tp in plans if tp.uses_mask_key), None)
+        *_, rows = batch(master, [*([set_key(key)] if key else []), (mq, [])])
         r = rf.result()
     m = {plans[i].label: (int(n), int(total)) for i, n, total in rows}
     return {tp.label: (m[tp.label], r[tp.label]) for tp in plans}

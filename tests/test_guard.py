@@ -25,6 +25,7 @@ READS = [
     "SELECT sum(hashtextextended(t::text, 0)) FROM t",
     "WITH x AS (SELECT 1 AS a) SELECT a FROM x UNION ALL SELECT 2",
     "SELECT set_config('search_path', 'pg_catalog', true), set_config('TimeZone', 'UTC', true)",
+    "SELECT pg_catalog.set_config('replicator.mask_key', $1, true)",
 ]
 
 WRITES = [
@@ -49,6 +50,8 @@ WRITES = [
     "SELECT set_config('transaction_read_only', 'off', true)",
     "SELECT set_config('search_path', 'public', false)",
     "SELECT set_config(%s, 'x', true)",
+    "SELECT set_config('replicator.mask_key', $1, false)",
+    "SELECT set_config('replicator.other', 'x', true)",
     "SELECT pg_terminate_backend(1)",
     "SELECT 1; DELETE FROM t",
     "BEGIN READ WRITE",

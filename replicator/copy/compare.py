@@ -69,7 +69,7 @@ class Comparer:
         rq = sql.SQL("SELECT {a} FROM {t} WHERE {w}").format(a=range_checksum(tp.rcols), t=tp.rfrom, w=rrng)
         fut = self.pool.submit(lambda: tuple(self.r.execute(rq, rparams).fetchone()))
         try:
-            m = self.m.execute(mq, tp.mask_args() + mparams).fetchone()
+            m = self.m.execute(mq, mparams).fetchone()
         finally:
             r = fut.result()
         return (int(m[0]), int(m[1])), (int(r[0]), int(r[1]))
@@ -86,7 +86,7 @@ class Comparer:
             k=keycols, h=row_hash(tp.rcols), s=tp.select_as_replica(mrng)), tp.fmt)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             def read_master() -> None:
-                with self.m.cursor() as cur, cur.copy(out, tp.mask_args() + mparams):
+                with self.m.cursor() as cur, cur.copy(out, mparams):
                     for block in blocks(self.m):
                         spool.write(block)
 
@@ -137,5 +137,5 @@ class Comparer:
         total = 0
         for i in range(0, len(keys), chunk):
             part = keys[i:i + chunk]
-            total += pipe(self.m, self.r, out, tp.mask_args() + self.ranges.key_arrays(part, len(tp.key_types)), into)
+            total += pipe(self.m, self.r, out, self.ranges.key_arrays(part, len(tp.key_types)), into)
         return total

@@ -140,7 +140,7 @@ class Delta:
             arrays = self.ranges.key_arrays(candidates[i:i + CHUNK], width)  # type: ignore[arg-type]
             fut = self.pool.submit(lambda a=arrays: self.r.execute(rq, self.rold_params + a).fetchall())
             try:
-                mrows = self.m.execute(mq, self.mold_params + tp.mask_args() + arrays).fetchall()
+                mrows = self.m.execute(mq, self.mold_params + arrays).fetchall()
             finally:
                 rrows = fut.result()
             master, replica = {tuple(r[:width]): r[width:] for r in mrows}, {tuple(r[:width]): r[width:] for r in rrows}

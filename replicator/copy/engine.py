@@ -24,6 +24,7 @@ from ..sequences import advance, sequence_uses
 from . import baseline, checkpoint, logic as replica_logic
 from .jobs import Openers, Worker, run_tables
 from .lock import TableLocks
+from .masking import mask_key, set_key
 from .managed import referenced_managed_tables
 from .models import CopyResult, SequenceFix
 from .plan import POLICIES, TablePlan, resolve_table
@@ -164,9 +165,12 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         first.append((baseline.snapshot_query(), None))
     if jobs > 1:
         first.append(("SELECT pg_catalog.pg_export_snapshot()", None))
+    key = mask_key(cfg)
+    if key:  # read by the masked columns' expressions: never part of a statement's text
+        first.append(set_key(key))
     _begin, _pin, (now,), (rendered,), *more = batch(master, first)
     point = more.pop(0)[0] if baselines_apply else None
-    snapshot = more[0][0][0] if more else None
+    snapshot = more.pop(0)[0][0] if jobs > 1 else None
     result.snapshot_at = now[0]
     result.snapshot_mode = "single REPEATABLE READ READ ONLY transaction" + (
         " (transaction pooler)" if pooled else "") + (f", shared by {jobs} jobs" if jobs > 1 else "")
@@ -238,7 +242,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     ctx = RunContext(master=master, replica=replica, result=result, logic=logic, pool=pool, replica_schema=rschema,
                      progress=progress or (lambda *a, **k: None), pooled_replica=pooled_replica, dry_run=dry_run,
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints,
-                     batch_bytes=cfg.batch_bytes, baselines=baselines)
+                     batch_bytes=cfg.batch_bytes, baselines=baselines, mask_key=key)
     if point is not None:
         ctx.master_point = baseline.MasterPoint(
             xmin=int(point[0]), xmax=int(point[1]),

@@ -38,6 +38,7 @@ from psycopg import sql
 from ..connect import _cancel, batch, open_master, open_replica
 from ..guard import MasterGuard
 from ..rowhash import follow_sql, pin_master_sql
+from .masking import set_key
 from .plan import TablePlan
 from .table import RunContext, TableCopy, settle
 
@@ -77,7 +78,8 @@ def _join(base: RunContext, pair: tuple[psycopg.Connection, psycopg.Connection],
         # the snapshot id is a literal: SET cannot take parameters
         batch(master, [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
                        (sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)), None),
-                       (pin_master_sql(master.info.server_version), None)])
+                       (pin_master_sql(master.info.server_version), None),
+                       *([set_key(base.mask_key)] if base.mask_key else [])])
         replica.execute(follow_sql(settings, local=False))
         if base.logic.replication_role:
             replica.execute("SET session_replication_role = replica")

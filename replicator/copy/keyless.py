@@ -77,7 +77,7 @@ def replace(tc: "TableCopy") -> None:
             names = ", ".join(f"{k}.{c.name}" for k, c in refs)
             raise CopyError(f"cannot replace {res.replica_table}: replica rows reference it through {names} "
                             "(no CASCADE is used; copy or empty those tables first)") from None
-        rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), tp.mask_args(), copy_in(tp.rident, tp.rcols, tp.fmt))
+        rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [], copy_in(tp.rident, tp.rcols, tp.fmt))
         res.rows_copied = res.inserted = rows
         res.batches = res.direct_batches = 1
         _save(tc, "replace")
@@ -96,7 +96,7 @@ def copy_keyless(tc: "TableCopy") -> None:
             if tc.ctx.dry_run:
                 rows = m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, tp.mwhere(sql.SQL("true")))).fetchone()[0]
             else:
-                rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), tp.mask_args(),
+                rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [],
                             copy_in(tp.rident, tp.rcols, tp.fmt))
             res.rows_copied = res.inserted = rows
             res.batches = res.direct_batches = 1
@@ -109,7 +109,7 @@ def copy_keyless(tc: "TableCopy") -> None:
         raise CopyError(f"replica table {res.replica_table} is not empty and has no key: choose a policy "
                         "(mirror and replace make it equal to the master; master-wins and keep-replica add what it lacks)")
     mq = sql.SQL("SELECT {a} FROM ({s}) s").format(a=range_checksum(tp.rcols), s=tp.select_as_replica(sql.SQL("true")))
-    mn, ms = m.execute(mq, tp.mask_args()).fetchone()
+    mn, ms = m.execute(mq, []).fetchone()
     rn, rs = r.execute(sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(tp.rcols), t=tp.rfrom)).fetchone()
     res.rows_copied = mn
     res.batches = 1
@@ -122,7 +122,7 @@ def copy_keyless(tc: "TableCopy") -> None:
         return
     with tc._write():
         stage = tc.stage.current()
-        pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), tp.mask_args(), copy_in(stage, tp.rcols, tp.fmt))
+        pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [], copy_in(stage, tp.rcols, tp.fmt))
         h_t, h_s = row_hash(tp.rcols, "t"), row_hash(tp.rcols, "s")
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in tp.rcols)
         # Replica rows beyond the master's multiplicity of the same row, and master rows beyond the replica's.

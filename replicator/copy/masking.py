@@ -11,8 +11,11 @@ Rules (per column, `[tables.X.mask]`):
 - ``"phone"``: ``+44 7700 9xxxxx`` with the five digits derived from the keyed hash.
 - ``"email"``: ``user_<12 hex>@example.invalid``.
 
-The key comes from ``mask_key`` in the config or ``REPLICATOR_MASK_KEY``; it is sent as a bound
-parameter, so it never appears in the guard's audit log or in reports.
+The key comes from ``mask_key`` in the config or ``REPLICATOR_MASK_KEY``. Expressions read it from a
+setting of the master transaction (:data:`KEY_SETTING`), which :func:`set_key` fills with a bound
+parameter at the transaction's start: COPY cannot take server-side parameters (psycopg writes them into
+the text it sends), so a key in the expression would show in the master's `pg_stat_activity`,
+`pg_stat_statements` and statement log. It never appears in the guard's audit log or in reports either.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from ..errors import ConfigError
 
 MASK_KEY_ENV = "REPLICATOR_MASK_KEY"
 
+#: The transaction-local setting that holds the key on the master (a name of our own namespace).
+KEY_SETTING = "replicator.mask_key"
+_KEY = sql.SQL("pg_catalog.current_setting({})").format(sql.Literal(KEY_SETTING))
+
 _TEXTLIKE = re.compile(r"^(text|character varying|varchar|character|char|bpchar|citext)(\((\d+)\))?$")
 _INTS = {"smallint": 15, "integer": 31, "bigint": 63}
 
@@ -35,24 +42,29 @@ def mask_key(cfg: Config) -> str | None:
     return cfg.mask_key or os.environ.get(MASK_KEY_ENV)
 
 
+def set_key(key: str) -> tuple[sql.Composable, list[str]]:
+    """The statement (and its parameter) that gives this master transaction the mask key."""
+    return sql.SQL("SELECT pg_catalog.set_config({}, %s, true)").format(sql.Literal(KEY_SETTING)), [key]
+
+
 def _length(col_type: str) -> int | None:
     m = _TEXTLIKE.match(col_type)
     return int(m.group(3)) if m and m.group(3) else None
 
 
 def mask_expr(rule, column: str, col_type: str, table: str) -> tuple[sql.Composable, int]:
-    """The SELECT expression for a masked column, and how many mask-key parameters it binds."""
+    """The SELECT expression for a masked column, and whether it reads the mask key."""
     col = sql.Identifier(column)
     typ = sql.SQL(col_type)
     if isinstance(rule, FixedValue):
         return sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE {v}::{t} END").format(
             c=col, v=sql.Literal(str(rule.value) if not isinstance(rule.value, bool) else rule.value), t=typ
-        ), 0
+        ), False
     if rule == "null":
-        return sql.SQL("NULL::{t}").format(t=typ), 0
-    # keyed digest of the value's text form; %s is the mask key
-    md5 = sql.SQL("md5(%s || {c}::text)").format(c=col)
-    sha = sql.SQL("encode(sha256(convert_to(%s || {c}::text, 'UTF8')), 'hex')").format(c=col)
+        return sql.SQL("NULL::{t}").format(t=typ), False
+    # keyed digest of the value's text form
+    md5 = sql.SQL("md5({k} || {c}::text)").format(k=_KEY, c=col)
+    sha = sql.SQL("encode(sha256(convert_to({k} || {c}::text, 'UTF8')), 'hex')").format(k=_KEY, c=col)
     length = _length(col_type)
     textlike = bool(_TEXTLIKE.match(col_type))
 
@@ -84,4 +96,4 @@ def mask_expr(rule, column: str, col_type: str, table: str) -> tuple[sql.Composa
         )
     else:  # pragma: no cover - config validation rejects other rules
         raise ConfigError(f"{table}.{column}: unknown mask rule {rule!r}")
-    return sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE {b} END").format(c=col, b=body), 1
+    return sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE {b} END").format(c=col, b=body), True

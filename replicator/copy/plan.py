@@ -37,7 +37,7 @@ class TablePlan:
     rcols: list[str]  # matching replica column names
     types: list[str]  # column types (master)
     select_exprs: list[sql.Composable]
-    mask_params: int  # number of mask-key placeholders in the select list
+    uses_mask_key: bool  # the select list reads the mask key (masking.KEY_SETTING)
     mask_key: str | None
     masked: list[str]
     key_m: list[str] = field(default_factory=list)  # key columns (master names); empty: a keyless table
@@ -101,9 +101,6 @@ class TablePlan:
     @property
     def overriding(self) -> sql.Composable:
         return sql.SQL(" OVERRIDING SYSTEM VALUE") if self.identity_always else sql.SQL("")
-
-    def mask_args(self) -> list[str]:
-        return [self.mask_key] * self.mask_params  # type: ignore[list-item]
 
     def select(self, where: sql.Composable) -> sql.Composable:
         """The master SELECT of this table's copied columns (masked, xml as text) under ``where``."""
@@ -256,7 +253,7 @@ def plan_table(
         master=mt, replica=rt, cfg=tcfg, label=qualified,
         policy=effective_policy(policy, tcfg.policy, cfg.copy_.policy),
         batch_size=batch_size or tcfg.batch_size or cfg.batch_size,
-        mcols=mcols, rcols=rcols, types=types, select_exprs=[], mask_params=0,
+        mcols=mcols, rcols=rcols, types=types, select_exprs=[], uses_mask_key=False,
         mask_key=mask_key(cfg), masked=[], problems=problems,
         identity_always=[rt.columns[r].name for r in rcols if rt.columns[r].identity == "always"],
         rows_estimate=mschema.row_count(mt.key) if mschema is not None else None,
@@ -279,12 +276,12 @@ def plan_table(
             plan.select_exprs.append(sql.Identifier(c))
             continue
         try:
-            expr, n = mask_expr(rule, c, t, qualified)
+            expr, keyed = mask_expr(rule, c, t, qualified)
         except ReplicatorError as e:
             problems.append(str(e))
             continue
         plan.select_exprs.append(expr)
-        plan.mask_params += n
+        plan.uses_mask_key |= keyed
         plan.masked.append(c)
         if c in plan.key_m:
             plan.key_masked = True

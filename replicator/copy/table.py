@@ -96,6 +96,7 @@ class RunContext:
     crew: Any = None  # jobs.Crew under --jobs N: idle workers a heap-order copy may borrow
     baselines: dict[str, Baseline] = field(default_factory=dict)
     master_point: MasterPoint | None = None  # None: baselines are neither used nor recorded
+    mask_key: str | None = None  # set in every master transaction of the run (masking.set_key)
 
 
 @dataclass
@@ -330,7 +331,7 @@ class TableCopy:
         where, params = pr.predicate()
         select = sql.SQL("SELECT {e} FROM ONLY {t} WHERE {w}").format(
             e=sql.SQL(", ").join(tp.select_exprs), t=pr.relation, w=tp.mwhere(where))
-        return copy_out(select, tp.fmt), tp.mask_args() + params
+        return copy_out(select, tp.fmt), params
 
     def _direct_ahead(self, batches: list, into: sql.Composable) -> None:
         """The page ranges one after the other on this table's connections, each range's master COPY
@@ -419,7 +420,7 @@ class TableCopy:
         if not tp.binary:
             # text COPY rows cannot be cut without parsing: one batch
             with self._write():
-                rows = pipe(self.m, self.r, copy_out(tp.select(sql.SQL("true")), tp.fmt), tp.mask_args(), into)
+                rows = pipe(self.m, self.r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [], into)
                 self._count_batch(rows, direct=True)
                 self._checkpoint("direct", last_key=None, done=True, was_empty=True)
             self._commit()
@@ -444,7 +445,7 @@ class TableCopy:
 
         with self.r.cursor() as rc:
             try:
-                for header, row in framed_rows(self.m, out, tp.mask_args(), len(tp.rcols)):
+                for header, row in framed_rows(self.m, out, [], len(tp.rcols)):
                     if cm is not None and rows >= n:
                         finish(False)
                     if cm is None:
@@ -560,7 +561,7 @@ class TableCopy:
                 rows = self.m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, tp.mwhere(rng)),
                                       params).fetchone()[0]
             else:
-                rows = pipe(self.m, self.r, copy_out(tp.select(rng), tp.fmt), tp.mask_args() + params,
+                rows = pipe(self.m, self.r, copy_out(tp.select(rng), tp.fmt), params,
                             copy_in(tp.rident, tp.rcols, tp.fmt))
             self._count_batch(rows, direct=True)
         self._batch_done(rows)
@@ -732,7 +733,7 @@ class TableCopy:
         stage = self.stage.current()
         rng, params = ranges.predicate("master", lo, upper)
         where = sql.SQL("{} AND {}").format(rng, extra[0])
-        rows = pipe(self.m, self.r, copy_out(tp.select(where), tp.fmt), tp.mask_args() + params + extra[1],
+        rows = pipe(self.m, self.r, copy_out(tp.select(where), tp.fmt), params + extra[1],
                     copy_in(stage, tp.rcols, tp.fmt))
         if policy == Policy.FAIL or (self.ctx.dry_run and policy in (Policy.KEEP_REPLICA, None)):
             n, found = self.stage.conflicts(stage)
@@ -805,7 +806,7 @@ class TableCopy:
                                               params + extra[1]).fetchone()[0]
                     else:
                         rows = pipe(self.m, self.r, copy_out(tp.select(where), tp.fmt),
-                                    tp.mask_args() + params + extra[1], copy_in(tp.rident, tp.rcols, tp.fmt))
+                                    params + extra[1], copy_in(tp.rident, tp.rcols, tp.fmt))
                     res.inserted += rows
                     res.direct_batches += 1
                 else:
