@@ -52,7 +52,7 @@ def _length(col_type: str) -> int | None:
     return int(m.group(3)) if m and m.group(3) else None
 
 
-def mask_expr(rule, column: str, col_type: str, table: str) -> tuple[sql.Composable, int]:
+def mask_expr(rule, column: str, col_type: str, table: str) -> tuple[sql.Composable, bool]:
     """The SELECT expression for a masked column, and whether it reads the mask key."""
     col = sql.Identifier(column)
     typ = sql.SQL(col_type)
