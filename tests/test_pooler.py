@@ -48,3 +48,24 @@ def test_copy_reads_master_through_transaction_pooler(master_url, replica_url, p
     assert (second.tables[0].inserted, second.tables[0].updated) == (0, 1)
     checksum = 'SELECT md5(string_agg(t::text, \'|\' ORDER BY id)) FROM "Msg" t'
     assert sql_on(master_url, checksum) == sql_on(replica_url, checksum)
+
+
+def test_masked_copy_through_transaction_pooler(master_url, replica_url, pooler, sql_on):
+    """The mask key lives in the run's master transaction (set_config(..., true)), which a transaction
+    pooler keeps on one server connection: masked columns read it on every batch."""
+    from replicator.config import Config, TableConfig
+    from replicator.copy import copy_tables
+
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE people (id int PRIMARY KEY, email text)")
+    sql_on(master_url, "INSERT INTO people SELECT i, 'p' || i || '@x.org' FROM generate_series(1, 2000) i")
+    cfg = Config(tables={"people": TableConfig(mask={"email": "hash"})}, mask_key="pooled-key")
+    via_pooler = pooler.url_for(master_url)
+    assert copy_tables(via_pooler, replica_url, ["people"], config=cfg, batch_size=300).tables[0].inserted == 2000
+    sql_on(replica_url, "UPDATE people SET email = 'local' WHERE id % 100 = 0")
+    again = copy_tables(via_pooler, replica_url, ["people"], config=cfg, batch_size=300, policy="master-wins",
+                        restart=True)
+    assert again.tables[0].updated == 20
+    expected = ("SELECT md5(string_agg(id || ':' || ('h_' || encode(sha256(convert_to('pooled-key' || email, 'UTF8')), "
+                "'hex')), '|' ORDER BY id)) FROM people")
+    assert sql_on(master_url, expected) == sql_on(replica_url, "SELECT md5(string_agg(id || ':' || email, '|' ORDER BY id)) FROM people")
