@@ -11,20 +11,19 @@ on both sides.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Sequence
 
 import psycopg
 from psycopg import sql
 
+from ..collation import COLLATABLE
 from .plan import TablePlan
 
 Key = list[str]
 
 SAMPLE_PAGES = 2048  # about this many pages are sampled to cut a big table into ranges
 
-_COLLATABLE = re.compile(r"^(pg_catalog\.)?(text|character varying|varchar|character|bpchar|char|name|citext)\b")
 
 
 class KeyRanges:
@@ -36,7 +35,7 @@ class KeyRanges:
             sql.SQL("%s::" + t) + (sql.SQL(' COLLATE "C"') if self._c(t) else sql.SQL("")) for t in tp.key_types))
 
     def _c(self, typ: str) -> bool:
-        return self.tp.collate_c and bool(_COLLATABLE.match(typ))
+        return self.tp.collate_c and bool(COLLATABLE.match(typ))
 
     def row(self, columns: Sequence[str], alias: str | None = None) -> sql.Composable:
         parts = []

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ..collation import DEFAULT_COLLATION_SQL, default_ordering, ordering
 from ..config import Config, Policy
 from ..connect import batch
 from ..introspect import Schema, Table, count_statements, read_counts
@@ -28,13 +29,6 @@ def _rows(conn: psycopg.Connection, query: str, params: dict) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         return cur.fetchall()
-
-
-_COLLATION = "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()"
-
-
-def _collation(conn: psycopg.Connection) -> str:
-    return conn.execute(_COLLATION).fetchone()[0]
 
 
 def resolve(names: list[str], mschema: Schema, rschema: Schema, cfg: Config) -> tuple[list[tuple[Table, Table]], list[str]]:
@@ -74,7 +68,7 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         to_count = [t for t in uncounted if t.key in chosen]
         counting = count_statements(to_count)
         results = batch(master, head + [
-            (queries.load("binary_unsafe"), {"tables": mkeys}), (_COLLATION, None),
+            (queries.load("binary_unsafe"), {"tables": mkeys}), (DEFAULT_COLLATION_SQL, None),
             (queries.load("master_access"), {"tables": mkeys}), (queries.load("relation_storage"), {"tables": mkeys}),
             (queries.load("heaps"), {"tables": mkeys})] + counting,
             row_factory=dict_row)
@@ -85,7 +79,7 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         unsafe: dict[str, set[str]] = {}
         for r in unsafe_rows:
             unsafe.setdefault(r["relation"], set()).add(r["column_name"])
-        db_collations_differ = collation[0]["datcollate"] != _collation(replica)
+        db_collations_differ = ordering(collation[0]["db"]) != default_ordering(replica)
         for mt, rt in pairs:
             key = mt.key_columns() or tree_key(mschema, mt) or []
             differ = db_collations_differ or any(

@@ -16,8 +16,9 @@ written as nested `CASE` expressions. Boundary values travel as text and are cas
 column type; the replica session renders values with the master's settings (TimeZone, DateStyle,
 ...), so the texts are the same on both sides. Both sides are hashed concurrently.
 
-Assumes the key columns sort the same way on both sides (same collation); the schema check reports
-a collation difference.
+Where the two sides would sort a text key differently (another default collation, see
+`replicator.collation`, or another collation on a key column), ranges and boundaries compare the key
+byte-wise (`COLLATE "C"`) on both sides, so a key falls in the same range on each.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import psycopg
 from deepdiff import DeepDiff
 from psycopg import sql
 
+from ..collation import COLLATABLE
 from ..rowhash import row_hash
 from .context import Sides, TablePair, fetchall, fetchone
 
@@ -55,10 +57,15 @@ class SideSpec:
     columns: list[str]
     #: rows of this side that take part (the master's through a table's `where` or subset)
     where: sql.Composable = field(default_factory=lambda: sql.SQL("true"))
+    byte_order: bool = False  # text keys compare with COLLATE "C": the two sides sort text differently
+
+    def _keys_ordered(self) -> list[sql.Composable]:
+        return [sql.SQL('{} COLLATE "C"').format(sql.Identifier(k)) if self.byte_order and COLLATABLE.match(t)
+                else sql.Identifier(k) for k, t in zip(self.keys, self.key_types)]
 
     @property
     def key_row(self) -> sql.Composable:
-        return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(k) for k in self.keys))
+        return sql.SQL("({})").format(sql.SQL(", ").join(self._keys_ordered()))
 
     def literal(self, key: Key) -> sql.Composable:
         return sql.SQL("({})").format(sql.SQL(", ").join(
@@ -105,11 +112,12 @@ class SideSpec:
     def pick_bounds(self, lo: Key | None, hi: Key | None, parts: int, sample_pct: float | None) -> list[Key]:
         sample = sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(sample_pct)) if sample_pct else sql.SQL("")
         keys = sql.SQL(", ").join(sql.Identifier(k) for k in self.keys)
+        order = sql.SQL(", ").join(self._keys_ordered())
         q = sql.SQL(
-            "WITH s AS (SELECT {keys}, ntile({parts}) OVER (ORDER BY {keys}) AS tile FROM {t}{sample} WHERE {r}) "
-            "SELECT DISTINCT ON (tile) {keys_text} FROM s WHERE tile > 1 ORDER BY tile, {keys}"
-        ).format(keys=keys, parts=sql.Literal(parts), t=self.table, sample=sample, r=self.range_pred(lo, hi),
-                 keys_text=self.keys_text())
+            "WITH s AS (SELECT {keys}, ntile({parts}) OVER (ORDER BY {order}) AS tile FROM {t}{sample} WHERE {r}) "
+            "SELECT DISTINCT ON (tile) {keys_text} FROM s WHERE tile > 1 ORDER BY tile, {order}"
+        ).format(keys=keys, order=order, parts=sql.Literal(parts), t=self.table, sample=sample,
+                 r=self.range_pred(lo, hi), keys_text=self.keys_text())
         return [tuple(r) for r in fetchall(self.conn, q)]
 
     def rows(self, lo: Key | None, hi: Key | None) -> dict[Key, tuple[str | None, ...]]:
@@ -149,10 +157,13 @@ class ContentCheck:
         key = pair.key_columns()
         self.key = key if key and not any(k in pair.masked for k in key) else None
         keys = self.key or []
-        self.m = SideSpec(sides.master, pair.master_ident, keys,
-                          [pair.master_column(k).type for k in keys], self.columns, pair.master_filter)
+        byte_order = bool(keys) and (sides.text_orders_differ or any(
+            pair.master_column(k).collation != pair.replica_column(k).collation for k in keys))
+        self.m = SideSpec(sides.master, pair.master_ident, keys, [pair.master_column(k).type for k in keys],
+                          self.columns, pair.master_filter, byte_order)
         self.r = SideSpec(sides.replica, pair.replica_ident, [pair.columns[k] for k in keys],
-                          [pair.replica_column(k).type for k in keys], [pair.columns[c] for c in self.columns])
+                          [pair.replica_column(k).type for k in keys], [pair.columns[c] for c in self.columns],
+                          byte_order=byte_order)
         self.result = ContentResult()
 
     def both(self, fm, fr):

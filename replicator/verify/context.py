@@ -11,13 +11,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any, Callable, Iterator, TypeVar
 
 import psycopg
 from psycopg import sql
 
+from ..collation import default_ordering
 from ..config import Config, Policy
 from ..introspect import Column, Schema, Table
 # The settings that change how values are rendered as text: the replica's session is aligned to the
@@ -148,6 +149,12 @@ class Sides:
     def close(self) -> None:
         if self._pool:
             self._pool.shutdown(wait=True)
+
+    @cached_property
+    def text_orders_differ(self) -> bool:
+        """The two databases sort text differently by default (`replicator.collation`)."""
+        m, r = self.both(default_ordering, default_ordering)
+        return m != r
 
     def both(self, on_master: Callable[[psycopg.Connection], T], on_replica: Callable[[psycopg.Connection], T]) -> tuple[T, T]:
         """Run one function per side, concurrently when allowed; both finish before any error is raised."""
