@@ -100,17 +100,19 @@ class TablePair:
 
 
 def pair_tables(cfg: Config, master: Schema, replica: Schema, subset_tables: frozenset[str] = frozenset(),
-                policy: Policy | None = None) -> dict[str, TablePair]:
+                policy: Policy | None = None, *, partitioned: bool = False) -> dict[str, TablePair]:
     """Tables on both sides (same schema and name), keyed by the master's table key. A partition
     is read through the `where` of its partitioned table; ``subset_tables`` (labels) have a subset's
     key list as their `where`. Each pair carries the policy copy applies to it: the table's own, else
-    ``policy`` (a run's --policy), else `[copy] policy` (a table set to replace keeps it)."""
+    ``policy`` (a run's --policy), else `[copy] policy` (a table set to replace keeps it). Partitioned
+    tables hold no rows of their own and are left out, unless ``partitioned`` (foreign keys reference
+    them)."""
     from ..order import partition_root
 
     pairs: dict[str, TablePair] = {}
     for key, mt in master.tables.items():
-        if mt.kind == "partitioned table":
-            continue  # its partitions are checked; the parent holds no rows of its own
+        if mt.kind == "partitioned table" and not partitioned:
+            continue  # its partitions are checked
         rt = replica.find_table(mt.schema_name, mt.name)
         if rt is None:
             continue

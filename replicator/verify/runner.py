@@ -158,7 +158,7 @@ def run_verify(
             tables = None
         pairs = pair_tables(config, ms, rs, subset_tables, policy)
         if tables:
-            keys = resolve_tables(tables, ms, selection)
+            keys = _leaves(ms, resolve_tables(tables, ms, selection))
             for k in keys:
                 if p := selection.excluded_by(ms.tables[k].schema_name, ms.tables[k].name):
                     raise ConfigError(f"--table {ms.tables[k].schema_name}.{ms.tables[k].name} is excluded "
@@ -201,8 +201,9 @@ def run_verify(
                 say(f"row counts {pair.label}")
                 guarded("row_counts", pair.label, lambda pair=pair: check_row_counts(report, sides, pair))
         say("foreign keys")
+        parents = pair_tables(config, ms, rs, subset_tables, policy, partitioned=True)
         for pair in selected:
-            guarded("foreign_keys", pair.label, lambda pair=pair: check_foreign_keys(report, sides, pair, pairs, examples))
+            guarded("foreign_keys", pair.label, lambda pair=pair: check_foreign_keys(report, sides, pair, parents, examples))
         say("sequences")
         guarded("sequences", None, lambda: check_sequences(report, sides, rs, selected))
 
@@ -247,6 +248,15 @@ def _cancel_queries_on_sigint(*conns: psycopg.Connection) -> Iterator[None]:
 
 
 MASKED = "(masked)"
+
+
+def _leaves(schema: Schema, keys: list[str]) -> list[str]:
+    """``keys`` with each partitioned table replaced by its partitions, theirs in turn: they hold the rows."""
+    out: list[str] = []
+    for k in keys:
+        parts = [t.key for t in schema.partitions_of(k)]
+        out.extend(_leaves(schema, parts) if schema.tables[k].kind == "partitioned table" else [k])
+    return list(dict.fromkeys(out))
 
 
 def hide_masked_values(report: VerifyReport, pairs: list[TablePair]) -> None:
