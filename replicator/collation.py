@@ -17,9 +17,6 @@ import psycopg
 #: Types whose values sort by a collation (a key column of one of these may need `COLLATE "C"`).
 COLLATABLE = re.compile(r"^(pg_catalog\.)?(text|character varying|varchar|character|bpchar|char|name|citext)\b")
 
-#: The pg_database columns that decide how text sorts, on the server versions that have them.
-_ORDER_COLUMNS = ("datlocprovider", "datcollate", "daticulocale", "datlocale", "daticurules", "datcollversion")
-
 DEFAULT_COLLATION_SQL = resources.files("replicator").joinpath("sql", "default_collation.sql").read_text(encoding="utf-8")
 
 
