@@ -14,6 +14,7 @@ is recorded so the command line can say "lost the connection to the replica" in 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from contextlib import contextmanager
@@ -299,7 +300,7 @@ def open_master(url: str, guard: MasterGuard | None = None, *, autocommit: bool 
     if pooled:
         kwargs["prepare_threshold"] = None  # a transaction pooler cannot keep prepared statements
     else:
-        kwargs["options"] = (params.get("options", "") + " -c default_transaction_read_only=on").strip()
+        kwargs["options"] = _options(params, "-c default_transaction_read_only=on", ISO_DATES)
     conn = _connect(MasterConnection, url, "master", **kwargs)
     conn.guard = guard or MasterGuard()
     conn.pooled = pooled
@@ -319,9 +320,26 @@ def open_replica(url: str, *, autocommit: bool = False) -> ReplicaConnection:
     pooled = is_transaction_pooler(params)
     if pooled:
         kwargs["prepare_threshold"] = None
+    else:
+        kwargs["options"] = _options(params, ISO_DATES)
     conn = _connect(ReplicaConnection, url, "replica", **kwargs)
     conn.pooled = pooled
+    if pooled:  # no startup options through a pooler; it keeps a session's DateStyle for it
+        conn.execute("SET DateStyle TO ISO")
+        if not autocommit:
+            conn.commit()
     return conn
+
+
+#: Dates and times are read in ISO form whatever the database or role sets: psycopg parses no other
+#: form of timestamptz, and the master's deparsed defaults (`'2024-01-31'::date`) must mean the same
+#: on the replica. Value comparisons pin their own rendering per transaction anyway (rowhash.py).
+ISO_DATES = "-c DateStyle=ISO"
+
+
+def _options(params: dict, *ours: str) -> str:
+    """A session's libpq `options`: the URL's (else PGOPTIONS, which a URL's would replace), then ours."""
+    return " ".join([params.get("options") or os.environ.get("PGOPTIONS", ""), *ours]).strip()
 
 
 def batch(conn: psycopg.Connection, statements: list[tuple[Any, Any]], *, row_factory: Any = None) -> list[list]:
@@ -369,6 +387,10 @@ def _cancel(conn: psycopg.Connection) -> None:
 
 
 def _connect(cls, url: str, side: Side, **kwargs):
+    style = os.environ.get("PGDATESTYLE", "")
+    if style and not style.strip().upper().startswith("ISO"):
+        # libpq sends it after the startup options, so it would win over ISO_DATES
+        raise ConnectError(f"PGDATESTYLE={style!r} is not supported: dates are read in ISO form; unset it")
     try:
         conn = cls.connect(url, **kwargs)
     except psycopg.OperationalError as e:
