@@ -11,6 +11,7 @@ import time
 import psycopg
 import pytest
 from copyhelp import kill, wait_until
+from test_copy_logic import role  # noqa: F401 - the fixture: a replica role without session_replication_role
 
 ROWS = 40_000
 CHECKSUM = "SELECT count(*), count(DISTINCT id), md5(string_agg(md5(t::text), '' ORDER BY id)) FROM msgs t"
@@ -159,3 +160,40 @@ def test_kill_at_random_points_while_the_master_changes_between_runs(master_url,
         assert sql_on(master_url, CHECKSUM) == sql_on(replica_url, CHECKSUM)
     else:  # master-wins never deletes: only keys the master deleted may remain
         assert found["extra"] <= run * 80
+
+
+def test_sigkill_while_a_self_reference_is_dropped_then_resume(master_url, replica_url, sql_on, role, tmp_path):
+    """A table owner (no session_replication_role) copies a self-referencing table with its foreign key
+    dropped; killed half-way, the rerun must not re-add the key to the half-copied table first (it
+    would fail on rows whose manager is still to come, on every rerun): it copies, then re-adds it."""
+    from copyhelp import same
+
+    from conftest import url_with
+
+    ddl = "CREATE TABLE staff (id int PRIMARY KEY, mgr int REFERENCES staff (id), pad text)"
+    sql_on(master_url, ddl + "; INSERT INTO staff SELECT g, NULL, repeat('p', 200) FROM generate_series(1, 30000) g; "
+                             "UPDATE staff SET mgr = 30001 - id")
+    sql_on(replica_url, f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}; "
+                        f"SET ROLE {role}; {ddl}")
+    owner_url = url_with(replica_url, user=role, password="pw")
+    os.chdir(tmp_path)
+    p = subprocess.Popen([CLI, "copy", "--master", master_url, "--replica", owner_url, "--table", "staff",
+                          "--batch-size", "500"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def copied() -> int:
+        with psycopg.connect(replica_url, autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM staff").fetchone()[0]
+
+    wait_until(p, lambda: copied() >= 3000)
+    assert kill(p) == 1
+    p.wait()
+    fk = "SELECT count(*) FROM pg_constraint WHERE conrelid = 'staff'::regclass AND contype = 'f' AND convalidated"
+    assert sql_on(replica_url, fk) == [(0,)]  # still dropped, and recorded for the rerun
+    assert sql_on(replica_url, "SELECT count(*) FROM _replicator.dropped_constraints") == [(1,)]
+    assert copied() < 30000
+    res = subprocess.run([CLI, "copy", "--master", master_url, "--replica", owner_url, "--table", "staff",
+                          "--batch-size", "500"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert sql_on(replica_url, fk) == [(1,)]
+    assert sql_on(replica_url, "SELECT count(*) FROM _replicator.dropped_constraints") == [(0,)]
+    assert same(sql_on, master_url, replica_url, "staff")

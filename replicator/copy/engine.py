@@ -230,10 +230,12 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     close_introspection()  # when preflight had nothing to ask the master
     plans, deferred = _fk_order(rschema, plans)
     enforce_fks = not logic.replication_role
+    held: list[str] = []
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
-        _restore_constraints(replica)
+        copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans}
+        held = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
         if deferred and enforce_fks:
             _drop_constraints(replica, deferred)
             result.deferred_constraints = [
@@ -257,8 +259,10 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if dry_run:
         return
     _advance_sequences(replica, plans, result)
-    if deferred and enforce_fks:
+    if (deferred and enforce_fks) or held:
         _restore_constraints(replica)
+        result.deferred_constraints += [f"{c}: left dropped by an interrupted run, re-added and validated after the copy"
+                                        for c in held]
     if logic.replication_role:
         copied = {tp.replica.key for tp in plans}
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
@@ -322,21 +326,27 @@ def _advance_sequences(replica: psycopg.Connection, plans: list[TablePlan], resu
     replica.commit()
 
 
-def _restore_constraints(replica: psycopg.Connection) -> list[str]:
-    """Re-add (and so validate) FKs an earlier run dropped for a cycle, including after a crash."""
+def _restore_constraints(replica: psycopg.Connection, hold: Callable[[str], bool] = lambda table: False) -> list[str]:
+    """Re-add (and so validate) FKs an earlier run dropped for a cycle, including after a crash; returns
+    those left dropped because ``hold`` names their table: this run copies it again, and re-adding the
+    key to a table whose copy a crash cut short fails (rows whose referenced rows are still to come),
+    so they are re-added after the copy."""
     if not replica.execute("SELECT to_regclass('_replicator.dropped_constraints') IS NOT NULL").fetchone()[0]:
         replica.commit()
         return []
-    done = []
+    held = []
     for table, name, definition in replica.execute(
             "SELECT table_name, constraint_name, definition FROM _replicator.dropped_constraints").fetchall():
+        if hold(table):
+            held.append(f"{table}.{name}")
+            continue
         replica.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
             sql.SQL(table), sql.Identifier(name), sql.SQL(definition)))
         replica.execute("DELETE FROM _replicator.dropped_constraints WHERE table_name = %s AND constraint_name = %s",
                         (table, name))
         replica.commit()
-        done.append(f"{table}.{name}")
-    return done
+    replica.commit()
+    return held
 
 
 def _drop_constraints(replica: psycopg.Connection, deferred: list[tuple[str, str, str]]) -> None:
