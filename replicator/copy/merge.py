@@ -18,6 +18,7 @@ from .models import ColumnDiff, Conflict, TableResult
 from .plan import TablePlan
 
 MAX_CONFLICT_DETAILS = 20
+DISPLACED_NOTE = "replica rows holding a unique value a master row took were deleted first"
 _names = count(1)
 
 
@@ -106,6 +107,7 @@ class Stage(TempTable):
         if self.r.execute(sql.SQL("SELECT count(*) > 1000 FROM {}").format(stage)).fetchone()[0]:
             self.r.execute(sql.SQL("ANALYZE {}").format(stage))  # a temp table has no statistics of its own
         if policy in (Policy.MASTER_WINS, Policy.MIRROR):
+            self._displace(stage, res)
             others = [c for c in tp.rcols if c not in tp.key_r]
             if others:
                 # An identity column GENERATED ALWAYS can only be SET to DEFAULT: let it take the
@@ -131,6 +133,26 @@ class Stage(TempTable):
         res.inserted += inserted
         res.updated += updated
         return inserted, updated
+
+    def _displace(self, stage: sql.Identifier, res: TableResult) -> None:
+        """Delete the replica rows that hold a value of another unique key which a master row of the
+        stage takes, under another key: the master has moved that value (a freed email reused, two
+        values swapped), and writing it would fail on every run. A displaced row the master still has
+        comes back, with its new value, when its own range is applied (it differs now); one only the
+        replica had is gone: the master's row wins."""
+        tp = self.tp
+        for cols in tp.unique_r:
+            same = sql.SQL(" AND ").join(
+                sql.SQL("{} = {}").format(sql.Identifier("t", c), sql.Identifier("s", c)) for c in cols)
+            cur = self.r.execute(sql.SQL("DELETE FROM {t} t USING {s} s WHERE {same} AND NOT ({j})").format(
+                t=tp.rfrom, s=stage, same=same, j=self.join()))
+            n = max(cur.rowcount, 0)
+            if n:
+                res.deleted += n
+                res.displaced += n
+                if not any(note.startswith(DISPLACED_NOTE) for note in res.notes):
+                    res.notes.append(DISPLACED_NOTE + f" (unique on {', '.join(cols)}); counted as deleted, "
+                                     "and those the master still has are written again with their new values")
 
     def delete_missing(self, stage: sql.Identifier, where: sql.Composable, params: list) -> int:
         """Delete replica rows in ``where`` (the range the stage covers) whose key is not in the stage."""

@@ -78,6 +78,7 @@ class TableResult(BaseModel):
     deleted: int = 0
     unchanged: int = 0  # keys present on both sides with identical rows (or kept under keep-replica)
     reconciled: int = 0  # rows fixed in key ranges an interrupted earlier run had committed
+    displaced: int = 0  # replica rows deleted (in `deleted`) because a master row took their unique value
     conflicts: int = 0
     conflict_details: list[Conflict] = Field(default_factory=list)
     batches: int = 0

@@ -44,6 +44,9 @@ class TablePlan:
     key_r: list[str] = field(default_factory=list)
     key_types: list[str] = field(default_factory=list)
     key_masked: bool = False
+    #: the replica's other unique keys (plain columns, all copied): a master row may take a value a
+    #: replica row still holds (a freed email reused, two values swapped)
+    unique_r: list[list[str]] = field(default_factory=list)
     binary: bool = True
     cursor: str | None = None
     cursor_type: str | None = None
@@ -266,6 +269,11 @@ def plan_table(
         plan.key_types = [types[mcols.index(k)] for k in key]
     elif key:
         problems.append(f"key of {qualified} ({', '.join(key)}) includes a column that is not copied")
+    for idx in rt.indexes.values():
+        cols = [c for c in idx.columns if c is not None]
+        if (idx.unique and idx.valid and idx.predicate is None and not idx.has_expressions and cols
+                and set(cols) != set(plan.key_r) and set(cols) <= set(rcols)):
+            plan.unique_r.append(cols)
     for c, t in zip(mcols, types):
         rule = masks.get(c)
         if rule is None:
