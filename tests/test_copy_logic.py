@@ -5,6 +5,7 @@ by name inside each batch) and a role that may do neither (refused before anythi
 from __future__ import annotations
 
 import itertools
+import json
 import os
 
 import pytest
@@ -178,3 +179,31 @@ def test_owner_mode_enforces_fks_and_orders_parents_first(master_url, replica_ur
     assert res.deferred_constraints and sql_on(
         replica_url, "SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'") == [(True,)]
     assert same(sql_on, master_url, replica_url, "leads") and same(sql_on, master_url, replica_url, "projects")
+
+
+@pytest.mark.parametrize("how", ["non-owner", "owner-forced"])
+def test_row_level_security_on_the_replica_is_named_not_hidden(master_url, replica_url, sql_on, role, how, tmp_path):
+    """RLS that applies to the replica role: COPY FROM refuses the table and its reads see only some
+    rows. Copy says so before writing anything; verify fails on the table instead of counting what RLS
+    lets it see."""
+    from conftest import run_cli
+
+    ddl = ("CREATE TABLE notes (id int PRIMARY KEY, owner text); ALTER TABLE notes ENABLE ROW LEVEL SECURITY; "
+           "CREATE POLICY mine ON notes USING (owner = current_user)")
+    sql_on(master_url, ddl + "; INSERT INTO notes SELECT g, 'someone' FROM generate_series(1, 10) g")
+    sql_on(replica_url, f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}")
+    if how == "owner-forced":
+        sql_on(replica_url, f"SET ROLE {role}; {ddl}; ALTER TABLE notes FORCE ROW LEVEL SECURITY")
+    else:
+        sql_on(replica_url, f"{ddl}; GRANT ALL ON notes TO {role}")
+    sql_on(replica_url, "INSERT INTO notes SELECT g, 'someone' FROM generate_series(1, 5) g")  # as the superuser
+    as_role = url_with(replica_url, user=role, password="pw")
+    common = ["--master", master_url, "--replica", as_role, "--out-dir", str(tmp_path)]
+    res = run_cli("copy", "--table", "notes", "--policy", "mirror", *common)
+    assert res.code == 2 and "row-level security on the replica applies to its role on public.notes" in res.stderr
+    assert sql_on(replica_url, "SELECT count(*) FROM notes") == [(5,)]  # nothing written
+    res = run_cli("verify", "--table", "notes", *common)
+    assert res.code == 1
+    report = json.loads(max((tmp_path / "reports").glob("verify-*.json"), key=lambda p: p.stat().st_mtime).read_text())
+    counts = [c for c in report["checks"] if c["name"] == "row_counts"]
+    assert [c["status"] for c in counts] == ["fail"] and "row-level security" in counts[0]["summary"]
