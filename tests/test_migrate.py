@@ -59,6 +59,26 @@ def test_failing_precheck_stops_with_one_line(master_url, replica_url, sql_on, t
     assert sql_on(replica_url, "SELECT count(*) FROM t")[0][0] == 3
 
 
+def test_forced_narrowing_refuses_values_that_do_not_fit(master_url, replica_url, sql_on, tmp_path):
+    # An explicit cast to varchar(n), char(n) or bit(n) would cut the value silently; the column's own
+    # assignment cast refuses it, so --force loses nothing
+    ddl = "CREATE TABLE a (id int PRIMARY KEY, t text, c text, b bit varying)"
+    sql_on(master_url, ddl + "; ALTER TABLE a ALTER COLUMN t TYPE varchar(10), ALTER COLUMN c TYPE char(3), "
+                             "ALTER COLUMN b TYPE bit(4)")
+    sql_on(replica_url, ddl + "; INSERT INTO a VALUES (1, 'this is far too long', 'ab', B'1010'), (2, 'short', 'abc', B'1111')")
+    res = _run(master_url, replica_url, tmp_path, "--allow-destructive", "--force")
+    assert res.exit_code == 2 and "value too long for type character varying(10)" in res.output
+    assert "rolled back" in res.output
+    assert sql_on(replica_url, "SELECT t FROM a WHERE id = 1") == [("this is far too long",)]
+    sql_on(replica_url, "UPDATE a SET t = 'fits' WHERE id = 1; UPDATE a SET b = B'10101' WHERE id = 2")
+    res = _run(master_url, replica_url, tmp_path, "--allow-destructive", "--force")
+    assert res.exit_code == 2 and "bit string length 5 does not match type bit(4)" in res.output
+    sql_on(replica_url, "UPDATE a SET b = B'0101' WHERE id = 2")
+    res = _run(master_url, replica_url, tmp_path, "--allow-destructive", "--force")
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT id, t, c, b::text FROM a ORDER BY id") == [(1, "fits", "ab ", "1010"), (2, "short", "abc", "0101")]
+
+
 def test_new_enum_label_used_in_same_run(master_url, replica_url, sql_on, tmp_path):
     sql_on(replica_url, "CREATE TYPE s AS ENUM ('a'); CREATE TABLE t (id int PRIMARY KEY, x s DEFAULT 'a')")
     sql_on(master_url, "CREATE TYPE s AS ENUM ('a', 'b'); CREATE TABLE t (id int PRIMARY KEY, x s DEFAULT 'b', CHECK (x <> 'a'))")

@@ -79,6 +79,16 @@ def classify_type_change(old: str, new: str) -> tuple[Classification, str]:
     return "data-dependent", f"cast {old} to {new} may fail"
 
 
+#: Length-limited types whose explicit cast truncates, and their unbounded form.
+_UNBOUNDED = {"character varying": "character varying", "varchar": "character varying", "character": "bpchar",
+              "char": "bpchar", "bpchar": "bpchar", "bit": "bit varying", "bit varying": "bit varying",
+              "varbit": "bit varying"}
+
+
+def _base_name(typ: str) -> str:
+    return typ.split("(", 1)[0].strip().removeprefix("pg_catalog.")
+
+
 class TypeChange:
     """One column's type change on the replica: ``old`` (the replica's type) to ``new``.
 
@@ -119,6 +129,10 @@ class TypeChange:
             return f"{col}::text{arr}::{self.new}"
         if (d := self.to_domain) is not None and not self.array:
             return f"{col}::{d.base_type}::{self.new}"
+        if (unbounded := _UNBOUNDED.get(_base_name(self.new_base))) and "(" in self.new_base:
+            # An explicit cast to varchar(n), char(n) or bit(n) cuts a longer value silently; to the
+            # unbounded type, the column's own assignment cast to (n) refuses it instead.
+            return f"{col}::{unbounded}{arr}"
         return f"{col}::{self.new}"
 
     def precheck(self) -> PreCheck | None:
