@@ -149,6 +149,33 @@ def test_differences_that_remain_exit_1_and_errors_exit_2(master_url, replica_ur
         assert res.exit_code == 2 and "another replicator sync is running" in res.output, res.output
 
 
+def test_sync_narrows_a_type_when_every_value_fits(master_url, replica_url, sql_on, tmp_path):
+    # text -> varchar(10), bigint -> integer: a value that does not fit would make the statement fail (it
+    # is never cut), so a passing pre-check is enough for sync to apply them
+    ddl = "CREATE TABLE a (id int PRIMARY KEY, t text, n bigint); INSERT INTO a SELECT g, 's' || g, g FROM generate_series(1, 100) g"
+    for url in (master_url, replica_url):
+        sql_on(url, ddl)
+    sql_on(master_url, "ALTER TABLE a ALTER COLUMN t TYPE varchar(10), ALTER COLUMN n TYPE integer")
+    common = ["--master", master_url, "--replica", replica_url, "--out-dir", tmp_path, "--policy", "master-wins"]
+    res = _run("sync", *common)
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'a'::regclass "
+                               "AND attname IN ('t', 'n') ORDER BY attname") == [("integer",), ("character varying(10)",)]
+    # a value that does not fit holds the step back; the copy then brings the master's shorter values,
+    # so the next sync applies it
+    sql_on(master_url, "UPDATE a SET t = left(t, 3); ALTER TABLE a ALTER COLUMN t TYPE varchar(3)")
+    res = _run("sync", *common, "--json")
+    assert res.exit_code == 1
+    assert any("pre-check" in s["reason"] for s in json.loads(res.stdout)["skipped"])
+    assert sql_on(replica_url, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'a'::regclass "
+                               "AND attname = 't'") == [("character varying(10)",)]
+    res = _run("sync", *common)
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'a'::regclass "
+                               "AND attname = 't'") == [("character varying(3)",)]
+    assert checksum(sql_on, master_url, "a") == checksum(sql_on, replica_url, "a")
+
+
 def test_sync_selection_and_subset(master_url, replica_url, sql_on, tmp_path):
     load_example(master_url, "master")
     load_example(replica_url, "replica")

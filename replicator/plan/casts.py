@@ -37,6 +37,15 @@ def split_type(t: str) -> tuple[str, list[int], bool]:
     return base.strip(), [], arr
 
 
+#: A shorter varchar: the USING cast (to unbounded varchar, then the column's assignment cast) refuses a
+#: value that does not fit instead of cutting it, so every value is kept or the statement fails.
+_VARCHAR = {"character varying", "varchar"}
+
+
+def _must_fit(new: str) -> tuple[Classification, str]:
+    return "data-dependent", f"values must fit {new}"
+
+
 def classify_type_change(old: str, new: str) -> tuple[Classification, str]:
     """Whether ``ALTER COLUMN ... TYPE new USING col::new`` from ``old`` keeps every value."""
     on, om, oa = split_type(old)
@@ -46,6 +55,8 @@ def classify_type_change(old: str, new: str) -> tuple[Classification, str]:
     if on == nn:
         if not nm:
             return "safe", "modifier removed (widening)"
+        if on in _VARCHAR and (not om or nm[0] < om[0]):
+            return _must_fit(new)
         if not om:
             return "destructive", f"narrowing {old} to {new}"
         if on == "numeric":
@@ -59,7 +70,7 @@ def classify_type_change(old: str, new: str) -> tuple[Classification, str]:
     if on in _INT_RANK and nn in _INT_RANK:
         if _INT_RANK[nn] > _INT_RANK[on]:
             return "safe", "widening integer"
-        return "destructive", f"narrowing {old} to {new}"
+        return _must_fit(new)  # the cast refuses a value out of range: none is changed
     if on in _INT_RANK and nn == "numeric" and not nm:
         return "safe", "integer to numeric"
     if on in {*_INT_RANK, "real", "double precision"} and nn == "double precision":
@@ -68,6 +79,8 @@ def classify_type_change(old: str, new: str) -> tuple[Classification, str]:
         return "safe", "any value has a text form"
     if on in {"character varying", "character", "varchar"} and nn in _TEXTY and nm and om and nm[0] >= om[0]:
         return "safe", "widening"
+    if on in _TEXTY and on not in ("character", "bpchar") and nn in _VARCHAR:
+        return _must_fit(new)
     if on in _TEXTY and nn in _TEXTY:
         return "destructive", f"narrowing {old} to {new}"
     if on == "timestamp without time zone" and nn == "timestamp with time zone":
