@@ -491,7 +491,7 @@ def test_a_replica_error_with_the_next_batch_started_rolls_back_that_batch_only(
     both(sql_on, master_url, replica_url, "CREATE TABLE refused (id int PRIMARY KEY, v text)")
     sql_on(replica_url, "ALTER TABLE refused ADD CONSTRAINT not_1234 CHECK (id <> 1234)")
     sql_on(master_url, "INSERT INTO refused SELECT i, repeat('r', 200) FROM generate_series(1, 4000) i; ANALYZE refused")
-    with pytest.raises(ReplicatorError, match=r"^replica: .*not_1234.*rerun to resume"):
+    with pytest.raises(ReplicatorError, match=r"^replica: .*not_1234.*fix that first: a rerun resumes"):
         copy_tables(master_url, replica_url, ["refused"], batch_size=500)
     kept = sql_on(replica_url, "SELECT count(*), max(id) < 1234 FROM refused")[0]
     assert kept[0] > 0 and kept[1]  # the batches before the refused one are committed

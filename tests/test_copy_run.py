@@ -136,3 +136,16 @@ def test_a_cut_connection_names_its_side(master_url, replica_url, sql_on, side):
         copy_tables(master_url, replica_url, ["t"], batch_size=500, progress=progress)
     t = copy_tables(master_url, replica_url, ["t"], batch_size=500).tables[0]
     assert t.status == "done" and same(sql_on, master_url, replica_url, "t")
+
+
+def test_an_error_a_rerun_would_meet_again_says_so(master_url, replica_url, sql_on):
+    # a replica-only NOT NULL column without default: every insert fails, whatever the rerun
+    sql_on(master_url, "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g")
+    sql_on(replica_url, "CREATE TABLE t (id int PRIMARY KEY, v text, local_flag boolean NOT NULL)")
+    with pytest.raises(ReplicatorError, match=r"^nothing was copied: replica column public\.t\.local_flag is NOT NULL "
+                                              r"without a default and has no master column"):
+        copy_tables(master_url, replica_url, ["t"])
+    sql_on(replica_url, "INSERT INTO t VALUES (1, 'v', true)")  # with rows, only the inserts fail
+    with pytest.raises(ReplicatorError, match=r"^replica: null value in column \"local_flag\".*; fix that first: "
+                                              r"a rerun resumes from the last committed batch but would meet it again$"):
+        copy_tables(master_url, replica_url, ["t"], policy="master-wins")

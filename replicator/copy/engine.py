@@ -123,8 +123,7 @@ def copy_tables(
             e.result = result  # type: ignore[attr-defined]
             raise
         if isinstance(e, psycopg.Error):
-            err = ReplicatorError(f"{side + ': ' if side else ''}{describe(e)}"
-                                  + ("; rerun to resume" if not dry_run else ""))
+            err = ReplicatorError(f"{side + ': ' if side else ''}{describe(e)}" + ("" if dry_run else _resume_hint(e)))
             err.result = result  # type: ignore[attr-defined]
             raise err from None
         raise
@@ -356,6 +355,19 @@ def _drop_constraints(replica: psycopg.Connection, deferred: list[tuple[str, str
                         "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", (table, name, definition))
         replica.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(table), sql.Identifier(name)))
     replica.commit()  # the record and the drop commit together: a crash leaves them restorable
+
+
+#: SQLSTATE classes a rerun may not meet again: the connection, a deadlock or serialization failure,
+#: resources, a cancel or shutdown, a lock not granted in time.
+_TRANSIENT = ("08", "40", "53", "55P03", "57", "58")
+
+
+def _resume_hint(e: psycopg.Error) -> str:
+    """What to do next: rerun, or first fix what a rerun would meet again (a constraint, a privilege)."""
+    state = e.sqlstate or ""
+    if not state or state.startswith(_TRANSIENT):
+        return "; rerun to resume"
+    return "; fix that first: a rerun resumes from the last committed batch but would meet it again"
 
 
 def _failed_side(master: psycopg.Connection, replica: psycopg.Connection) -> str | None:

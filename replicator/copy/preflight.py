@@ -143,6 +143,12 @@ def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict
     if has_rows and tp.keyed and tp.policy != Policy.REPLACE and not tp.key_masked and not unique_on(rschema, tp.replica, tp.key_r):
         out.append(f"replica table {rlabel} holds rows but no unique key on ({', '.join(tp.key_r)}) like the master's: "
                    "rows could be doubled; restore the key (`replicator migrate`) or use --policy replace")
+    unfilled = [c.name for c in tp.replica.columns.values()
+                if c.name not in tp.rcols and not c.nullable and c.default is None and c.identity is None
+                and c.generated is None]
+    if unfilled and not has_rows:  # (into a table with rows, only inserts fail: the error says so then)
+        out.append(f"replica column {rlabel}.{unfilled[0]} is NOT NULL without a default and has no master column: "
+                   "every row copied in would fail; give it a default, or drop it (`replicator migrate`)")
     if access["rls_active"]:
         out.append(f"row-level security on the replica applies to its role on {rlabel}: COPY cannot write the "
                    "table and reads would miss rows; use a role with BYPASSRLS, a superuser, or the table's owner "
