@@ -194,6 +194,7 @@ def run_sync(cfg: Config, out_dir: Path, opts: SyncOptions | None = None, progre
         try:
             run.analyze_and_migrate(aopts)
             run.copy()
+            run.migrate_after_copy()
             run.verify()
             run.store_cache()
         except ReplicatorError as e:
@@ -220,6 +221,9 @@ class _Run:
         self.full_master: Schema | None = None
         self.full_replica: Schema | None = None
         self.copy_cfg = cfg
+        self.recheck: list[Step] = []  # held-back steps to check again after the copy
+        self.plan: Plan | None = None
+        self.bdir: Path | None = None
         self.t = time.perf_counter()
 
     def lap(self, name: str) -> None:
@@ -318,11 +322,12 @@ class _Run:
         run_prechecks(plan, s.replica)
         self.res.plan_notes = plan.notes + [f"not handled: {u}" for u in plan.unsupported]
         self.lap("analyze")
-        main, later, self.res.skipped = sync_steps(plan, self.opts.allow_destructive)
+        main, later, self.res.skipped, self.recheck = sync_steps(plan, self.opts.allow_destructive)
+        self.plan, self.bdir = plan, None
         if main or later:
             self.say(f"migrate: {len(main) + len(later)} statement(s)")
             self.before_first_write()
-            bdir = self.out_dir / "reports" / "backups" / utc_stamp()
+            bdir = self.bdir = self.out_dir / "reports" / "backups" / utc_stamp()
             self.res.backup_dir = str(bdir)
             steps = main + later
             backup(s.replica, s.replica_url, bdir, self.replica, plan,
@@ -353,6 +358,41 @@ class _Run:
             self.full_replica, self.digests["replica"], _ = read_side(s.replica, "replica", cfg, None, self.scope)
             self.master, self.replica = scoped(cfg, aopts, self.full_master, self.full_replica)
         self.lap("migrate")
+
+    def migrate_after_copy(self) -> None:
+        """Apply the held-back steps that only check rows and whose pre-check passes now that the copy
+        has run, each on its own (a foreign key to a table the migration recreated empty)."""
+        if not self.recheck:
+            return
+        r, plan = self.s.replica, self.plan
+        done = {a["step"] for a in self.res.applied}
+        reasons = {x["step"]: x for x in self.res.skipped}
+        late: list[Step] = []
+        for st in self.recheck:
+            if any(n not in done for n in st.requires):
+                continue
+            p = st.precheck
+            if p is not None and (p.after_copy_sql or p.sql):
+                with r.transaction():
+                    left = r.execute(p.after_copy_sql or p.sql).fetchone()[0]
+                if left:
+                    reasons[st.n]["reason"] = (f"pre-check found {left} row(s) that do not fit after the copy too "
+                                               f"({p.description}): fix them, or run `replicator migrate --force`")
+                    continue
+            try:
+                apply_steps(r, [st])
+            except MigrationError as e:
+                reasons[st.n]["reason"] = f"refused after the copy: {str(e).split(': ', 1)[-1]}"
+                continue
+            done.add(st.n)
+            late.append(st)
+            self.res.skipped.remove(reasons[st.n])
+            self.res.applied.append({"step": st.n, "object": st.object, "sql": st.sql, "after_copy": True})
+        if late and self.bdir is not None:  # the rollback file undoes exactly what was applied
+            write_text(self.bdir / "rollback.sql", plan.rollback_sql(sorted(done)))
+        if late:
+            self.full_replica, self.digests["replica"], _ = read_side(r, "replica", self.cfg, None, self.scope)
+        self.lap("migrate after copy")
 
     # -- 3. copy -----------------------------------------------------------------------------------
 
@@ -539,9 +579,9 @@ _CHECKS_ROWS = re.compile(r"\bADD CONSTRAINT\b|\bVALIDATE CONSTRAINT\b|^\s*CREAT
                           re.I | re.S)
 
 
-def sync_steps(plan: Plan, allow_destructive: bool) -> tuple[list[Step], list[Step], list[dict]]:
-    """The steps sync applies in one transaction, the ones it tries one by one after it, and the
-    ones it reports instead (with what needs them).
+def sync_steps(plan: Plan, allow_destructive: bool) -> tuple[list[Step], list[Step], list[dict], list[Step]]:
+    """The steps sync applies in one transaction, the ones it tries one by one after it, the ones it
+    reports instead (with what needs them), and of those the ones to check again after the copy.
 
     * safe steps, and data-dependent ones whose pre-check proved the replica's rows fit (PostgreSQL
       checks them again as they run): applied together;
@@ -550,15 +590,20 @@ def sync_steps(plan: Plan, allow_destructive: bool) -> tuple[list[Step], list[St
       transaction afterwards, so that one refused by PostgreSQL is reported and the rest stands;
     * destructive steps, and data-dependent ones that rewrite values unchecked (a type change that
       could not be pre-checked): only with ``allow_destructive``;
-    * a step whose pre-check found rows that do not fit: never (that is `migrate --force`, by hand);
+    * a step whose pre-check found rows that do not fit: never (that is `migrate --force`, by hand),
+      except that one which only checks rows (a foreign key, a constraint) is checked again after the
+      copy, which may have brought the rows it needs (a referenced table recreated empty, then filled);
     * and whatever needs a step left out."""
     held_back: dict[int, str] = {}
     tried: set[int] = set()
+    recheck: set[int] = set()
     for s in plan.steps:
         p = s.precheck
         if p is not None and p.ok is False:
             held_back[s.n] = f"pre-check found {p.result} row(s) that do not fit ({p.description}): fix them, or " \
                              "run `replicator migrate --force`"
+            if _CHECKS_ROWS.search(s.sql) and (p.after_copy_sql or p.sql):
+                recheck.add(s.n)
         elif allow_destructive or s.classification == "safe":
             continue
         elif s.classification == "data-dependent" and p is not None and p.ok is True:
@@ -569,7 +614,7 @@ def sync_steps(plan: Plan, allow_destructive: bool) -> tuple[list[Step], list[St
             held_back[s.n] = f"{s.classification}" + (f" ({s.reason})" if s.reason else "") + ": needs --allow-destructive"
     needs = plan.skipped_with(list(held_back))
     after = plan.skipped_with(list(tried))  # steps needing a tried one are tried after it
-    main, later, skipped = [], [], []
+    main, later, skipped, again = [], [], [], []
     for s in plan.steps:
         if s.n in held_back:
             skipped.append({"step": s.n, "object": s.object, "reason": held_back[s.n], "sql": s.sql})
@@ -579,7 +624,9 @@ def sync_steps(plan: Plan, allow_destructive: bool) -> tuple[list[Step], list[St
             later.append(s)
         else:
             main.append(s)
-    return main, later, skipped
+        if s.n in recheck or needs.get(s.n) in recheck:
+            again.append(s)
+    return main, later, skipped, again
 
 
 # -------------------------------------------------------------------------------------------------

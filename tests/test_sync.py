@@ -176,6 +176,43 @@ def test_sync_narrows_a_type_when_every_value_fits(master_url, replica_url, sql_
     assert checksum(sql_on, master_url, "a") == checksum(sql_on, replica_url, "a")
 
 
+def test_a_foreign_key_to_a_recreated_table_is_added_after_the_copy(master_url, replica_url, sql_on, tmp_path):
+    # m became partitioned on the master: sync recreates it empty, so refm's key to it cannot be
+    # validated before the copy; it is checked again after the copy fills m, and added in the same run
+    sql_on(replica_url, """
+        CREATE TABLE m (id int, d date, v text, PRIMARY KEY (id, d));
+        INSERT INTO m SELECT g, '2024-01-01'::date + g % 60, 'r' FROM generate_series(1, 1000) g;
+        CREATE TABLE refm (id int PRIMARY KEY, mid int, md date, FOREIGN KEY (mid, md) REFERENCES m (id, d));
+        INSERT INTO refm SELECT g, g, '2024-01-01'::date + g % 60 FROM generate_series(1, 100) g""")
+    sql_on(master_url, """
+        CREATE TABLE m (id int, d date, v text, PRIMARY KEY (id, d)) PARTITION BY RANGE (d);
+        CREATE TABLE m_jan PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+        CREATE TABLE m_rest PARTITION OF m DEFAULT;
+        INSERT INTO m SELECT g, '2024-01-01'::date + g % 60, 'r' FROM generate_series(1, 1200) g;
+        CREATE TABLE refm (id int PRIMARY KEY, mid int, md date, FOREIGN KEY (mid, md) REFERENCES m (id, d));
+        INSERT INTO refm SELECT g, g, '2024-01-01'::date + g % 60 FROM generate_series(1, 100) g""")
+    common = ["--master", master_url, "--replica", replica_url, "--out-dir", tmp_path, "--policy", "mirror"]
+    res = _run("sync", *common, "--allow-destructive", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert not out["skipped"] and any(a.get("after_copy") for a in out["applied"])
+    assert sql_on(replica_url, "SELECT convalidated FROM pg_constraint WHERE conrelid = 'refm'::regclass "
+                               "AND contype = 'f' AND conparentid = 0") == [(True,)]
+    # a new key on the master, and a replica row that is its only orphan: mirror deletes that row, then
+    # the key fits; under keep-replica the row stays and the key is reported as held back
+    sql_on(replica_url, "SET session_replication_role = replica; INSERT INTO refm VALUES (500, 99999, '2024-01-01')")
+    sql_on(master_url, "CREATE TABLE owner (id int PRIMARY KEY); INSERT INTO owner SELECT generate_series(1, 100);"
+                       "ALTER TABLE refm ADD CONSTRAINT refm_owner FOREIGN KEY (id) REFERENCES owner (id)")
+    res = _run("sync", *common[:-2], "--policy", "keep-replica", "--json")
+    assert res.exit_code == 1
+    (held,) = json.loads(res.stdout)["skipped"]
+    assert "refm_owner" in held["object"] and "after the copy too" in held["reason"]
+    res = _run("sync", *common, "--json")
+    assert res.exit_code == 0, res.output
+    assert [a["object"] for a in json.loads(res.stdout)["applied"] if a.get("after_copy")] == [held["object"]]
+    assert sql_on(replica_url, "SELECT count(*) FROM refm WHERE id = 500") == [(0,)]
+
+
 def test_sync_selection_and_subset(master_url, replica_url, sql_on, tmp_path):
     load_example(master_url, "master")
     load_example(replica_url, "replica")

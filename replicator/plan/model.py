@@ -24,6 +24,8 @@ class PreCheck(BaseModel):
     error: str | None = None
     table: str | None = None
     column: str | None = None
+    #: the query that tells once the copy has filled the tables ``sql`` takes as empty (sync runs it then)
+    after_copy_sql: str | None = None
 
 
 class Step(BaseModel):

@@ -87,15 +87,20 @@ class PreChecks:
         notnull = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(c) for c in child)
         desc = f"rows of {table} whose ({', '.join(c for c in cols if c)}) has no match in {ref}"
         rcols = [self.replica_col(ref, x) for x in (con.referenced_columns or [])]
+        def anti_join(parent_cols: list) -> str:
+            match = sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(sql.Identifier(pc), cc)
+                                          for pc, cc in zip(parent_cols, child))
+            return sql.SQL("SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
+                sql.SQL(table), notnull, sql.SQL(ref), match).as_string(None)
+
         if ref in self.new_tables or ref not in self.replica.tables or any(x is None for x in rcols):
             q = sql.SQL("SELECT count(*) FROM {} c WHERE {}").format(sql.SQL(table), notnull)
+            # once created and filled (by the copy), it has the master's column names
             return PreCheck(description=desc + " (new, empty on the replica)", sql=q.as_string(None), table=table,
-                            column=",".join(c for c in cols if c))
-        match = sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(sql.Identifier(pc), cc)  # type: ignore[arg-type]
-                                      for pc, cc in zip(rcols, child))
-        q = sql.SQL("SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
-            sql.SQL(table), notnull, sql.SQL(ref), match)
-        return PreCheck(description=desc, sql=q.as_string(None), table=table, column=",".join(c for c in cols if c))
+                            column=",".join(c for c in cols if c),
+                            after_copy_sql=anti_join([x if x is not None else y for x, y in
+                                                      zip(rcols, con.referenced_columns or [])]))
+        return PreCheck(description=desc, sql=anti_join(rcols), table=table, column=",".join(c for c in cols if c))
 
 
 def run_prechecks(plan: Plan, replica_conn: psycopg.Connection) -> Plan:
