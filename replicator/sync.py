@@ -195,6 +195,7 @@ def run_sync(cfg: Config, out_dir: Path, opts: SyncOptions | None = None, progre
             run.analyze_and_migrate(aopts)
             run.copy()
             run.migrate_after_copy()
+            run.refresh_matviews()
             run.verify()
             run.store_cache()
         except ReplicatorError as e:
@@ -222,6 +223,7 @@ class _Run:
         self.full_replica: Schema | None = None
         self.copy_cfg = cfg
         self.recheck: list[Step] = []  # held-back steps to check again after the copy
+        self.written: list[str] = []  # replica tables whose rows the copy changed
         self.plan: Plan | None = None
         self.bdir: Path | None = None
         self.t = time.perf_counter()
@@ -394,6 +396,27 @@ class _Run:
             self.full_replica, self.digests["replica"], _ = read_side(r, "replica", self.cfg, None, self.scope)
         self.lap("migrate after copy")
 
+    def refresh_matviews(self) -> None:
+        """REFRESH the replica's materialized views that read a table whose rows the copy changed (as
+        pg_restore does after the data): one the migration created, over tables still empty then, would
+        stay empty, and the others would keep the rows of before the sync."""
+        if not self.written:
+            return
+        r = self.s.replica
+        with r.transaction():
+            views = [v for v, _depth in r.execute(identity.load_sql("matviews_over"), {"tables": self.written}).fetchall()]
+        refreshed = []
+        for v in views:
+            try:
+                with r.transaction():
+                    r.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.SQL(v)))
+                refreshed.append(v)
+            except psycopg.Error as e:
+                self.res.notes.append(f"materialized view {v}: not refreshed: {describe(e)}")
+        if refreshed:
+            self.res.notes.append(f"refreshed materialized view(s) over the copied tables: {', '.join(refreshed)}")
+        self.lap("refresh")
+
     # -- 3. copy -----------------------------------------------------------------------------------
 
     def copy(self) -> None:
@@ -525,6 +548,8 @@ class _Run:
                 continue
             before_m, before_r = before[tp.label]
             why = "empty on the replica" if before_r[0] == 0 else "checksums differed"
+            if t.inserted or t.updated or t.deleted:
+                self.written.append(tp.replica.key)
             self.res.tables.append(TableSync(table=tp.label, action="copied", policy=_policy(tp), inserted=t.inserted,
                                              updated=t.updated, deleted=t.deleted, skipped=t.unchanged,
                                              seconds=t.seconds, reason=why))

@@ -213,6 +213,27 @@ def test_a_foreign_key_to_a_recreated_table_is_added_after_the_copy(master_url, 
     assert sql_on(replica_url, "SELECT count(*) FROM refm WHERE id = 500") == [(0,)]
 
 
+def test_materialized_views_over_copied_tables_are_refreshed(master_url, replica_url, sql_on, tmp_path):
+    # created by the migration over still empty tables, they would stay empty; a view over a view and a
+    # materialized view over another are refreshed after what they read
+    sql_on(master_url, """
+        CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;
+        CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS c, sum(v) AS s FROM t;
+        CREATE VIEW big AS SELECT * FROM t WHERE v > 50;
+        CREATE MATERIALIZED VIEW mv_big AS SELECT count(*) AS c FROM big;
+        CREATE MATERIALIZED VIEW mv_twice AS SELECT c * 2 AS c2 FROM mv""")
+    common = ["--master", master_url, "--replica", replica_url, "--out-dir", tmp_path]
+    res = _run("sync", *common, "--json")
+    assert res.exit_code == 0, res.output
+    assert "refreshed materialized view(s) over the copied tables: public.mv, public.mv_big, public.mv_twice" in \
+        json.loads(res.stdout)["notes"]
+    for v in ("mv", "mv_big", "mv_twice"):
+        assert checksum(sql_on, master_url, v) == checksum(sql_on, replica_url, v), v
+    # nothing copied: nothing refreshed
+    res = _run("sync", *common, "--json")
+    assert not [n for n in json.loads(res.stdout)["notes"] if "refreshed" in n]
+
+
 def test_sync_selection_and_subset(master_url, replica_url, sql_on, tmp_path):
     load_example(master_url, "master")
     load_example(replica_url, "replica")
