@@ -50,9 +50,10 @@ class TempTable:
 class Stage(TempTable):
     """A temp table holding master rows for one table, and the policy applied from it."""
 
-    def __init__(self, replica: psycopg.Connection, tp: TablePlan, *, pooled: bool):
+    def __init__(self, replica: psycopg.Connection, tp: TablePlan, *, pooled: bool, displace: bool = False):
         super().__init__(replica, tp.rfrom, [sql.Identifier(c) for c in tp.rcols], pooled=pooled)
         self.tp = tp
+        self.displace = displace  # see _displace: False where deleting a row would cascade
 
     # -- predicates --------------------------------------------------------------------------------
     def join(self) -> sql.Composable:
@@ -107,7 +108,8 @@ class Stage(TempTable):
         if self.r.execute(sql.SQL("SELECT count(*) > 1000 FROM {}").format(stage)).fetchone()[0]:
             self.r.execute(sql.SQL("ANALYZE {}").format(stage))  # a temp table has no statistics of its own
         if policy in (Policy.MASTER_WINS, Policy.MIRROR):
-            self._displace(stage, res)
+            if self.displace:
+                self._displace(stage, res)
             others = [c for c in tp.rcols if c not in tp.key_r]
             if others:
                 # An identity column GENERATED ALWAYS can only be SET to DEFAULT: let it take the

@@ -269,11 +269,6 @@ def plan_table(
         plan.key_types = [types[mcols.index(k)] for k in key]
     elif key:
         problems.append(f"key of {qualified} ({', '.join(key)}) includes a column that is not copied")
-    for idx in rt.indexes.values():
-        cols = [c for c in idx.columns if c is not None]
-        if (idx.unique and idx.valid and idx.predicate is None and not idx.has_expressions and cols
-                and set(cols) != set(plan.key_r) and set(cols) <= set(rcols)):
-            plan.unique_r.append(cols)
     for c, t in zip(mcols, types):
         rule = masks.get(c)
         if rule is None:
@@ -293,6 +288,17 @@ def plan_table(
         plan.masked.append(c)
         if c in plan.key_m:
             plan.key_masked = True
+    # Other unique keys a master row's value may move along (see merge.Stage._displace): only those the
+    # master has too, on copied columns none of which is masked, so the master's values are unique there.
+    master_unique = _unique_keys(mt)
+    for idx in rt.indexes.values():
+        cols = [c for c in idx.columns if c is not None]
+        if not (idx.unique and idx.valid and idx.predicate is None and not idx.has_expressions and cols
+                and set(cols) != set(plan.key_r) and set(cols) <= set(rcols)):
+            continue
+        mnames = [mcols[rcols.index(c)] for c in cols]
+        if set(mnames) in master_unique and not set(mnames) & set(plan.masked):
+            plan.unique_r.append(cols)
     if tcfg.cursor:
         if tcfg.cursor not in mt.columns:
             problems.append(f"[tables.{mt.name}] cursor column {tcfg.cursor} does not exist on {qualified}")

@@ -99,6 +99,19 @@ class RunContext:
     mask_key: str | None = None  # set in every master transaction of the run (masking.set_key)
 
 
+def _may_displace(ctx: RunContext, tp: TablePlan) -> bool:
+    """Whether rows holding a unique value a master row takes may be deleted (merge.Stage._displace):
+    not where the delete would fire a replica foreign key's ON DELETE CASCADE / SET NULL / SET DEFAULT
+    (foreign-key triggers fire unless session_replication_role is replica), which would change or
+    delete other tables' rows; the unique violation then stops the batch, as a rerun can say."""
+    if not tp.unique_r:
+        return False
+    if ctx.logic.replication_role:
+        return True
+    return not any(fk.referenced_table == tp.replica.key and fk.on_delete in ("CASCADE", "SET NULL", "SET DEFAULT")
+                   for t in ctx.replica_schema.tables.values() for fk in t.foreign_keys)
+
+
 @dataclass
 class Strategy:
     """How the next range is compared, learnt from the ranges before it.
@@ -145,7 +158,7 @@ class TableCopy:
                                policy=tp.policy.value if tp.policy else None, key=tp.key_r,
                                mode="incremental" if ctx.incremental else "full", masked_columns=tp.masked)
         self.ranges = KeyRanges(tp) if tp.keyed else None
-        self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica)
+        self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica, displace=_may_displace(ctx, tp))
         self.cp: Checkpoint | None = None
         self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
         self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
