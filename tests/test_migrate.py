@@ -79,6 +79,14 @@ def test_forced_narrowing_refuses_values_that_do_not_fit(master_url, replica_url
     assert sql_on(replica_url, "SELECT id, t, c, b::text FROM a ORDER BY id") == [(1, "fits", "ab ", "1010"), (2, "short", "abc", "0101")]
 
 
+def test_bit_widening_pads_as_before(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, "CREATE TABLE b (id int PRIMARY KEY, f bit(16))")
+    sql_on(replica_url, "CREATE TABLE b (id int PRIMARY KEY, f bit(8)); INSERT INTO b VALUES (1, B'10101010')")
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT f::text FROM b") == [("1010101000000000",)]
+
+
 def test_new_enum_label_used_in_same_run(master_url, replica_url, sql_on, tmp_path):
     sql_on(replica_url, "CREATE TYPE s AS ENUM ('a'); CREATE TABLE t (id int PRIMARY KEY, x s DEFAULT 'a')")
     sql_on(master_url, "CREATE TYPE s AS ENUM ('a', 'b'); CREATE TABLE t (id int PRIMARY KEY, x s DEFAULT 'b', CHECK (x <> 'a'))")

@@ -142,9 +142,11 @@ class TypeChange:
             return f"{col}::text{arr}::{self.new}"
         if (d := self.to_domain) is not None and not self.array:
             return f"{col}::{d.base_type}::{self.new}"
-        if (unbounded := _UNBOUNDED.get(_base_name(self.new_base))) and "(" in self.new_base:
+        if ((unbounded := _UNBOUNDED.get(_base_name(self.new_base))) and "(" in self.new_base
+                and self.classify()[0] != "safe"):
             # An explicit cast to varchar(n), char(n) or bit(n) cuts a longer value silently; to the
-            # unbounded type, the column's own assignment cast to (n) refuses it instead.
+            # unbounded type, the column's own assignment cast to (n) refuses it instead. (Not for a
+            # widening: bit(8) -> bit(16) pads by the explicit cast, and its assignment cast refuses.)
             return f"{col}::{unbounded}{arr}"
         return f"{col}::{self.new}"
 
