@@ -407,7 +407,7 @@ def filtered_count(s: Sessions, t: Table, where: str) -> int | None:
     q = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(sql.Identifier(t.schema_name, t.name), _where(where))
     try:
         with s.master.transaction():
-            return s.master.execute(q).fetchone()[0]
+            return s.master.execute(q, []).fetchone()[0]  # [] : the filter's % is doubled
     except psycopg.Error:
         return None
 
@@ -429,7 +429,7 @@ def _stream_keys(conn: psycopg.Connection, table: sql.Identifier, cols: list[str
     q = sql.SQL("SELECT {e} FROM {t} WHERE {w} ORDER BY {o}").format(
         e=exprs, t=table, w=_where(where), o=sql.SQL(", ").join(sql.Literal(i + 1) for i in range(len(cols))))
     with conn.cursor() as cur:
-        rows = cur.stream(q)
+        rows = cur.stream(q, [])  # [] : the filter's % is doubled
         try:
             for row in rows:
                 yield tuple(row)

@@ -149,3 +149,14 @@ def test_an_error_a_rerun_would_meet_again_says_so(master_url, replica_url, sql_
     with pytest.raises(ReplicatorError, match=r"^replica: null value in column \"local_flag\".*; fix that first: "
                                               r"a rerun resumes from the last committed batch but would meet it again$"):
         copy_tables(master_url, replica_url, ["t"], policy="master-wins")
+
+
+def test_dry_run_into_an_empty_table_without_a_policy(master_url, replica_url, sql_on, tmp_path):
+    from conftest import run_cli
+
+    both(sql_on, master_url, replica_url, "CREATE TABLE t (id int PRIMARY KEY)")
+    sql_on(master_url, "INSERT INTO t SELECT generate_series(1, 10)")
+    res = run_cli("copy", "--dry-run", "--table", "t", "--master", master_url, "--replica", replica_url,
+                  "--out-dir", str(tmp_path))
+    assert res.code == 0 and "would insert 10" in res.stdout, res.stdout + res.stderr
+    assert sql_on(replica_url, "SELECT count(*) FROM t") == [(0,)]

@@ -71,3 +71,18 @@ def test_where_with_a_percent_sign_on_a_keyless_or_keyed_table(master_url, repli
     for policy in ("master-wins", "mirror") if keyed else ("mirror", "replace"):
         copy_tables(master_url, replica_url, ["m"], config=cfg, policy=policy, batch_size=50)
         assert checksum(sql_on, master_url, subset) == checksum(sql_on, replica_url, "m")
+
+
+def test_percent_filter_with_a_cursor_and_in_dry_runs(master_url, replica_url, sql_on):
+    # the cursor's watermark query and the dry-run counts carry the filter too
+    both(sql_on, master_url, replica_url, "CREATE TABLE c (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+    sql_on(master_url, "INSERT INTO c (id) SELECT generate_series(1, 90)")
+    cfg = Config(tables={"c": TableConfig(where="id % 3 = 0", cursor="at")})
+    dry = copy_tables(master_url, replica_url, ["c"], config=cfg, dry_run=True).tables[0]
+    assert dry.inserted == 30
+    res = copy_tables(master_url, replica_url, ["c"], config=cfg).tables[0]
+    assert res.inserted == 30
+    sql_on(master_url, "INSERT INTO c (id) SELECT generate_series(91, 99)")
+    again = copy_tables(master_url, replica_url, ["c"], config=cfg, incremental=True, policy="master-wins").tables[0]
+    assert again.inserted == 3 and again.watermark is not None  # the watermark query ran, filter and all
+    assert sql_on(replica_url, "SELECT count(*), min(id % 3), max(id % 3) FROM c") == [(33, 0, 0)]

@@ -59,7 +59,8 @@ def replace(tc: "TableCopy") -> None:
     tc.ctx.progress("start", res.table, total=tc.estimate_rows())
     if tc.ctx.dry_run:
         res.deleted = r.execute(sql.SQL("SELECT count(*) FROM {}").format(tp.rfrom)).fetchone()[0]
-        res.inserted = res.rows_copied = m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, tp.mwhere(sql.SQL("true")))).fetchone()[0]
+        res.inserted = res.rows_copied = m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+            tp.mfrom, tp.mwhere(sql.SQL("true"))), []).fetchone()[0]
         r.rollback()
         return
     with tc._write():
@@ -94,7 +95,8 @@ def copy_keyless(tc: "TableCopy") -> None:
     if empty:
         with tc._write():
             if tc.ctx.dry_run:
-                rows = m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(tp.mfrom, tp.mwhere(sql.SQL("true")))).fetchone()[0]
+                rows = m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+                    tp.mfrom, tp.mwhere(sql.SQL("true"))), []).fetchone()[0]
             else:
                 rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [],
                             copy_in(tp.rident, tp.rcols, tp.fmt))

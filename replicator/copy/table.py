@@ -307,7 +307,8 @@ class TableCopy:
                 res.notes.append("masked key: every batch is transferred and matched on the masked key")
             self._transfer_walk(policy, empty)
         else:
-            self.baseline_policy = policy.value
+            # (no policy: a dry run into an empty table, which records nothing)
+            self.baseline_policy = policy.value if policy else None
             if not self._delta(policy):
                 self._compare_walk(policy, empty)
 
@@ -799,7 +800,7 @@ class TableCopy:
         run_watermark = None
         if tp.cursor:
             run_watermark = self.m.execute(sql.SQL("SELECT max({c})::text FROM {t} WHERE {w}").format(
-                c=sql.Identifier(tp.cursor), t=tp.mfrom, w=tp.where)).fetchone()[0]
+                c=sql.Identifier(tp.cursor), t=tp.mfrom, w=tp.where), []).fetchone()[0]  # [] : its % doubled
         res.watermark = run_watermark
         extra = self._cursor_pred(since)
         mode = "incremental" if self.ctx.incremental else "full"
