@@ -324,9 +324,11 @@ def open_replica(url: str, *, autocommit: bool = False) -> ReplicaConnection:
         kwargs["options"] = _options(params, ISO_DATES, NO_ROW_SECURITY)
     conn = _connect(ReplicaConnection, url, "replica", **kwargs)
     conn.pooled = pooled
-    if pooled:  # no startup options through a pooler; it keeps these session settings for it
+    if pooled:
+        # No startup options through a transaction pooler. PgBouncer keeps a client's DateStyle and sets
+        # it on whichever server connection the client gets; it keeps no row_security (a SET of it would
+        # reach other clients of the pool), so a pooled replica runs with the database's.
         conn.execute("SET DateStyle TO ISO")
-        conn.execute("SET row_security TO off")
         if not autocommit:
             conn.commit()
     return conn
@@ -393,11 +395,19 @@ def _cancel(conn: psycopg.Connection) -> None:
 
 def _connect(cls, url: str, side: Side, **kwargs):
     style = os.environ.get("PGDATESTYLE", "")
-    if style and not style.strip().upper().startswith("ISO"):
+    if style and "ISO" not in [p.strip().upper() for p in style.split(",")] and style.strip().lower() != "default":
         # libpq sends it after the startup options, so it would win over ISO_DATES
         raise ConnectError(f"PGDATESTYLE={style!r} is not supported: dates are read in ISO form; unset it")
     try:
-        conn = cls.connect(url, **kwargs)
+        try:
+            conn = cls.connect(url, **kwargs)
+        except psycopg.OperationalError as e:
+            if "options" not in kwargs or "unsupported startup parameter" not in str(e):
+                raise
+            # a pooler that refuses startup options (PgBouncer without ignore_startup_parameters):
+            # without them; a master's transactions are still READ ONLY (read_only), dates still parse
+            # inside every pinned transaction
+            conn = cls.connect(url, **{k: v for k, v in kwargs.items() if k != "options"})
     except psycopg.OperationalError as e:
         raise ConnectError(f"cannot connect to {side} {redact(url)}: {describe(e, url)}") from None
     except (psycopg.Error, ValueError) as e:

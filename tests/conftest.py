@@ -171,6 +171,17 @@ class Pooler:
 @pytest.fixture(scope="session")
 def pooler(pg_servers) -> Iterator[Pooler]:
     """pgbouncer in transaction mode on 127.0.0.x:6543 (the port replicator recognises as a pooler)."""
+    yield from _pgbouncer(pg_servers[0], 6543, "transaction")
+
+
+@pytest.fixture(scope="session")
+def session_pooler(pg_servers) -> Iterator[Pooler]:
+    """pgbouncer in session mode on 127.0.0.x:6432 in front of the replica server, refusing startup
+    `options` as pgbouncer does unless told to ignore them."""
+    yield from _pgbouncer(pg_servers[1], 6432, "session")
+
+
+def _pgbouncer(server, port: int, mode: str) -> Iterator[Pooler]:
     import random
     import shutil
     import socket
@@ -182,25 +193,25 @@ def pooler(pg_servers) -> Iterator[Pooler]:
     exe = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
     if not exe:
         pytest.skip("pgbouncer is not installed")
-    master = conninfo_to_dict(pg_servers[0].admin_url)
-    if master.get("host") not in ("127.0.0.1", "localhost"):
-        pytest.skip("pooler tests need a local master server")
+    target = conninfo_to_dict(server.admin_url)
+    if target.get("host") not in ("127.0.0.1", "localhost"):
+        pytest.skip("pooler tests need a local server")
     # Not under pytest's tmp dir: that is private to root, and pgbouncer runs unprivileged.
     workdir = Path(tempfile.mkdtemp(prefix="replicator-pgbouncer-"))
-    # A random loopback address so concurrent test sessions can each have their own port 6543.
+    # A random loopback address so concurrent test sessions can each have their own port.
     host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
-    (workdir / "users.txt").write_text(f'"{master["user"]}" "{master["password"]}"\n')
+    (workdir / "users.txt").write_text(f'"{target["user"]}" "{target["password"]}"\n')
     (workdir / "pgbouncer.ini").write_text(f"""
 [databases]
-* = host={master['host']} port={master['port']}
+* = host={target['host']} port={target['port']}
 
 [pgbouncer]
 listen_addr = {host}
-listen_port = 6543
+listen_port = {port}
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = {workdir}/users.txt
-pool_mode = transaction
+pool_mode = {mode}
 max_client_conn = 200
 default_pool_size = 5
 logfile = {workdir}/pgbouncer.log
@@ -217,7 +228,7 @@ pidfile = {workdir}/pgbouncer.pid
     deadline = time.monotonic() + 10
     while True:
         try:
-            socket.create_connection((host, 6543), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -225,7 +236,7 @@ pidfile = {workdir}/pgbouncer.pid
                 pytest.skip(f"pgbouncer did not start: {proc.stderr.read().decode()[-200:] if proc.stderr else ''}")
             time.sleep(0.1)
     try:
-        yield Pooler(host, 6543)
+        yield Pooler(host, port)
     finally:
         proc.terminate()
         proc.wait(5)

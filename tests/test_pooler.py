@@ -69,3 +69,20 @@ def test_masked_copy_through_transaction_pooler(master_url, replica_url, pooler,
     expected = ("SELECT md5(string_agg(id || ':' || ('h_' || encode(sha256(convert_to('pooled-key' || email, 'UTF8')), "
                 "'hex')), '|' ORDER BY id)) FROM people")
     assert sql_on(master_url, expected) == sql_on(replica_url, "SELECT md5(string_agg(id || ':' || email, '|' ORDER BY id)) FROM people")
+
+
+def test_a_pooler_that_refuses_startup_options(master_url, replica_url, session_pooler, sql_on):
+    """pgbouncer refuses the `options` startup parameter unless configured to ignore it: the replica is
+    reached without them (its DateStyle is then the database's), and copy works."""
+    from replicator.connect import open_replica
+    from replicator.copy import copy_tables
+
+    via = session_pooler.url_for(replica_url)
+    with open_replica(via) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE t (id int PRIMARY KEY, at timestamptz DEFAULT now())")
+    sql_on(master_url, "INSERT INTO t (id) SELECT generate_series(1, 500)")
+    assert copy_tables(master_url, via, ["t"]).tables[0].inserted == 500
+    checksum = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM t"
+    assert sql_on(master_url, checksum) == sql_on(replica_url, checksum)
