@@ -15,7 +15,7 @@ from importlib import resources
 import psycopg
 
 #: Types whose values sort by a collation (a key column of one of these may need `COLLATE "C"`).
-COLLATABLE = re.compile(r"^(pg_catalog\.)?(text|character varying|varchar|character|bpchar|char|name|citext)\b")
+COLLATABLE = re.compile(r'^(?:(?:[A-Za-z_][\w$]*|"[^"]+")\.)?(text|character varying|varchar|character|bpchar|char|name|citext)\b')
 
 DEFAULT_COLLATION_SQL = resources.files("replicator").joinpath("sql", "default_collation.sql").read_text(encoding="utf-8")
 
@@ -31,3 +31,12 @@ def ordering(db_row_json: str) -> tuple:
 
 def default_ordering(conn: psycopg.Connection) -> tuple:
     return ordering(conn.execute(DEFAULT_COLLATION_SQL).fetchone()[0])
+
+
+def orderings_differ(a: tuple, b: tuple) -> bool:
+    """Whether two :func:`ordering` results may sort text differently. A collation version only one
+    side reports (PostgreSQL 14 and older report none) is not taken for a difference: byte order
+    would cost every key range its index."""
+    if a[:3] != b[:3]:
+        return True
+    return a[3] is not None and b[3] is not None and a[3] != b[3]

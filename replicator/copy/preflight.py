@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ..collation import DEFAULT_COLLATION_SQL, default_ordering, ordering
+from ..collation import DEFAULT_COLLATION_SQL, default_ordering, ordering, orderings_differ
 from ..config import Config, Policy
 from ..connect import batch
 from ..introspect import Schema, Table, count_statements, read_counts
@@ -79,7 +79,7 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         unsafe: dict[str, set[str]] = {}
         for r in unsafe_rows:
             unsafe.setdefault(r["relation"], set()).add(r["column_name"])
-        db_collations_differ = ordering(collation[0]["db"]) != default_ordering(replica)
+        db_collations_differ = orderings_differ(ordering(collation[0]["db"]), default_ordering(replica))
         for mt, rt in pairs:
             key = mt.key_columns() or tree_key(mschema, mt) or []
             differ = db_collations_differ or any(

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import psycopg
 from psycopg import sql
 
-from ..collation import default_ordering
+from ..collation import default_ordering, orderings_differ
 from ..config import Config, Policy
 from ..introspect import Column, Schema, Table
 # The settings that change how values are rendered as text: the replica's session is aligned to the
@@ -156,7 +156,7 @@ class Sides:
     def text_orders_differ(self) -> bool:
         """The two databases sort text differently by default (`replicator.collation`)."""
         m, r = self.both(default_ordering, default_ordering)
-        return m != r
+        return orderings_differ(m, r)
 
     def both(self, on_master: Callable[[psycopg.Connection], T], on_replica: Callable[[psycopg.Connection], T]) -> tuple[T, T]:
         """Run one function per side, concurrently when allowed; both finish before any error is raised."""
