@@ -207,6 +207,13 @@ def test_foreign_key_to_a_partitioned_table(master_url, replica_url, tmp_path):
                          "INSERT INTO cc VALUES (3, 3, '2020-02-02'), (4, 4, '2030-01-01')")
     fk = only(verify(master_url, replica_url, snapshot, tables=["pp", "cc"]), "foreign_keys", "public.cc")
     assert fk.status == "fail" and fk.evidence["orphans"] == 2
+    # a key declared straight to one partition is a key of its own, and checked
+    for url in (master_url, replica_url):
+        run_sql(url, "CREATE TABLE dd (id int PRIMARY KEY, pid int, pd date, FOREIGN KEY (pid, pd) REFERENCES pp1 (id, d))")
+    run_sql(replica_url, "SET session_replication_role = replica; INSERT INTO dd VALUES (1, 2, '2024-01-01')")
+    store_snapshot(master_url, snapshot)
+    fk = only(verify(master_url, replica_url, snapshot, tables=["dd"]), "foreign_keys", "public.dd")
+    assert fk.status == "fail" and fk.evidence["references"] == "public.pp1" and fk.evidence["orphans"] == 1
 
 
 def test_fk_checked_even_when_replica_does_not_declare_it(pair):

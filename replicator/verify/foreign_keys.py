@@ -34,11 +34,23 @@ def orphan_query(pair: TablePair, parent: TablePair, fk: Constraint, examples: i
              order=order, limit=sql.Literal(max(examples, 1))), shown
 
 
+def _clone_for_a_partition(fk: Constraint, pair: TablePair, pairs: dict[str, TablePair]) -> bool:
+    """``fk`` references a partition, and the table also has the same key to a table that partition is
+    part of (the key PostgreSQL cloned it from)."""
+    if not fk.inherited:
+        return False
+    ancestors, key = set(), fk.referenced_table
+    while key in pairs and pairs[key].master.partition_of and key not in ancestors:
+        key = pairs[key].master.partition_of
+        ancestors.add(key)
+    return any(other.columns == fk.columns and other.referenced_table in ancestors
+               for other in pair.master.foreign_keys if other is not fk)
+
+
 def check_foreign_keys(report: VerifyReport, sides: Sides, pair: TablePair, pairs: dict[str, TablePair],
                        examples: int) -> None:
     for fk in sorted(pair.master.foreign_keys, key=lambda c: c.name):
-        referenced = pairs.get(fk.referenced_table or "")
-        if fk.inherited and referenced is not None and referenced.master.partition_of:
+        if _clone_for_a_partition(fk, pair, pairs):
             # PostgreSQL's own copy of a foreign key to a partitioned table, one per partition of it: each
             # sees only its partition's rows, so the rows in the others would read as orphans. The key
             # itself, to the partitioned table, is checked.
