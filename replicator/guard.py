@@ -536,7 +536,7 @@ def _check_call(node: exp.Func, sql_text: str, functions: list[str], parsed_call
     if schema not in ("", "pg_catalog"):
         return f"calls {name}(): only pg_catalog functions are allowed"
     if fn == "set_config":
-        return None if _is_local_allowed_setting(node) else "calls set_config() outside a local presentation setting"
+        return None if _is_local_allowed_setting(node) else "calls set_config() outside a local presentation setting or the mask key"
     if fn in DENIED_FUNCTIONS:
         return f"calls {fn}(), which runs SQL given as text or assigns a transaction id"
     if not function_allowed_statically(name) and name not in functions:

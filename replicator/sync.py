@@ -367,33 +367,45 @@ class _Run:
         if not self.recheck:
             return
         r, plan = self.s.replica, self.plan
+        assert plan is not None
         done = {a["step"] for a in self.res.applied}
         reasons = {x["step"]: x for x in self.res.skipped}
-        late: list[Step] = []
+        fit: list[Step] = []
         for st in self.recheck:
-            if any(n not in done for n in st.requires):
-                continue
             p = st.precheck
-            if p is not None and (p.after_copy_sql or p.sql):
+            if p is None or not (p.after_copy_sql or p.sql):
+                continue
+            try:
                 with r.transaction():
                     left = r.execute(p.after_copy_sql or p.sql).fetchone()[0]
-                if left:
-                    reasons[st.n]["reason"] = (f"pre-check found {left} row(s) that do not fit after the copy too "
-                                               f"({p.description}): fix them, or run `replicator migrate --force`")
-                    continue
+            except psycopg.Error as e:
+                reasons[st.n]["reason"] += f"; its check after the copy failed: {describe(e)}"
+                continue
+            if left:
+                reasons[st.n]["reason"] = (f"pre-check found {left} row(s) that do not fit after the copy too "
+                                           f"({p.description}): fix them, or run `replicator migrate --force`")
+            else:
+                fit.append(st)
+        if not fit:
+            return
+        if self.bdir is None:  # no migration before the copy: the backup (and rollback.sql) comes now
+            self.before_first_write()
+            self.bdir = self.out_dir / "reports" / "backups" / utc_stamp()
+            self.res.backup_dir = str(self.bdir)
+            backup(r, self.s.replica_url, self.bdir, self.replica, plan, [], applied=[st.n for st in fit])
+        for st in fit:
+            if any(n not in done for n in st.requires):
+                continue
             try:
                 apply_steps(r, [st])
             except MigrationError as e:
                 reasons[st.n]["reason"] = f"refused after the copy: {str(e).split(': ', 1)[-1]}"
                 continue
             done.add(st.n)
-            late.append(st)
             self.res.skipped.remove(reasons[st.n])
             self.res.applied.append({"step": st.n, "object": st.object, "sql": st.sql, "after_copy": True})
-        if late and self.bdir is not None:  # the rollback file undoes exactly what was applied
-            write_text(self.bdir / "rollback.sql", plan.rollback_sql(sorted(done)))
-        if late:
-            self.full_replica, self.digests["replica"], _ = read_side(r, "replica", self.cfg, None, self.scope)
+        write_text(self.bdir / "rollback.sql", plan.rollback_sql(sorted(done)))  # undoes exactly what was applied
+        self.full_replica, self.digests["replica"], _ = read_side(r, "replica", self.cfg, None, self.scope)
         self.lap("migrate after copy")
 
     def refresh_matviews(self) -> None:

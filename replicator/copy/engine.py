@@ -229,12 +229,12 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     close_introspection()  # when preflight had nothing to ask the master
     plans, deferred = _fk_order(rschema, plans)
     enforce_fks = not logic.replication_role
-    held: list[str] = []
+    still_dropped: list[str] = []
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
         copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans}
-        held = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
+        still_dropped = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
         if deferred and enforce_fks:
             _drop_constraints(replica, deferred)
             result.deferred_constraints = [
@@ -258,10 +258,10 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if dry_run:
         return
     _advance_sequences(replica, plans, result)
-    if (deferred and enforce_fks) or held:
+    if (deferred and enforce_fks) or still_dropped:
         _restore_constraints(replica)
         result.deferred_constraints += [f"{c}: left dropped by an interrupted run, re-added and validated after the copy"
-                                        for c in held]
+                                        for c in still_dropped]
     if logic.replication_role:
         copied = {tp.replica.key for tp in plans}
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
