@@ -135,6 +135,24 @@ def replica_url(pg_servers) -> Iterator[str]:
     yield from _fresh_database(pg_servers[1], "replica")
 
 
+@pytest.fixture
+def role(pg_servers):
+    """A login role on the replica server, dropped afterwards (roles are cluster-wide)."""
+    name = f"copier_{os.getpid()}_{next(_counter)}"
+    admin = pg_servers[1].admin_url
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'pw'")
+    yield name
+    with psycopg.connect(admin, autocommit=True) as c:
+        for db in [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'replica_%'").fetchall()]:
+            try:
+                with psycopg.connect(url_with(admin, dbname=db), autocommit=True) as d:
+                    d.execute(f"REASSIGN OWNED BY {name} TO postgres; DROP OWNED BY {name}")
+            except psycopg.Error:
+                pass
+        c.execute(f"DROP ROLE IF EXISTS {name}")
+
+
 def run_sql(url: str, text: str, params=None) -> list[tuple]:
     """Run SQL directly (not through replicator) in autocommit; returns rows of the last statement, if any."""
     with psycopg.connect(url, autocommit=True) as conn:

@@ -11,7 +11,6 @@ import time
 import psycopg
 import pytest
 from copyhelp import kill, wait_until
-from test_copy_logic import role  # noqa: F401 - the fixture: a replica role without session_replication_role
 
 ROWS = 40_000
 CHECKSUM = "SELECT count(*), count(DISTINCT id), md5(string_agg(md5(t::text), '' ORDER BY id)) FROM msgs t"

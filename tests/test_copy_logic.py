@@ -4,7 +4,6 @@ by name inside each batch) and a role that may do neither (refused before anythi
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 
@@ -17,7 +16,6 @@ from replicator.cli import main
 from replicator.copy import copy_tables
 from replicator.errors import ReplicatorError
 
-_n = itertools.count()
 
 SCHEMA = """
 CREATE TABLE film (
@@ -41,26 +39,6 @@ FILL = """INSERT INTO film SELECT i, 'Film ' || i, 'about ' || i, to_tsvector('s
 
 def _master(master_url, sql_on):
     sql_on(master_url, "SET session_replication_role = replica;" + SCHEMA + FILL)
-
-
-@pytest.fixture
-def role(pg_servers):
-    """A login role on the replica server, dropped afterwards (roles are cluster-wide)."""
-    import psycopg
-
-    name = f"copier_{os.getpid()}_{next(_n)}"
-    admin = pg_servers[1].admin_url
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'pw'")
-    yield name
-    with psycopg.connect(admin, autocommit=True) as c:
-        for db in [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'replica_%'").fetchall()]:
-            try:
-                with psycopg.connect(url_with(admin, dbname=db), autocommit=True) as d:
-                    d.execute(f"REASSIGN OWNED BY {name} TO postgres; DROP OWNED BY {name}")
-            except psycopg.Error:
-                pass
-        c.execute(f"DROP ROLE IF EXISTS {name}")
 
 
 def _film_state(sql_on, url):

@@ -11,7 +11,6 @@ from copyhelp import both, same
 
 from replicator.copy import copy_tables
 from replicator.errors import ReplicatorError
-from test_copy_logic import role  # noqa: F401 - the fixture: a replica role without session_replication_role
 
 MOVES = [
     "DELETE FROM u WHERE id = 10",
