@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from conftest import _fresh_database, url_with
 from copyhelp import both, rows, same, xmins
-from test_copy_logic import role  # noqa: F401 - a fixture: a login role on the replica server
 
 from replicator.config import Config, TableConfig
 from replicator.copy import copy_tables
