@@ -328,13 +328,7 @@ class _Run:
         self.plan, self.bdir = plan, None
         if main or later:
             self.say(f"migrate: {len(main) + len(later)} statement(s)")
-            self.before_first_write()
-            bdir = self.bdir = self.out_dir / "reports" / "backups" / utc_stamp()
-            self.res.backup_dir = str(bdir)
-            steps = main + later
-            backup(s.replica, s.replica_url, bdir, self.replica, plan,
-                   [st.table for st in steps if st.classification == "destructive" and st.table],
-                   applied=[st.n for st in steps])
+            bdir = self.back_up(plan, main + later)
             applied = list(main)
             if main:
                 apply_steps(s.replica, main)
@@ -345,13 +339,13 @@ class _Run:
                     self.res.skipped.append({"step": st.n, "object": st.object, "sql": st.sql,
                                              "reason": "needs a step PostgreSQL refused"})
                     continue
-                try:
-                    apply_steps(s.replica, [st])
+                refused = self.apply_alone(st)
+                if refused is None:
                     applied.append(st)
-                except MigrationError as e:
+                else:
                     failed.add(st.n)
                     self.res.skipped.append({"step": st.n, "object": st.object, "sql": st.sql,
-                                             "reason": f"refused: {str(e).split(': ', 1)[-1]}"})
+                                             "reason": f"refused: {refused}"})
             if failed:  # the rollback file undoes exactly what was applied
                 write_text(bdir / "rollback.sql", plan.rollback_sql([st.n for st in applied]))
             self.res.skipped.sort(key=lambda x: x["step"])
@@ -360,6 +354,25 @@ class _Run:
             self.full_replica, self.digests["replica"], _ = read_side(s.replica, "replica", cfg, None, self.scope)
             self.master, self.replica = scoped(cfg, aopts, self.full_master, self.full_replica)
         self.lap("migrate")
+
+    def back_up(self, plan: Plan, steps: list[Step]) -> Path:
+        """Before the first schema change: mark the replica, and write the backup whose rollback.sql
+        undoes ``steps`` (the data of the tables a destructive one rewrites included)."""
+        self.before_first_write()
+        bdir = self.bdir = self.out_dir / "reports" / "backups" / utc_stamp()
+        self.res.backup_dir = str(bdir)
+        backup(self.s.replica, self.s.replica_url, bdir, self.replica, plan,
+               [st.table for st in steps if st.classification == "destructive" and st.table],
+               applied=[st.n for st in steps])
+        return bdir
+
+    def apply_alone(self, st: Step) -> str | None:
+        """Apply one step in its own transaction; why PostgreSQL refused it, or None."""
+        try:
+            apply_steps(self.s.replica, [st])
+        except MigrationError as e:
+            return str(e).split(": ", 1)[-1]
+        return None
 
     def migrate_after_copy(self) -> None:
         """Apply the held-back steps that only check rows and whose pre-check passes now that the copy
@@ -388,23 +401,18 @@ class _Run:
                 fit.append(st)
         if not fit:
             return
-        if self.bdir is None:  # no migration before the copy: the backup (and rollback.sql) comes now
-            self.before_first_write()
-            self.bdir = self.out_dir / "reports" / "backups" / utc_stamp()
-            self.res.backup_dir = str(self.bdir)
-            backup(r, self.s.replica_url, self.bdir, self.replica, plan, [], applied=[st.n for st in fit])
+        bdir = self.bdir or self.back_up(plan, fit)  # no migration before the copy: the backup comes now
         for st in fit:
             if any(n not in done for n in st.requires):
                 continue
-            try:
-                apply_steps(r, [st])
-            except MigrationError as e:
-                reasons[st.n]["reason"] = f"refused after the copy: {str(e).split(': ', 1)[-1]}"
+            refused = self.apply_alone(st)
+            if refused is not None:
+                reasons[st.n]["reason"] = f"refused after the copy: {refused}"
                 continue
             done.add(st.n)
             self.res.skipped.remove(reasons[st.n])
             self.res.applied.append({"step": st.n, "object": st.object, "sql": st.sql, "after_copy": True})
-        write_text(self.bdir / "rollback.sql", plan.rollback_sql(sorted(done)))  # undoes exactly what was applied
+        write_text(bdir / "rollback.sql", plan.rollback_sql(sorted(done)))  # undoes exactly what was applied
         self.full_replica, self.digests["replica"], _ = read_side(r, "replica", self.cfg, None, self.scope)
         self.lap("migrate after copy")
 

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from ..config import Policy
 from ..rowhash import range_checksum, row_hash
+from .logic import cascading_references
 from .models import Checkpoint
 from .plan import CopyError
 from .stream import copy_in, copy_out, pipe
@@ -51,7 +52,7 @@ def replace(tc: "TableCopy") -> None:
     res.mode = "replace"
     refs = [(t.key, c) for t in tc.ctx.replica_schema.tables.values() for c in t.foreign_keys
             if c.referenced_table == tp.replica.key and t.key != tp.replica.key]
-    cascading = [(k, c) for k, c in refs if (c.on_delete or "NO ACTION").upper() not in ("NO ACTION", "RESTRICT")]
+    cascading = [(k, c) for k, c in cascading_references(tc.ctx.replica_schema, tp.replica.key) if k != tp.replica.key]
     if cascading and not tc.ctx.logic.replication_role:
         names = ", ".join(f"{k}.{c.name} (ON DELETE {c.on_delete})" for k, c in cascading)
         raise CopyError(f"replace would empty {res.replica_table}, which {names} reference(s) with a cascading action; "

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ..introspect import Constraint, Schema
 from . import queries
 from .models import Orphans
 
@@ -40,6 +41,14 @@ class Firing:
     name: str
     state: str  # O | A | R
     owned: bool
+
+
+def cascading_references(schema: Schema, key: str) -> list[tuple[str, Constraint]]:
+    """The replica's foreign keys referencing table ``key`` (its own included) whose delete action
+    writes: CASCADE, SET NULL, SET DEFAULT. Deleting a row of ``key`` fires them unless
+    session_replication_role is replica. As (referencing table, constraint)."""
+    return [(t.key, c) for t in schema.tables.values() for c in t.foreign_keys
+            if c.referenced_table == key and (c.on_delete or "NO ACTION").upper() not in ("NO ACTION", "RESTRICT")]
 
 
 @dataclass

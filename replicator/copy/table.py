@@ -51,7 +51,7 @@ from .baseline import Baseline, MasterPoint
 from .compare import Comparer, KeyDiff
 from .delta import MAX_CANDIDATES, MOST_CANDIDATES, Delta
 from .keys import Intervals, Key, KeyRanges
-from .logic import ReplicaLogic
+from .logic import ReplicaLogic, cascading_references
 from .merge import MAX_CONFLICT_DETAILS, Stage
 from .models import Checkpoint, Conflict, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan
@@ -106,10 +106,7 @@ def _may_displace(ctx: RunContext, tp: TablePlan) -> bool:
     delete other tables' rows; the unique violation then stops the batch, as a rerun can say."""
     if not tp.unique_r:
         return False
-    if ctx.logic.replication_role:
-        return True
-    return not any(fk.referenced_table == tp.replica.key and fk.on_delete in ("CASCADE", "SET NULL", "SET DEFAULT")
-                   for t in ctx.replica_schema.tables.values() for fk in t.foreign_keys)
+    return ctx.logic.replication_role or not cascading_references(ctx.replica_schema, tp.replica.key)
 
 
 @dataclass
