@@ -349,15 +349,21 @@ def _options(params: dict, *ours: str) -> str:
     return " ".join([params.get("options") or os.environ.get("PGOPTIONS", ""), *ours]).strip()
 
 
-def batch(conn: psycopg.Connection, statements: list[tuple[Any, Any]], *, row_factory: Any = None) -> list[list]:
+def batch(conn: psycopg.Connection, statements: list[tuple[Any, ...]], *, row_factory: Any = None) -> list[list]:
     """Run independent statements with one round trip (psycopg's pipeline mode) and return each one's
     rows, in order. A distant master costs a round trip per statement otherwise; through a transaction
-    pooler, which pipelining is not relied on with, they run one after the other."""
-    kw = {"row_factory": row_factory} if row_factory is not None else {}
+    pooler, which pipelining is not relied on with, they run one after the other.
+
+    A statement is `(query, params)`, or `(query, params, row_factory)` to read its rows with a factory
+    of its own rather than `row_factory`'s (a caller's statements riding on another's batch)."""
+    def cursor(own: tuple) -> psycopg.Cursor:
+        factory = own[0] if own else row_factory
+        return conn.cursor(row_factory=factory) if factory is not None else conn.cursor()
+
     if getattr(conn, "pooled", False) or not psycopg.Pipeline.is_supported():
         out = []
-        for query, params in statements:
-            with conn.cursor(**kw) as cur:
+        for query, params, *own in statements:
+            with cursor(own) as cur:
                 cur.execute(query, params)
                 out.append(cur.fetchall() if cur.description else [])
         return out
@@ -366,8 +372,8 @@ def batch(conn: psycopg.Connection, statements: list[tuple[Any, Any]], *, row_fa
         try:
             with conn.pipeline():  # leaving it sends a Sync and waits for every result: one round trip
                 try:
-                    for query, params in statements:
-                        cur = conn.cursor(**kw)
+                    for query, params, *own in statements:
+                        cur = cursor(own)
                         cursors.append(cur)
                         cur.execute(query, params)
                 except BaseException as e:

@@ -49,7 +49,7 @@ TOOL_FUNCTIONS = frozenset({
     "pg_export_snapshot", "txid_current_snapshot", "pg_current_snapshot", "pg_snapshot_xmin", "pg_snapshot_xmax",
     "pg_relation_size", "pg_relation_filenode", "pg_column_size", "age",
     "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_sequence_last_value",
-    "pg_is_in_recovery", "pg_control_system", "pg_control_checkpoint", "clock_timestamp", "pg_partition_tree",
+    "pg_is_in_recovery", "pg_control_system", "pg_stat_clear_snapshot", "pg_control_checkpoint", "clock_timestamp", "pg_partition_tree",
     # hashing, masking and row comparison
     "hashtext", "hashtextextended", "jsonb_hash_extended", "md5", "sha256", "encode", "decode", "convert_to",
     "left", "right", "lpad", "rpad", "octet_length", "length", "lower", "upper", "replace", "substr",

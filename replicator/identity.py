@@ -116,19 +116,27 @@ def _on(value: str) -> bool:
     return str(value).lower() in ("on", "true", "1", "yes")
 
 
-def read_identity(conn: psycopg.Connection, side: str) -> ServerIdentity:
-    """Read one side's identity; leaves an idle connection idle (its transaction is committed). One
-    round trip: the query and its transaction's BEGIN and COMMIT go together (pipeline mode), which a
-    distant master notices."""
+def identity_statements(system_identifier: bool = True) -> list[tuple[str, None]]:
+    """The statements `read_identity` sends, for a caller that sends them in a batch of its own (a round
+    trip fewer to a distant master) and hands their rows to `read_identity`. They only read, and mean
+    the same inside a transaction. The system identifier's fails where EXECUTE on pg_control_system()
+    is revoked (some hosted services): the caller then sends them again without it."""
+    return [(load_sql("server_identity"), None)] + ([(load_sql("system_identifier"), None)] if system_identifier else [])
+
+
+def read_identity(conn: psycopg.Connection, side: str, rows: list[list] | None = None) -> ServerIdentity:
+    """Read one side's identity, or build it from `rows` (the results of `identity_statements()` sent by
+    the caller); leaves an idle connection idle (its transaction is committed). One round trip: the query
+    and its transaction's BEGIN and COMMIT go together (pipeline mode), which a distant master notices."""
     address = _address(conn)
     try:
-        try:
-            ident, found = _read(conn, [load_sql("server_identity"), load_sql("system_identifier")])
-            sysid: str | None = found[0][0] if found else None
-        except psycopg.errors.InsufficientPrivilege:
-            # EXECUTE on pg_control_system() revoked (some hosted services): the probe decides alone
-            (ident,) = _read(conn, [load_sql("server_identity")])
-            sysid = None
+        if rows is None:
+            try:
+                rows = _read(conn, identity_statements())
+            except psycopg.errors.InsufficientPrivilege:
+                rows = _read(conn, identity_statements(system_identifier=False))
+        ident, *found = rows
+        sysid: str | None = found[0][0][0] if found and found[0] else None
         row = ident[0] if ident else None
         assert row is not None
         oid, database, in_recovery, default_ro, txn_ro, has_marker, has_bookkeeping = row
@@ -151,14 +159,14 @@ def read_identity(conn: psycopg.Connection, side: str) -> ServerIdentity:
                           bool(has_marker), bool(has_bookkeeping), marker)
 
 
-def _read(conn: psycopg.Connection, statements: list[str]) -> list[list]:
+def _read(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list]:
     """Run reads in one round trip and leave an idle connection idle: on an autocommit connection each
     statement is its own transaction; otherwise the transaction psycopg opens is ended after them."""
     from .connect import batch
 
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     try:
-        return batch(conn, [(q, None) for q in statements])
+        return batch(conn, statements)
     finally:
         if idle and not conn.autocommit and not conn.closed:
             conn.rollback()
@@ -175,15 +183,17 @@ def replica_marker(conn: psycopg.Connection) -> ReplicaMarker | None:
 
 def same_session_probe(master_conn: psycopg.Connection, replica_conn: psycopg.Connection) -> bool:
     """True when the replica connection's session is visible in the master database's pg_stat_activity,
-    i.e. both connections reach the same database. Both connections must be idle."""
+    i.e. both connections reach the same database. The replica must be idle; the master may be inside a
+    read-only transaction of the caller's."""
     nonce = f"replicator-probe-{uuid.uuid4().hex}"
     set_name = "SELECT pg_catalog.set_config('application_name', %s, false)"
     with replica_conn.transaction():
         replica_conn.execute(set_name, (nonce,))
     try:
-        # A fresh master transaction: pg_stat_activity is read once per transaction.
-        with master_conn.transaction():
-            row = master_conn.execute(load_sql("same_session_probe"), (nonce,)).fetchone()
+        # pg_stat_activity is read once per transaction and kept: the snapshot is dropped first, as the
+        # master's transaction may have read it before the replica took the name
+        _, (row,) = _read(master_conn, [("SELECT pg_catalog.pg_stat_clear_snapshot()", None),
+                                        (load_sql("same_session_probe"), (nonce,))])
     finally:
         with replica_conn.transaction():
             replica_conn.execute(set_name, (APPLICATION_NAME,))
@@ -191,12 +201,13 @@ def same_session_probe(master_conn: psycopg.Connection, replica_conn: psycopg.Co
 
 
 def check_pair(master_conn: psycopg.Connection, replica_conn: psycopg.Connection, *,
-               allow_new_master: bool = False, mark: bool = False) -> CheckedPair:
+               allow_new_master: bool = False, mark: bool = False, master: ServerIdentity | None = None) -> CheckedPair:
     """Read both identities and refuse (IdentityError, one line) a pair that is not a master and a
     distinct replica. With `mark=True` (a command about to write), also refuse a read-only replica and
-    record the master in the replica's marker. Call it right after connecting, both connections idle;
-    it leaves them idle."""
-    m = read_identity(master_conn, "master")
+    record the master in the replica's marker. Call it right after connecting, the replica idle; it
+    leaves it idle. The master's identity is read here unless given (`master`: read by the caller with
+    `identity_query()`); the master connection may then be inside the caller's read-only transaction."""
+    m = master or read_identity(master_conn, "master")
     r = read_identity(replica_conn, "replica")
     same_cluster = bool(m.system_identifier and m.system_identifier == r.system_identifier)
     if same_cluster and m.database_oid == r.database_oid:
@@ -295,5 +306,5 @@ def check_plan_target(config: Any, replica_conn: psycopg.Connection) -> None:
 
 
 __all__ = ["ServerIdentity", "ReplicaMarker", "CheckedPair", "read_identity", "check_pair", "mark_replica",
-           "refuse_read_only", "check_replica_alone", "check_plan_target", "same_session_probe",
+           "refuse_read_only", "check_replica_alone", "identity_statements", "check_plan_target", "same_session_probe",
            "REPLICA_OF_NEW_MASTER_FLAG"]

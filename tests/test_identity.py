@@ -184,6 +184,34 @@ def test_system_identifier_unreadable_falls_back_to_the_session_probe(logged_ser
         run_sql(logged_server.admin_url, "DROP ROLE IF EXISTS plain_reader")
 
 
+def test_copy_without_the_system_identifier_still_refuses_the_masters_own_database(logged_server, logged_master_url,
+                                                                                  tmp_path):
+    """copy reads the master's identity in the batch that opens its snapshot, so the session probe runs
+    inside that transaction: it still finds the replica's session, and a different database still copies."""
+    run_sql(logged_master_url, SCHEMA + "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC; "
+                               "DROP ROLE IF EXISTS plain_reader; CREATE ROLE plain_reader LOGIN PASSWORD 'Reader-pw-1'; "
+                               "GRANT SELECT ON items TO plain_reader; "
+                               f"GRANT CONNECT ON DATABASE \"{conninfo_to_dict(logged_master_url)['dbname']}\" TO plain_reader")
+    plain = url_with(logged_master_url, user="plain_reader", password="Reader-pw-1")
+    other = url_with(logged_master_url, dbname="postgres")
+    try:
+        since = logged_server.log_offset()
+        res = run_cli("copy", "--table", "items", "--master", plain, "--replica", url_with(logged_master_url, host="localhost"),
+                      "--out-dir", str(tmp_path), cwd=tmp_path)
+        assert_refused(res, r"is the master's own database")
+        assert_master_not_written(logged_server, conninfo_to_dict(logged_master_url)["dbname"], since)
+        run_sql(other, "DROP TABLE IF EXISTS items; DROP SCHEMA IF EXISTS _replicator CASCADE; "
+                       "CREATE TABLE items (id int PRIMARY KEY, name text)")
+        res = run_cli("copy", "--table", "items", "--master", plain, "--replica", other, "--out-dir", str(tmp_path),
+                      cwd=tmp_path)
+        assert res.code == 0, res.stderr
+        assert run_sql(other, "SELECT count(*) FROM items") == [(50,)]
+    finally:
+        run_sql(other, "DROP TABLE IF EXISTS items; DROP SCHEMA IF EXISTS _replicator CASCADE")
+        run_sql(logged_master_url, "GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC; DROP OWNED BY plain_reader")
+        run_sql(logged_server.admin_url, "DROP ROLE IF EXISTS plain_reader")
+
+
 def test_a_promoted_copy_of_the_master_is_a_legitimate_replica(logged_server, logged_master_url, tmp_path):
     """Same system identifier and database OID, but a different server (a standby promoted to a dev
     database): the probe finds no shared session, so it may be written."""

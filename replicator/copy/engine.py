@@ -7,7 +7,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import psycopg
 from psycopg import sql
@@ -17,7 +17,7 @@ from ..config import Config, Policy
 from ..connect import batch, describe, error_side, is_transaction_pooler, open_master, open_replica, parse_conninfo
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
-from ..introspect import Schema, Table, introspect
+from ..introspect import Ahead, Schema, Table, introspect
 from ..rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, render_settings_query
 from ..selection import Selection
 from ..sequences import advance, sequence_uses
@@ -143,16 +143,11 @@ def copy_tables(
 def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResult, pool, held: list[TableLocks], *,
          tables, all_tables, policy, batch_size, restart, incremental, dry_run, progress, checksum_skip, jobs,
          guard, selection, in_snapshot, openers: Openers | None) -> None:
-    # Which server is which, before anything else: never the master's own database, nor a standby of
-    # it, nor a database that is itself a replica used as the master (the marker is written later,
-    # once the pre-flight pass has found nothing wrong, right before the first write).
-    pair = identity.check_pair(master, replica, allow_new_master=cfg.replica_of_new_master)
-    if not dry_run:
-        identity.refuse_read_only(pair.replica)
     # One transaction holds the snapshot for the whole run; with only this connection reading the
     # master, no pg_export_snapshot is needed, which also works through a transaction pooler. The
     # session is in autocommit and the transaction is opened by a plain BEGIN, so it goes to the server
-    # with the pinned rendering and the settings read back: one round trip.
+    # with the pinned rendering, the settings read back, the master's identity and the introspection:
+    # one round trip.
     pooled = getattr(master, "pooled", False)
     if jobs > 1 and pooled:
         result.notes.append("a transaction pooler cannot share a snapshot between sessions: --jobs ignored, one connection")
@@ -167,7 +162,23 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     key = mask_key(cfg)
     if key:  # read by the masked columns' expressions: never part of a statement's text
         first.append(set_key(key))
-    _begin, _pin, (now,), (rendered,), *more = batch(master, first)
+    # the statements ending the master introspection's savepoint ride on the next master batch
+    closing: list = []
+
+    def close_introspection() -> None:
+        if closing:
+            batch(master, closing)
+            closing.clear()
+
+    uncounted: list[Table] = []
+    mschema, (_begin, _pin, (now,), (rendered,), *more), master_identity = _open_snapshot(
+        master, first, schemas=cfg.schemas, defer_close=closing, defer_counts=uncounted)
+    # Which server is which, before anything touches the replica: never the master's own database, nor a
+    # standby of it, nor a database that is itself a replica used as the master (the marker is written
+    # later, once the pre-flight pass has found nothing wrong, right before the first write).
+    pair = identity.check_pair(master, replica, allow_new_master=cfg.replica_of_new_master, master=master_identity)
+    if not dry_run:
+        identity.refuse_read_only(pair.replica)
     point = more.pop(0)[0] if baselines_apply else None
     snapshot = more.pop(0)[0][0] if jobs > 1 else None
     result.snapshot_at = now[0]
@@ -180,17 +191,6 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     pooled_replica = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
     # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables, and of
     # the never analyzed ones (`uncounted`) only those the run copies, counted by the pre-flight
-    # the statements ending the master introspection's savepoint ride on the next master batch
-    closing: list = []
-
-    def close_introspection() -> None:
-        if closing:
-            batch(master, closing)
-            closing.clear()
-
-    uncounted: list[Table] = []
-    mschema = introspect(master, schemas=cfg.schemas, count_threshold=0, tables_only=True, defer_close=closing,
-                         defer_counts=uncounted)
     rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0, tables_only=True, defer_counts=[])
     replica.commit()
     if in_snapshot is not None:
@@ -265,6 +265,25 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if logic.replication_role:
         copied = {tp.replica.key for tp in plans}
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
+
+
+def _open_snapshot(master: psycopg.Connection, first: list[tuple[Any, Any]], **introspection: Any,
+                   ) -> tuple[Schema, list[list], identity.ServerIdentity]:
+    """Send `first` (the statements opening the run's transaction), the master's identity and the
+    master's introspection together; return the schema, `first`'s rows and the identity."""
+    for system_identifier in (True, False):
+        opening = Ahead(first + identity.identity_statements(system_identifier))
+        try:
+            mschema = introspect(master, count_threshold=0, tables_only=True, ahead=opening, **introspection)
+        except psycopg.errors.InsufficientPrivilege:
+            if not system_identifier:
+                raise
+            # EXECUTE on pg_control_system() revoked (some hosted services): the whole batch failed with
+            # it, so the transaction is begun again without it (the identity check then probes sessions)
+            master.execute("ROLLBACK")
+            continue
+        break
+    return mschema, opening.rows[:len(first)], identity.read_identity(master, "master", opening.rows[len(first):])
 
 
 def _run_jobs(ctx: RunContext, plans: list[TablePlan], rschema: Schema, enforce_fks: bool, openers: Openers, *,

@@ -6,6 +6,7 @@
 
 from .core import (
     DEFAULT_SCHEMAS,
+    Ahead,
     EXCLUDED_SCHEMAS,
     MANAGED_SCHEMAS,
     REPLICATOR_SCHEMA,
@@ -45,6 +46,7 @@ from .models import (
 )
 
 __all__ = [
+    "Ahead",
     "DEFAULT_SCHEMAS",
     "EXCLUDED_SCHEMAS",
     "MANAGED_SCHEMAS",

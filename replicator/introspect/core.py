@@ -10,12 +10,13 @@ that every name in types and definitions comes out schema-qualified.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence as Seq
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from ..connect import batch
 from . import queries
@@ -82,6 +83,17 @@ EXCLUDED_SCHEMAS: frozenset[str] = MANAGED_SCHEMAS | SYSTEM_SCHEMAS | {REPLICATO
 _COUNT_CHUNK = 500
 
 
+@dataclass
+class Ahead:
+    """Statements of the caller's that open its transaction (a BEGIN first) and go to the server in
+    the introspection's first batch, a round trip fewer to a distant master; the introspection then
+    reads inside that transaction, in a savepoint. `rows` receives each statement's rows (tuples), in
+    order."""
+
+    statements: list[tuple[Any, Any]]
+    rows: list[list] = field(default_factory=list)
+
+
 def introspect(
     conn: psycopg.Connection,
     schemas: Iterable[str] | None = None,
@@ -92,6 +104,7 @@ def introspect(
     tables_only: bool = False,
     defer_close: list[tuple[Any, Any]] | None = None,
     defer_counts: list[Table] | None = None,
+    ahead: Ahead | None = None,
 ) -> Schema:
     """Introspect ``conn``'s database.
 
@@ -106,6 +119,7 @@ def introspect(
     sends them first in its next batch, a round trip fewer to a distant master. ``defer_counts`` (a list)
     receives the tables that would be counted instead of counting them (they get no row count): a caller
     that needs only some of them counts those (:func:`count_statements`), and never scans the others.
+    ``ahead`` (:class:`Ahead`): the caller's statements opening its transaction, sent first.
 
     Besides the compared schemas' objects, the result holds their dependencies (``pg_depend``),
     the cluster's roles, the extensions the server could install, and what the compared schemas use
@@ -117,13 +131,14 @@ def introspect(
     # read, and rolling back restores the caller's settings it pinned. Its BEGIN/SAVEPOINT, the pins,
     # the server facts and every catalog query of a round go to the server together (`batch`), so a
     # distant master costs a few round trips, not one per query.
-    bracket = _Bracket(conn, defer_close)
+    bracket = _Bracket(conn, defer_close, opened=ahead is not None)
+    lead = [(q, p, tuple_row) for q, p in ahead.statements] if ahead else []
     try:
-        head = bracket.opening() + [(queries.load("settings"), None), (queries.load("server"), None)]
+        head = lead + bracket.opening() + [(queries.load("settings"), None), (queries.load("server"), None)]
         if all_schemas:
-            *_, server_rows, schema_rows = batch(conn, head + [(queries.load("all_schemas"),
-                                                               {"excluded": sorted(EXCLUDED_SCHEMAS)})],
-                                                 row_factory=dict_row)
+            *first, server_rows, schema_rows = batch(conn, head + [(queries.load("all_schemas"),
+                                                                   {"excluded": sorted(EXCLUDED_SCHEMAS)})],
+                                                     row_factory=dict_row)
             names = [r["name"] for r in schema_rows]
             head = []
         else:
@@ -134,6 +149,9 @@ def introspect(
         results = batch(conn, head + [(queries.load(n), params) for n in kinds], row_factory=dict_row)
         if head:
             server_rows = results[len(head) - 1]
+            first = results[:len(head)]
+        if ahead:
+            ahead.rows = first[:len(lead)]
         fetched = dict(zip(kinds, results[len(head):]))
 
         def rows(name: str) -> list[dict[str, Any]]:
@@ -186,10 +204,11 @@ class _Bracket:
 
     NAME = "_replicator_introspect"
 
-    def __init__(self, conn: psycopg.Connection, deferred: list[tuple[Any, Any]] | None = None):
+    def __init__(self, conn: psycopg.Connection, deferred: list[tuple[Any, Any]] | None = None, opened: bool = False):
+        """`opened`: the caller's transaction is opened by statements sent just before the bracket's."""
         self.conn, self.deferred = conn, deferred
         status = conn.info.transaction_status
-        if status == TransactionStatus.INTRANS:
+        if opened or status == TransactionStatus.INTRANS:
             self.open, self.end = f"SAVEPOINT {self.NAME}", [f"ROLLBACK TO SAVEPOINT {self.NAME}", f"RELEASE SAVEPOINT {self.NAME}"]
         elif conn.autocommit:
             self.open, self.end = "BEGIN", ["ROLLBACK"]

@@ -1,0 +1,54 @@
+"""Round trips to a distant master: what a run costs in waits, whatever the table's size.
+
+The master is reached through `turns.TurnCounter`, a proxy that delays its answers and counts each
+time the client speaks again after one arrived. A connection's own turns (startup, authentication,
+goodbye) are measured on a bare connection through the same proxy and taken off.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from replicator.copy import copy_tables
+from turns import TurnCounter
+
+
+@pytest.fixture
+def far(master_url):
+    """Open a counting proxy to the master: yields (proxy, its URL, a connection's own turns)."""
+    p = conninfo_to_dict(master_url)
+    with TurnCounter(p.get("host") or "127.0.0.1", int(p["port"])) as proxy:
+        url = make_conninfo(master_url, host="127.0.0.1", port=str(proxy.port), sslmode="disable")
+        psycopg.connect(url).close()
+        yield proxy, url, proxy.turns[0]
+
+
+def _run_turns(proxy: TurnCounter, connection: int) -> list[int]:
+    return [n - connection for n in proxy.turns[1:]]
+
+
+def test_an_unchanged_table_resyncs_in_three_round_trips(far, master_url, replica_url, sql_on):
+    # one to open the snapshot (identity, settings, catalog), one for the pre-flight's questions about
+    # the tables, one for the table's baseline comparison; nothing per row, batch or range
+    ddl = "CREATE TABLE t (id bigint PRIMARY KEY, v text)"
+    sql_on(master_url, ddl + "; INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 20000) i; ANALYZE t")
+    sql_on(replica_url, ddl)
+    proxy, url, connection = far
+    copy_tables(master_url, replica_url, ["t"], policy="master-wins")
+    res = copy_tables(url, replica_url, ["t"], policy="master-wins").tables[0]
+    assert (res.inserted, res.updated, res.deleted, res.unchanged) == (0, 0, 0, 20000)
+    assert _run_turns(proxy, connection) == [3]
+
+
+def test_a_copy_into_an_empty_table_waits_once_per_batch_at_most(far, master_url, replica_url, sql_on):
+    # the snapshot and pre-flight as above; then each batch's COPY is started on the master while the
+    # replica still writes the one before, so batches cost no more than one wait each
+    ddl = "CREATE TABLE e (id bigint PRIMARY KEY, v text)"
+    sql_on(master_url, ddl + "; INSERT INTO e SELECT i, repeat('x', 100) FROM generate_series(1, 6000) i; ANALYZE e")
+    sql_on(replica_url, ddl)
+    proxy, url, connection = far
+    res = copy_tables(url, replica_url, ["e"], batch_size=1000).tables[0]
+    assert res.inserted == 6000 and res.batches >= 4
+    assert _run_turns(proxy, connection)[0] <= 2 + res.batches
