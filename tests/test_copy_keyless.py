@@ -51,6 +51,18 @@ def test_non_empty_keyless_table_ends_equal_with_duplicates(master_url, replica_
     assert (again.inserted, again.deleted, again.skipped_rows) == (0, 0, 1003)
 
 
+@pytest.mark.parametrize("policy", ["mirror", "master-wins"])
+def test_keyless_columns_named_like_the_comparisons_own(master_url, replica_url, sql_on, policy):
+    both(sql_on, master_url, replica_url, 'CREATE TABLE logs (msg text, n int, h bigint, "_replicator_h" int, ctid_ text)')
+    sql_on(master_url, "INSERT INTO logs SELECT 'm' || i, i, i * 2, i, 'c' FROM generate_series(1, 50) i")
+    sql_on(replica_url, "INSERT INTO logs SELECT 'm' || i, i, i * 2, i, 'c' FROM generate_series(1, 20) i")
+    if policy == "mirror":
+        sql_on(replica_url, "INSERT INTO logs VALUES ('local', 0, 0, 0, 'x')")
+    t = copy_tables(master_url, replica_url, ["logs"], policy=policy).tables[0]
+    assert t.inserted == 30 and t.deleted == (1 if policy == "mirror" else 0)
+    assert same(sql_on, master_url, replica_url, "logs")
+
+
 def test_keyless_master_wins_adds_what_is_missing_and_fail_refuses(master_url, replica_url, sql_on):
     both(sql_on, master_url, replica_url, LINKS)
     _fill_master(sql_on, master_url)

@@ -133,10 +133,13 @@ def copy_keyless(tc: "TableCopy") -> None:
             "SELECT x.tableoid, x.ctid FROM (SELECT t.tableoid, t.ctid, {ht} AS h, row_number() OVER (PARTITION BY {ht}) AS n FROM {t} t) x "
             "LEFT JOIN (SELECT {hs} AS h, count(*) AS n FROM {s} s GROUP BY 1) y ON y.h = x.h "
             "WHERE x.n > coalesce(y.n, 0)").format(ht=h_t, hs=h_s, t=tp.rfrom, s=stage)
+        # the stage's rows by ctid, like the replica's above: its columns (the user's names) never meet
+        # the comparison's own in one select list
         lacking = sql.SQL(
-            "SELECT {c} FROM (SELECT s.*, {hs} AS _replicator_h, row_number() OVER (PARTITION BY {hs}) AS _replicator_n FROM {s} s) x "
-            "LEFT JOIN (SELECT {ht} AS h, count(*) AS n FROM {t} t GROUP BY 1) y ON y.h = x._replicator_h "
-            "WHERE x._replicator_n > coalesce(y.n, 0)").format(c=cols, hs=h_s, s=stage, ht=h_t, t=tp.rfrom)
+            "SELECT {c} FROM {s} WHERE ctid IN (SELECT x.ctid FROM (SELECT s.ctid, {hs} AS h, "
+            "row_number() OVER (PARTITION BY {hs}) AS n FROM {s} s) x "
+            "LEFT JOIN (SELECT {ht} AS h, count(*) AS n FROM {t} t GROUP BY 1) y ON y.h = x.h "
+            "WHERE x.n > coalesce(y.n, 0))").format(c=cols, hs=h_s, s=stage, ht=h_t, t=tp.rfrom)
         n_extra = r.execute(sql.SQL("SELECT count(*) FROM ({}) e").format(extra)).fetchone()[0]
         n_lacking = r.execute(sql.SQL("SELECT count(*) FROM ({}) l").format(lacking)).fetchone()[0]
         if policy == Policy.FAIL and (n_extra or n_lacking):
