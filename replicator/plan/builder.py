@@ -124,9 +124,11 @@ class Builder:
         self.triggers()
         self.policies()
         self.views()
+        # before comments: an object recreated because it depends on a change gets its comment with its
+        # CREATE, not a COMMENT of its own between the DROP and the CREATE
+        self.drop_dependents()
         self.comments()
         self.grants()
-        self.drop_dependents()
         steps = self.g.ordered_steps()
         from .sqltext import parse_statement
         for s in steps:
@@ -426,8 +428,20 @@ class Builder:
             s = self.r.sequences[c.object]
             if s.owned_by_table and s.owned_by_table in self.extra_tables:
                 continue  # goes with its table
+            if self.serial_becoming_identity(s):
+                continue  # dropped by the column's change, before its identity takes the name
             obj = SequenceObj(s)
             self.step(CLEANUP, obj.ref, "drop sequence", obj.drop(), obj.create(), "destructive", "only on the replica")
+
+    def serial_becoming_identity(self, s: Sequence) -> bool:
+        """``s`` (a replica sequence) feeds a serial column that is an identity column on the master."""
+        mt = self.m.tables.get(s.owned_by_table or "")
+        rt = self.r.tables.get(s.owned_by_table or "")
+        mcol = mt.columns.get(s.owned_by_column or "") if mt else None
+        rcol = rt.columns.get(s.owned_by_column or "") if rt else None
+        kept = self.m.sequences.get(s.key)  # the master's plain sequence of that name, which the replica keeps
+        return bool(not s.identity and mcol and rcol and mcol.identity and not rcol.identity
+                    and (kept is None or kept.identity))
 
     def owned_by(self, s: Sequence, r: Sequence | None) -> None:
         ref: Ref = ("owned", s.key, None)
@@ -799,6 +813,12 @@ class Builder:
             if rcol.identity:
                 add(f"{alter} SET GENERATED {mcol.identity.upper()}", f"{alter} SET GENERATED {rcol.identity.upper()}")
             else:
+                # serial -> identity: the serial's own sequence goes first (its name is often the one
+                # the identity's sequence takes); the column's default, which used it, is dropped above
+                for old in self.r.sequences.values():
+                    if old.owned_by_table == k and old.owned_by_column == rname and self.serial_becoming_identity(old):
+                        add(SequenceObj(old).drop(), SequenceObj(old).create(),
+                            reason="the serial's sequence, replaced by the identity's")
                 max_q = f"SELECT count(*) FROM {k} WHERE {quote(rname)} IS NOT NULL"
                 add(f"{alter} ADD {ColumnDef(t, mcol, self.m).identity_clause(mcol.identity)}", f"{alter} DROP IDENTITY",
                     "data-dependent", "the identity starts at its START value: values already in the column may collide "

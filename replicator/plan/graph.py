@@ -194,5 +194,10 @@ class PlanGraph:
             if kind in ("table", "view"):
                 g.add(n.id, [(tier, (k, key, nm)) for (t, (k, kk, nm)) in self.nodes
                              if t == tier and kk == key and k in NESTED_KINDS])
+            elif kind == "column":
+                # an index, constraint, trigger or policy of the table may be on the column: dropping
+                # the column first would drop it along, and its own DROP would then fail
+                g.add(n.id, [(tier, (k, key, nm)) for (t, (k, kk, nm)) in self.nodes
+                             if t == tier and kk == key and k in NESTED_KINDS and k != "column"])
             if kind == "schema":
                 g.add(n.id, [m.id for m in nodes if m.schema == key and m.id != n.id])
