@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from replicator.cli import main
@@ -44,6 +45,34 @@ def test_destructive_needs_flag_and_is_backed_up(master_url, replica_url, sql_on
     assert data.split() == ["7", "8"]
     assert "precious" in (backups[-1] / "data" / "public.keep.copy").read_text()
     assert "CREATE TABLE public.old" in (backups[-1] / "schema.sql").read_text()
+
+
+@pytest.mark.parametrize("master,replica,waiting", [
+    # a developer's own view over a column whose type changes
+    ("CREATE TABLE t (id int PRIMARY KEY, a bigint)",
+     "CREATE TABLE t (id int PRIMARY KEY, a int); CREATE VIEW dev_view AS SELECT id, a FROM t",
+     "public.t.a: needs skipped destructive step"),
+    # a new partition whose bounds overlap a partition only the replica has
+    ("CREATE TABLE s (id int, v text) PARTITION BY LIST (v); CREATE TABLE s_ab PARTITION OF s FOR VALUES IN ('a', 'b')",
+     "CREATE TABLE s (id int, v text) PARTITION BY LIST (v); CREATE TABLE s_a_local PARTITION OF s FOR VALUES IN ('a')",
+     "public.s_ab: needs skipped destructive step"),
+    # the parent's replica-only index would be cloned onto a new partition, under a name the master uses
+    ("CREATE TABLE p (d date, c int) PARTITION BY RANGE (d); "
+     "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM ('2022-01-01') TO ('2022-02-01'); CREATE INDEX p1_c_idx ON p1 (c)",
+     "CREATE TABLE p (d date, c int) PARTITION BY RANGE (d); CREATE INDEX p_c ON p (c)",
+     "public.p1: needs skipped destructive step"),
+], ids=["view-over-retyped-column", "overlapping-partition", "cloned-index"])
+def test_steps_in_the_way_of_a_skipped_drop_wait_for_it(master_url, replica_url, sql_on, tmp_path, master, replica,
+                                                         waiting):
+    sql_on(master_url, master)
+    sql_on(replica_url, replica)
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert waiting in res.output
+    res = _run(master_url, replica_url, tmp_path, "--allow-destructive")
+    assert res.exit_code == 0, res.output
+    again = _run(master_url, replica_url, tmp_path, "--allow-destructive")
+    assert again.exit_code == 0 and "nothing to do" in again.output, again.output
 
 
 def test_failing_precheck_stops_with_one_line(master_url, replica_url, sql_on, tmp_path):

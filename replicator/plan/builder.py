@@ -124,6 +124,7 @@ class Builder:
         self.triggers()
         self.policies()
         self.views()
+        self.partitions_wait_for_local_drops()
         # before comments: an object recreated because it depends on a change gets its comment with its
         # CREATE, not a COMMENT of its own between the DROP and the CREATE
         self.drop_dependents()
@@ -635,6 +636,21 @@ class Builder:
                                      table=rt.key))
         self.recreate_owned_sequences()
 
+    def partitions_wait_for_local_drops(self) -> None:
+        """A new partition's bounds may overlap those of a partition only the replica has, and the
+        parent's indexes only the replica has would be cloned onto it (taking names the master's own
+        indexes of the partition may have): it waits for those drops, and is skipped with them."""
+        for t in [self.m.tables[k] for k in sorted(self.new_tables) if k in self.m.tables]:
+            if not t.partition_of or t.partition_of in self.new_tables:
+                continue
+            local = [step for rt in self.r.tables.values() if rt.partition_of == t.partition_of
+                     and rt.key not in self.m.tables for step in self.dropped.get(("table", rt.key, None), [])]
+            local += [step for (kind, key, _), steps in self.dropped.items() if kind == "index" and key == t.partition_of
+                      for step in steps]
+            created = self.g.steps_of(CREATE, ("table", t.key, None))
+            if local and created:
+                self.g.require(created[0], *local)
+
     def recreate_owned_sequences(self) -> None:
         """DROP TABLE also drops the sequences its columns own (serial): those the master has are
         created again, from the master's definition."""
@@ -1133,6 +1149,9 @@ class Builder:
             return None  # goes with its table
         ref: Ref = (kind, key, None if kind in ("view", "function", "type", "table", "sequence") else name)
         if ref in self.dropped:
+            # dropped anyway (say, only on the replica): the change must wait for that drop, and is
+            # skipped with it when the drop is (a destructive step without --allow-destructive)
+            self.g.require(cause, self.dropped[ref][0])
             return None
         why = f"depends on what step {{n}} changes; recreated from the master's definition"
         if kind == "view":
