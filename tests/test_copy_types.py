@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from replicator.copy import copy_tables
+from replicator.errors import ReplicatorError
 from replicator.rowhash import row_hash
 
 from copyhelp import both, same, xmins
@@ -133,6 +134,32 @@ def test_enum_and_composite_arrays_with_different_type_oids(master_url, replica_
     t = copy_tables(master_url, replica_url, ["people"], policy="master-wins", batch_size=100).tables[0]
     assert t.updated == 1
     assert same(sql_on, master_url, replica_url, "people")
+
+
+@pytest.mark.parametrize("replica_ddl", [
+    # migrate appends the master's new column: the table's row type lists it last
+    "CREATE TABLE docs (id int PRIMARY KEY, author text); ALTER TABLE docs ADD COLUMN title text;"
+    "CREATE TABLE snap (id int PRIMARY KEY, d docs, ds docs[])",
+    # the same one level down: a composite type holding the row type, in a domain
+    "CREATE TABLE docs (id int PRIMARY KEY, author text); ALTER TABLE docs ADD COLUMN title text;"
+    "CREATE TYPE wrap AS (inner_doc docs); CREATE DOMAIN wrapped AS wrap; CREATE TABLE snap (id int PRIMARY KEY, d wrapped)",
+], ids=["row-type", "nested-in-a-domain"])
+def test_composite_values_whose_attributes_the_replica_orders_otherwise_are_refused(master_url, replica_url, sql_on,
+                                                                                  replica_ddl):
+    nested = "wrap" in replica_ddl
+    sql_on(master_url, "CREATE TABLE docs (id int PRIMARY KEY, title text, author text);"
+                       + ("CREATE TYPE wrap AS (inner_doc docs); CREATE DOMAIN wrapped AS wrap;"
+                          "CREATE TABLE snap (id int PRIMARY KEY, d wrapped);"
+                          "INSERT INTO snap VALUES (1, ROW(ROW(1, 'hello', 'alice')::docs)::wrap)" if nested else
+                          "CREATE TABLE snap (id int PRIMARY KEY, d docs, ds docs[]);"
+                          "INSERT INTO snap VALUES (1, ROW(1, 'hello', 'alice')::docs, NULL)"))
+    sql_on(replica_url, replica_ddl)
+    with pytest.raises(ReplicatorError, match=r"snap\.d holds composite values .*master public\.docs\(id, title, author\).*"
+                                              r"replica public\.docs\(id, author, title\)"):
+        copy_tables(master_url, replica_url, ["snap"])
+    assert sql_on(replica_url, "SELECT count(*) FROM snap") == [(0,)]
+    # docs itself copies: its own columns are matched by name
+    copy_tables(master_url, replica_url, ["docs"])
 
 
 TYPE_ZOO = """

@@ -70,10 +70,10 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         results = batch(master, head + [
             (queries.load("binary_unsafe"), {"tables": mkeys}), (DEFAULT_COLLATION_SQL, None),
             (queries.load("master_access"), {"tables": mkeys}), (queries.load("relation_storage"), {"tables": mkeys}),
-            (queries.load("heaps"), {"tables": mkeys})] + counting,
+            (queries.load("heaps"), {"tables": mkeys}), (queries.load("composite_layout"), {"tables": mkeys})] + counting,
             row_factory=dict_row)
-        unsafe_rows, collation, readable_rows, mstorage, heap_rows = results[len(head):len(head) + 5]
-        mschema.row_counts.update(read_counts(to_count, results[len(head) + 5:]))
+        unsafe_rows, collation, readable_rows, mstorage, heap_rows, mlayout = results[len(head):len(head) + 6]
+        mschema.row_counts.update(read_counts(to_count, results[len(head) + 6:]))
         if first:
             first.clear()
         unsafe: dict[str, set[str]] = {}
@@ -88,6 +88,8 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
                                     binary_unsafe=unsafe.get(mt.key, set()), key_collations_differ=differ))
         access = {r["table"]: r for r in _rows(replica, queries.load("table_access"), {"tables": rkeys})}
         rstorage = {r["table"]: r["storage"] or "" for r in _rows(replica, queries.load("relation_storage"), {"tables": rkeys})}
+        layouts = {(r["table"], r["column_name"]): r["layout"] for r in mlayout}, {
+            (r["table"], r["column_name"]): r["layout"] for r in _rows(replica, queries.load("composite_layout"), {"tables": rkeys})}
         mstored = {r["table"]: r["storage"] or "" for r in mstorage}
         heaps: dict[str, list[Heap]] = {k: [] for k in mkeys}
         for r in heap_rows:
@@ -107,6 +109,7 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
             problems += _table_problems(tp, rschema, bool(has_rows), access[tp.replica.key], readable[tp.master.key],
                                         incremental=incremental, dry_run=dry_run, restart=restart,
                                         checkpoint=checkpoints.get(tp.replica_label))
+            problems += _composite_problems(tp, *layouts)
         if logic is not None:
             problems += logic.problems()
         if not dry_run and not replica.execute(
@@ -122,6 +125,20 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         listed = "; ".join(f"{i}) {p}" for i, p in enumerate(problems, 1)) if len(problems) > 1 else problems[0]
         raise CopyError(f"nothing was copied: {listed}")
     return plans
+
+
+def _composite_problems(tp: TablePlan, master: dict, replica: dict) -> list[str]:
+    """Copied columns whose composite values list their attributes in another order on the replica
+    (`composite_layout.sql`): each value would be read into the wrong attributes, silently where the
+    types agree."""
+    out = []
+    for mc, rc in zip(tp.mcols, tp.rcols):
+        m, r = master.get((tp.master.key, mc)), replica.get((tp.replica.key, rc))
+        if m and r and m != r:
+            out.append(f"{tp.replica_label}.{rc} holds composite values whose attributes the replica orders otherwise "
+                       f"(master {m}; replica {r}): they would land in the wrong attributes; recreate the type or table "
+                       "on the replica in the master's order")
+    return out
 
 
 def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict, readable: dict, *, incremental: bool, dry_run: bool,
