@@ -278,6 +278,17 @@ def test_ctrl_c_during_start_up(tmp_path):
     assert_clean(res, 130, r"^interrupted$", SPECIAL, None)
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(catalogue_dbs, tmp_path):
+    """`replicator analyze | head -1`: the pipe closes under the command; it stops without an error
+    line, with the status a tool killed by SIGPIPE has."""
+    m, r = catalogue_dbs
+    proc = spawn(["analyze", "--master", m, "--replica", r, "--out-dir", str(tmp_path)], tmp_path)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first line
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (141, "")
+
+
 def blocked_backend(admin_url: str, dbname: str, timeout: float = 30) -> int:
     """pid of the replicator session waiting for a lock in `dbname`."""
     deadline = time.monotonic() + timeout

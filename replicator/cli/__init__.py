@@ -37,6 +37,18 @@ def fail(message: str, code: int = USAGE_EXIT) -> None:
     sys.exit(code)
 
 
+def reader_gone() -> None:
+    """stdout's reader left (`replicator analyze | head`): stop quietly, as a tool killed by SIGPIPE
+    would, with its exit status (128 + 13); the rest of the output has nowhere to go."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+    except OSError:
+        pass
+    sys.exit(141)
+
+
 def interrupted(command: str | None = None) -> None:
     hint = RERUN_HINTS.get(command or "")
     fail("interrupted" + (f": {hint}" if hint else ""), INTERRUPTED_EXIT)
@@ -112,6 +124,12 @@ class ReplicatorGroup(click.Group):
             fail(usage_line(e), USAGE_EXIT)
         except KeyboardInterrupt:
             interrupted()
+        except BrokenPipeError:
+            reader_gone()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            reader_gone()
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
@@ -121,6 +139,8 @@ class ReplicatorGroup(click.Group):
             raise
         except KeyboardInterrupt:
             interrupted(ctx.invoked_subcommand)
+        except BrokenPipeError:
+            reader_gone()
         except Exception as e:
             if not _expected(e):
                 raise

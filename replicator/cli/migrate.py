@@ -39,8 +39,13 @@ def migrate(run: RunContext, schemas, all_schemas, with_privileges, tables, excl
     if as_json:
         click.echo(json.dumps(res.model_dump(mode="json", exclude={"plan"}), indent=2, default=str))
         return
+    unhandled = [f"not handled (migrate it by hand): {u}" for u in res.plan.unsupported] if res.plan else []
     if res.nothing_to_do:
-        click.echo("nothing to do: the replica's schema matches the master's")
+        if unhandled:
+            click.echo("nothing migrate can apply, but the schemas still differ:")
+            click.echo("\n".join(unhandled))
+        else:
+            click.echo("nothing to do: the replica's schema matches the master's")
         return
     if res.dry_run:
         click.echo(f"-- dry run: {len(res.statements)} statements would run")
@@ -54,5 +59,7 @@ def migrate(run: RunContext, schemas, all_schemas, with_privileges, tables, excl
         click.echo(f"skipped [{s['step']}] {s['object']}: {s['reason']}")
     for s in res.forced:
         click.echo(f"forced [{s['step']}] {s['object']} past a failing pre-check ({s['rows']} rows)")
+    for line in unhandled:
+        click.echo(line)
     if res.backup_dir:
         click.echo(f"backup: {res.backup_dir}")
