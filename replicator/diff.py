@@ -469,8 +469,8 @@ def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str], ms: Schem
         ri = r.indexes.get(n)
         if i.constraint is not None and ri is not None and ri.constraint is not None:
             d.comment("index_comment", nested_key(k, n), i.comment, ri.comment, table=k, name=n)
-    nested(TRIGGER, {n: t for n, t in m.triggers.items() if not t.inherited and not t.is_constraint},
-           {n: t for n, t in r.triggers.items() if not t.inherited and not t.is_constraint})
+    nested(TRIGGER, {n: t for n, t in m.triggers.items() if not t.inherited},
+           {n: t for n, t in r.triggers.items() if not t.inherited})
     nested(POLICY, m.policies, r.policies)
 
 

@@ -422,6 +422,16 @@ CATALOGUE: list[tuple[str, str, str, dict]] = [
         CREATE VIEW v AS SELECT id, name FROM t;
         COMMENT ON VIEW v IS 'the view';
     """, {}),
+    ("constraint-trigger", """
+        CREATE TABLE acct (id int PRIMARY KEY, balance int);
+    """, """
+        CREATE TABLE acct (id int PRIMARY KEY, balance int);
+        CREATE FUNCTION check_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.balance < 0 THEN RAISE EXCEPTION 'negative'; END IF; RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER acct_balance AFTER INSERT OR UPDATE ON acct
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_balance();
+        COMMENT ON TRIGGER acct_balance ON acct IS 'checked at commit';
+    """, {}),
     ("enum-to-enum", """
         CREATE TYPE old_status AS ENUM ('new', 'done');
         CREATE TYPE status AS ENUM ('new', 'done', 'archived');

@@ -578,7 +578,7 @@ class Builder:
                 self.create_index(t, idx, requires=[st])
         if not external:
             for trg in t.triggers.values():
-                if not trg.inherited and not trg.is_constraint:
+                if not trg.inherited:
                     self.create_trigger(t, trg, requires=[st])
             for pol in t.policies.values():
                 self.create_policy(t, pol, requires=[st])
