@@ -316,6 +316,7 @@ def diff_schemas(
 
     for k, mt, rt in d.compare(TABLE, master.tables, replica.tables, key=lambda k: k):
         _diff_table(d, mt, rt, ren.get(k, {}), master, replica)
+        _row_type_order(d, mt, rt, ren.get(k, {}), master)
     # table_* changes carry the table they are about
     for c in d.changes:
         if c.kind.startswith("table_") and c.table is None:
@@ -405,6 +406,37 @@ def identity_options(schema: Schema, table: str, column: str) -> dict[str, Any] 
         if s.identity and s.owned_by_table == table and s.owned_by_column == column:
             return {a: getattr(s, a) for a in IDENTITY_OPTIONS}
     return None
+
+
+def positional_users(master: Schema, table: str) -> list[str]:
+    """What reads ``table``'s row type by position: a column or composite attribute of that type (its
+    values are stored as positional lists), a view calling a function that returns it (the view's
+    definition names the function's columns in order: ``FROM f() f(id, a, b)``)."""
+    returning = {x.key for x in master.dependencies
+                 if x.kind == "function" and x.on_kind == "table" and x.on_key == table and x.on_name is None}
+    users = {f"column {x.key}.{quote(x.name or '')}" if x.kind == "column" else f"type {x.key}"
+             for x in master.dependencies
+             if x.kind in ("column", "type") and x.on_kind == "table" and x.on_key == table and x.on_name is None}
+    users |= {f"view {x.key} (through {x.on_key}())" for x in master.dependencies
+              if x.kind == "view" and x.on_kind == "function" and x.on_key in returning}
+    return sorted(users)
+
+
+def _row_type_order(d: _Diff, m: Table, r: Table, renames: dict[str, str], master: Schema) -> None:
+    """The replica's columns in another order than the master's, once migrate has appended the missing
+    ones, where something reads the row type by position: a `table_changed` in `column_order` (the
+    table is recreated, as for a changed partition key)."""
+    as_master = [renames.get(c, c) for c in r.columns]
+    after = [c for c in as_master if c in m.columns] + [c for c in m.columns if c not in as_master]
+    if after == list(m.columns):
+        return
+    users = positional_users(master, m.key)
+    if not users:
+        return
+    d.add(kind="table_changed", object=m.key, table=m.key,
+          detail=f"columns ordered ({', '.join(after)}) on replica, ({', '.join(m.columns)}) on master, and "
+                 f"read by position by {', '.join(users)}",
+          master=_dump(m), replica=_dump(r), diff={"column_order": [list(m.columns), after]})
 
 
 def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str], ms: Schema, rs: Schema) -> None:

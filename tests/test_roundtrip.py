@@ -432,6 +432,14 @@ CATALOGUE: list[tuple[str, str, str, dict]] = [
             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_balance();
         COMMENT ON TRIGGER acct_balance ON acct IS 'checked at commit';
     """, {}),
+    ("column-order-read-by-a-view-through-a-function", """
+        CREATE TABLE t (id int PRIMARY KEY, b int);
+        INSERT INTO t VALUES (1, 42);
+    """, """
+        CREATE TABLE t (id int PRIMARY KEY, a text, b int);
+        CREATE FUNCTION f() RETURNS SETOF t LANGUAGE sql STABLE AS 'SELECT * FROM t';
+        CREATE VIEW v AS SELECT * FROM f();
+    """, {}),
     ("enum-to-enum", """
         CREATE TYPE old_status AS ENUM ('new', 'done');
         CREATE TYPE status AS ENUM ('new', 'done', 'archived');

@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from ..config import ManagedConfig
-from ..diff import Change, quote
+from ..diff import Change, positional_users, quote
 from ..introspect.models import (
     Column,
     Constraint,
@@ -56,7 +56,7 @@ from .objects import (
 from .prechecks import PreChecks
 from .sqltext import comment_value, ident, lit
 
-RECREATE_TABLE_ATTRS = {"kind", "partition_key"}
+RECREATE_TABLE_ATTRS = {"kind", "partition_key", "column_order"}
 
 
 class Builder:
@@ -125,6 +125,7 @@ class Builder:
         self.policies()
         self.views()
         self.partitions_wait_for_local_drops()
+        self.dependents_wait_for_recreated_tables()
         # before comments: an object recreated because it depends on a change gets its comment with its
         # CREATE, not a COMMENT of its own between the DROP and the CREATE
         self.drop_dependents()
@@ -519,8 +520,19 @@ class Builder:
     # -- tables ----------------------------------------------------------------------------------
 
     def _recreated_tables(self) -> set[str]:
-        """Tables whose kind or partition key changes (recreated), with their master partitions."""
-        out = {c.object for c in self.by_kind["table_changed"] if set(c.diff) & RECREATE_TABLE_ATTRS}
+        """Tables whose kind, partition key or column order changes (recreated), with their master
+        partitions. A column order is only changed where no column or type stores the row type's
+        values: those would have to be recreated too, losing their data, so that is left to the user."""
+        out = set()
+        for c in self.by_kind["table_changed"]:
+            if not set(c.diff) & RECREATE_TABLE_ATTRS:
+                continue
+            stored = [u for u in positional_users(self.m, c.object) if not u.startswith("view ")]
+            if set(c.diff) & RECREATE_TABLE_ATTRS == {"column_order"} and stored:
+                self.unsupported.append(f"table {c.object}: {c.detail}; recreate it and {', '.join(stored)} by "
+                                        "hand in the master's column order (their values are positional)")
+                continue
+            out.add(c.object)
         grew = True
         while grew:
             grew = False
@@ -602,7 +614,7 @@ class Builder:
                 ref: Ref = ("table", rt.key, None)
                 self.drop(ref, self.step(DROP, ref, "drop table", f"DROP TABLE {rt.key}",
                                          TableObj(rt, self.r).recreate_sql(), "destructive",
-                                         "recreated: its kind or partition key changes (rows are backed up first)",
+                                         "recreated: its kind, partition key or column order changes (rows are backed up first)",
                                          table=rt.key))
         for t in [self.m.tables[k] for k in sorted(self.new_tables) if k in self.m.tables]:
             requires = self.swap_drops(t.key, "table")
@@ -650,6 +662,27 @@ class Builder:
             created = self.g.steps_of(CREATE, ("table", t.key, None))
             if local and created:
                 self.g.require(created[0], *local)
+
+    def dependents_wait_for_recreated_tables(self) -> None:
+        """Functions and views of the master that use a recreated table (a function returning its rows,
+        a view calling that function) are created after it and skipped with it: against the old
+        table they would be wrong (a view names the function's columns in the master's order)."""
+        waiting: dict[tuple[str, str], Step] = {}
+        for key in self.recreated_tables:
+            if created := self.g.steps_of(CREATE, ("table", key, None)):
+                waiting[("table", key)] = created[0]
+        grew = True
+        while grew:
+            grew = False
+            for d in self.m.dependencies:
+                cause = waiting.get(("table" if d.on_kind == "column" else d.on_kind, d.on_key))
+                if cause is None or d.kind not in ("function", "view") or (d.kind, d.key) in waiting:
+                    continue
+                if steps := self.g.steps_of(CREATE, (d.kind, d.key, None)):
+                    for st in steps:
+                        self.g.require(st, cause)
+                    waiting[(d.kind, d.key)] = steps[0]
+                    grew = True
 
     def recreate_owned_sequences(self) -> None:
         """DROP TABLE also drops the sequences its columns own (serial): those the master has are
