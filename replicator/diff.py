@@ -45,6 +45,7 @@ ChangeKind = Literal[
     "schema_missing", "schema_extra", "schema_comment",
     "role_missing", "external_missing",
     "enum_missing", "enum_extra", "enum_labels", "enum_comment",
+    "collation_missing", "collation_extra", "collation_changed", "collation_comment",
     "composite_missing", "composite_extra", "composite_changed", "composite_comment",
     "range_missing", "range_extra", "range_changed", "range_comment",
     "domain_missing", "domain_extra", "domain_changed", "domain_comment",
@@ -210,6 +211,7 @@ ENUM = ObjectKind("enum", compare=("labels",), changed="enum_labels")
 COMPOSITE = ObjectKind("composite", label=lambda _: "composite type")
 RANGE = ObjectKind("range", label=lambda _: "range type")
 DOMAIN = ObjectKind("domain")
+COLLATION = ObjectKind("collation")
 SEQUENCE = ObjectKind("sequence", grants="sequence")
 FUNCTION = ObjectKind("function", grants="function", label=lambda f: f.kind)
 TABLE = ObjectKind("table", compare=("kind", "unlogged", "partition_of", "partition_bound", "partition_key",
@@ -225,6 +227,7 @@ POLICY = ObjectKind("policy", compare=("command", "permissive", "roles", "using"
 OBJECT_KINDS: tuple[tuple[ObjectKind, Callable[[Schema], Mapping[str, Any]]], ...] = (
     (SCHEMA, lambda s: s.namespaces),
     (ENUM, lambda s: s.enums),
+    (COLLATION, lambda s: s.collations),
     (COMPOSITE, lambda s: s.composites),
     (RANGE, lambda s: s.ranges),
     (DOMAIN, lambda s: s.domains),

@@ -440,6 +440,17 @@ CATALOGUE: list[tuple[str, str, str, dict]] = [
         CREATE FUNCTION f() RETURNS SETOF t LANGUAGE sql STABLE AS 'SELECT * FROM t';
         CREATE VIEW v AS SELECT * FROM f();
     """, {}),
+    ("collations", """
+        CREATE COLLATION old_local (provider = libc, locale = 'C');
+        CREATE COLLATION changed_comment (provider = libc, locale = 'POSIX');
+        CREATE TABLE users (id int PRIMARY KEY, email text);
+    """, """
+        CREATE COLLATION bytewise (provider = libc, locale = 'C');
+        CREATE COLLATION changed_comment (provider = libc, locale = 'POSIX');
+        COMMENT ON COLLATION bytewise IS 'sorts by bytes';
+        COMMENT ON COLLATION changed_comment IS 'now with a comment';
+        CREATE TABLE users (id int PRIMARY KEY, email text COLLATE bytewise, handle text COLLATE bytewise);
+    """, {}),
     ("enum-to-enum", """
         CREATE TYPE old_status AS ENUM ('new', 'done');
         CREATE TYPE status AS ENUM ('new', 'done', 'archived');
@@ -584,6 +595,12 @@ UNION ALL
 SELECT 'ext', extname || ' ' || extversion || ' ' || extnamespace::regnamespace::text FROM pg_extension
 UNION ALL
 SELECT 'schema', nspname || ' ' || coalesce(obj_description(oid, 'pg_namespace'), '') FROM ns
+UNION ALL
+SELECT 'coll', co.oid::regcollation::text || ' ' || co.collprovider::text || ' ' || co.collisdeterministic
+       || ' ' || coalesce(co.collcollate, '') || ' ' || coalesce(co.collctype, '')
+       || ' ' || coalesce(obj_description(co.oid, 'pg_collation'), '')
+FROM pg_collation co JOIN ns ON ns.oid = co.collnamespace
+WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = co.oid AND d.deptype = 'e')
 """
 
 

@@ -17,6 +17,7 @@ from .core import (
 )
 from .models import (
     NON_STRUCTURAL_FIELDS,
+    Collation,
     Column,
     CompositeAttribute,
     CompositeType,
@@ -53,6 +54,7 @@ __all__ = [
     "NON_STRUCTURAL_FIELDS",
     "REPLICATOR_SCHEMA",
     "SYSTEM_SCHEMAS",
+    "Collation",
     "Column",
     "CompositeAttribute",
     "CompositeType",

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row, tuple_row
 from ..connect import batch
 from . import queries
 from .models import (
+    Collation,
     Column,
     CompositeType,
     Constraint,
@@ -248,7 +249,7 @@ class _Bracket:
 
 #: The catalog queries of one round of introspection: objects, then what the schema as a whole holds.
 OBJECT_QUERIES = ("tables", "views", "columns", "constraints", "indexes", "triggers", "policies", "sequences",
-                  "enums", "domains", "composites", "ranges", "functions")
+                  "enums", "domains", "composites", "ranges", "functions", "collations")
 #: What copying data needs: the tables, their columns, keys and indexes, and which schemas exist.
 TABLE_QUERIES = ("tables", "columns", "constraints", "indexes", "namespaces")
 SCHEMA_QUERIES = ("namespaces", "extensions", "available_extensions", "roles", "depends", "outside")
@@ -318,6 +319,9 @@ def _read_objects(rows, result: Any) -> tuple[dict[str, float], set[str]]:
         result.ranges[r["key"]] = RangeType(**r)
     for r in rows("functions"):
         result.functions[r["key"]] = Function(**r)
+    if isinstance(result, Schema):
+        for r in rows("collations"):
+            result.collations[r["key"]] = Collation.from_catalog(**r)
     return reltuples, countable
 
 

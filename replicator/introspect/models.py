@@ -250,6 +250,36 @@ class Enum(_Model):
         return self.schema_name
 
 
+class Collation(_Model):
+    """``CREATE COLLATION``: its provider and locale(s), whether it is deterministic, ICU rules."""
+
+    key: str
+    schema_name: str
+    name: str
+    provider: Literal["icu", "libc", "builtin", "default"] = "libc"
+    locale: str | None = None  # ICU / builtin
+    lc_collate: str | None = None  # libc
+    lc_ctype: str | None = None
+    deterministic: bool = True
+    rules: str | None = None  # ICU tailoring rules (PostgreSQL 16)
+    comment: str | None = None
+
+    @classmethod
+    def from_catalog(cls, key: str, schema_name: str, name: str, catalog: dict[str, Any], comment: str | None) -> "Collation":
+        """From `collations.sql`'s row, whose `catalog` is the pg_collation row of whatever version."""
+        provider = {"i": "icu", "c": "libc", "b": "builtin", "d": "default"}.get(catalog.get("collprovider") or "c", "libc")
+        return cls(key=key, schema_name=schema_name, name=name, provider=provider,  # type: ignore[arg-type]
+                   locale=catalog.get("colllocale") or catalog.get("colliculocale"),
+                   lc_collate=catalog.get("collcollate") if provider == "libc" else None,
+                   lc_ctype=catalog.get("collctype") if provider == "libc" else None,
+                   deterministic=catalog.get("collisdeterministic", True), rules=catalog.get("collicurules"),
+                   comment=comment)
+
+    @property
+    def schema(self) -> str:  # type: ignore[override]
+        return self.schema_name
+
+
 class DomainConstraint(_Model):
     name: str
     definition: str
@@ -355,7 +385,7 @@ class Role(_Model):
 
 DependencyKind = Literal[
     "table", "view", "sequence", "type", "function", "constraint", "index", "trigger", "policy",
-    "rule", "column", "extension",
+    "rule", "column", "extension", "collation",
 ]
 
 
@@ -456,6 +486,7 @@ class Schema(_Model):
     views: dict[str, View] = Field(default_factory=dict)
     sequences: dict[str, Sequence] = Field(default_factory=dict)
     enums: dict[str, Enum] = Field(default_factory=dict)
+    collations: dict[str, Collation] = Field(default_factory=dict)
     domains: dict[str, Domain] = Field(default_factory=dict)
     functions: dict[str, Function] = Field(default_factory=dict)
     composites: dict[str, CompositeType] = Field(default_factory=dict)

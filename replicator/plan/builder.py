@@ -33,6 +33,7 @@ from .casts import TypeChange
 from .graph import CLEANUP, CREATE, DROP, PlanGraph
 from .model import Classification, PreCheck, Step
 from .objects import (
+    CollationObj,
     ColumnDef,
     CompositeObj,
     ConstraintObj,
@@ -113,6 +114,7 @@ class Builder:
         self.extensions()
         self.schemas()
         self.roles()
+        self.collations()
         self.types()
         self.sequences()
         self.functions()
@@ -244,6 +246,21 @@ class Builder:
         drop = self.drop(obj.ref, self.step(DROP, obj.ref, f"drop {obj.keyword.lower()}", obj.drop(), obj.create(),
                                             reason=f"recreated: {why}"))
         self.create_type(self.m.types()[key], requires=[drop])
+
+    def collations(self) -> None:
+        for c in self.by_kind["collation_missing"]:
+            coll = self.m.collations[c.object]
+            obj = CollationObj(coll)
+            self.step(CREATE, obj.ref, "create collation", obj.create(), obj.drop(), schema=quote(coll.schema_name))
+            if coll.comment is not None:
+                self.step(CREATE, obj.ref, "comment", obj.comment(coll.comment), obj.comment(None))
+            self.created.add(obj.ref)
+        for c in self.by_kind["collation_changed"]:
+            # columns and indexes sort by it: recreating it means recreating them, by hand
+            self.unsupported.append(f"{c.detail}: recreate it, and what uses it, by hand")
+        for c in self.by_kind["collation_extra"]:
+            obj = CollationObj(self.r.collations[c.object])
+            self.step(CLEANUP, obj.ref, "drop collation", obj.drop(), obj.create(), "destructive", "only on the replica")
 
     def types(self) -> None:
         for kind in ("enum_missing", "composite_missing", "range_missing", "domain_missing"):
@@ -1094,6 +1111,8 @@ class Builder:
 
         for c in self.by_kind["schema_comment"]:
             comment(("schema", c.object, None), f"SCHEMA {c.object}", c)
+        for c in self.by_kind["collation_comment"]:
+            comment(("collation", c.object, None), f"COLLATION {c.object}", c)
         for kind, kw in (("enum", "TYPE"), ("composite", "TYPE"), ("range", "TYPE"), ("domain", "DOMAIN")):
             for c in self.by_kind[f"{kind}_comment"]:
                 comment(("type", c.object, None), f"{kw} {c.object}", c)

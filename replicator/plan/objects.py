@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from ..diff import quote
 from ..introspect.models import (
+    Collation,
     Column,
     CompositeType,
     Constraint,
@@ -110,6 +111,24 @@ class ExtensionObj(DbObject):
 
     def update(self, version: str) -> str:
         return f"ALTER EXTENSION {self.key} UPDATE TO {lit(version)}"
+
+
+class CollationObj(DbObject):
+    kind, keyword = "collation", "COLLATION"
+    model: Collation
+
+    def create(self) -> str:
+        c = self.model
+        opts = [f"provider = {c.provider}"]
+        if c.provider == "libc":
+            opts += [f"lc_collate = {lit(c.lc_collate or '')}", f"lc_ctype = {lit(c.lc_ctype or '')}"]
+        elif c.locale is not None:
+            opts.append(f"locale = {lit(c.locale)}")
+        if c.rules:
+            opts.append(f"rules = {lit(c.rules)}")
+        if not c.deterministic:
+            opts.append("deterministic = false")
+        return f"CREATE COLLATION {self.key} ({', '.join(opts)})"
 
 
 class EnumObj(DbObject):

@@ -119,6 +119,13 @@ WITH members AS (
     JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
     WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
   UNION ALL
+    SELECT 'pg_catalog.pg_collation'::regclass, co.oid, 'collation',
+           quote_ident(n.nspname) || '.' || quote_ident(co.collname), NULL, n.nspname, m.extname
+    FROM pg_catalog.pg_collation co
+    JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+    LEFT JOIN members m ON m.classid = 'pg_catalog.pg_collation'::regclass AND m.objid = co.oid
+    WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+  UNION ALL
     SELECT 'pg_catalog.pg_extension'::regclass, x.oid, 'extension', x.extname, NULL, n.nspname, x.extname
     FROM pg_catalog.pg_extension x
     JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace
