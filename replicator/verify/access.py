@@ -10,29 +10,21 @@ would both agree on an incomplete table.
 
 from __future__ import annotations
 
-from typing import Any
 
 from psycopg.rows import dict_row
 
+from ..connect import batch
 from .context import Sides, load_sql
 from .model import VerifyReport
 
 _EXAMPLES = 10
 
 
-def _rows(conn, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(load_sql(name), params)
-        return cur.fetchall()
-
-
 def check_master_access(report: VerifyReport, sides: Sides, schemas: list[str], tables: list[str],
                         require_readonly: bool) -> None:
     params = {"schemas": schemas}
-    with sides.master.transaction():
-        role = _rows(sides.master, "access_role", params)[0]
-        rels = _rows(sides.master, "access_tables", params)
-        nsps = _rows(sides.master, "access_schemas", params)
+    (role, *_), rels, nsps = batch(sides.master, [(load_sql(n), params) for n in ("access_role", "access_tables",
+                                                                             "access_schemas")], row_factory=dict_row)
 
     writable = [r for r in rels if r["kind"] == "table"
                 and (r["can_insert"] or r["can_update"] or r["can_delete_or_nextval"] or r["can_truncate"])]

@@ -9,7 +9,7 @@ concurrently (`both`), one thread per connection.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
@@ -23,7 +23,8 @@ from ..config import Config, Policy
 from ..introspect import Column, Schema, Table
 # The settings that change how values are rendered as text: the replica's session is aligned to the
 # master's so both sides produce the same text (timestamptz, floats, bytea...).
-from ..rowhash import RENDER_SETTINGS
+from ..connect import batch
+from ..rowhash import RENDER_SETTINGS, follow_sql, render_settings_query
 
 T = TypeVar("T")
 
@@ -177,9 +178,13 @@ class Sides:
         return results[0], results[1]
 
     @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """A savepoint on both sides: an error inside rolls both back to it, the snapshot is kept."""
-        with self.master.transaction(), self.replica.transaction():
+    def savepoint(self, *, master: bool = True) -> Iterator[None]:
+        """A savepoint on both sides (on the replica alone for a check that reads only the replica: a
+        distant master's round trips are spared): an error inside rolls back to it, the snapshot is kept."""
+        with ExitStack() as stack:
+            if master:
+                stack.enter_context(self.master.transaction())
+            stack.enter_context(self.replica.transaction())
             yield
 
 
@@ -195,10 +200,12 @@ def fetchone(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple 
         return cur.fetchone()
 
 
-def align_render_settings(sides: Sides) -> dict[str, dict[str, str]]:
-    """Make the replica session render values like the master's; returns both sides' settings."""
-    master_vals = {s: fetchone(sides.master, "SELECT current_setting(%s)", (s,))[0] for s in RENDER_SETTINGS}  # type: ignore[index]
-    replica_before = {s: fetchone(sides.replica, "SELECT current_setting(%s)", (s,))[0] for s in RENDER_SETTINGS}  # type: ignore[index]
-    for s, v in master_vals.items():
-        fetchone(sides.replica, "SELECT set_config(%s, %s, true)", (s, v))
-    return {"master": master_vals, "replica_before": replica_before}
+def align_render_settings(sides: Sides) -> dict[str, Any]:
+    """Make the replica session render values like the master's; returns both sides' settings, and
+    the master transaction's `transaction_read_only` (read with them: one round trip)."""
+    (master_row,), ((read_only,),) = batch(sides.master, [(render_settings_query(), None),
+                                                          ("SELECT pg_catalog.current_setting('transaction_read_only')", None)])
+    (replica_row,) = fetchall(sides.replica, render_settings_query())
+    master_vals = dict(zip(RENDER_SETTINGS, master_row))
+    sides.replica.execute(follow_sql(master_vals, local=True))
+    return {"master": master_vals, "replica_before": dict(zip(RENDER_SETTINGS, replica_row)), "read_only": read_only}

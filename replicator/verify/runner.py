@@ -22,7 +22,7 @@ from ..guard import MasterGuard
 from ..introspect import Schema, introspect
 from .access import check_master_access
 from .content import ContentCheck, describe as describe_content
-from .context import Sides, TablePair, align_render_settings, fetchone, pair_tables
+from .context import Sides, TablePair, align_render_settings, pair_tables
 from .counts import check_row_counts, record_counts
 from .foreign_keys import check_foreign_keys
 from .model import VerifyReport
@@ -173,9 +173,10 @@ def run_verify(
                 t = ms.tables[k]
                 report.add("row_counts", "fail", "table missing on the replica", f"{t.schema_name}.{t.name}")
 
-        def guarded(name: str, table: str | None, fn: Callable[[], None]) -> None:
+        def guarded(name: str, table: str | None, fn: Callable[[], None], master: bool = True) -> None:
+            """`fn` in a savepoint (on the replica alone where `fn` reads only the replica)."""
             try:
-                with sides.savepoint():
+                with sides.savepoint(master=master):
                     fn()
             except (psycopg.Error, GuardViolation) as e:
                 if m.closed or r.closed:
@@ -203,11 +204,12 @@ def run_verify(
         say("foreign keys")
         parents = pair_tables(config, ms, rs, subset_tables, policy, partitioned=True)
         for pair in selected:
-            guarded("foreign_keys", pair.label, lambda pair=pair: check_foreign_keys(report, sides, pair, parents, examples))
+            guarded("foreign_keys", pair.label, lambda pair=pair: check_foreign_keys(report, sides, pair, parents, examples),
+                    master=False)
         say("sequences")
-        guarded("sequences", None, lambda: check_sequences(report, sides, rs, selected))
+        guarded("sequences", None, lambda: check_sequences(report, sides, rs, selected), master=False)
 
-        read_only = fetchone(m, "SELECT current_setting('transaction_read_only')")[0]  # type: ignore[index]
+        read_only = settings["read_only"]
         hide_masked_values(report, selected)
     _audit(report, guard, read_only, settings, audit_from)
     report.finished_at = datetime.now(timezone.utc)
