@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from . import identity, order
 from .config import Config, require_url
-from .connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact
+from .connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact, statements_alone
 from .diff import EXTENSIONS_SCHEMA, Change, diff_schemas, extensions_in_scope, quote, resolve_renames, summarize
 from .errors import ReplicatorError
 from .guard import MasterGuard
@@ -406,7 +406,7 @@ def filtered_count(s: Sessions, t: Table, where: str) -> int | None:
     """Master rows matching a table's `where` (what copy will read)."""
     q = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(sql.Identifier(t.schema_name, t.name), _where(where))
     try:
-        with s.master.transaction():
+        with statements_alone(s.master):
             return s.master.execute(q, []).fetchone()[0]  # [] : the filter's % is doubled
     except psycopg.Error:
         return None
@@ -442,7 +442,8 @@ def key_overlap(s: Sessions, t: Table, mcols: list[str], rcols: list[str], where
     out = KeyOverlap(key=mcols)
     try:
         table = sql.Identifier(t.schema_name, t.name)
-        with s.master.transaction(), s.replica.transaction(force_rollback=True), \
+        # the master's stream in a transaction of its own, without a BEGIN and a COMMIT to wait for
+        with statements_alone(s.master), s.replica.transaction(force_rollback=True), \
                 closing(_stream_keys(s.master, table, mcols, where)) as ms, closing(_stream_keys(s.replica, table, rcols)) as rs:
             a, b = next(ms, None), next(rs, None)
             while a is not None or b is not None:

@@ -392,6 +392,21 @@ def batch(conn: psycopg.Connection, statements: list[tuple[Any, ...]], *, row_fa
             c.close()
 
 
+@contextmanager
+def statements_alone(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Each statement its own transaction meanwhile: an idle connection is switched to autocommit,
+    which sends nothing, where psycopg's BEGIN and COMMIT would cost a distant master two round trips
+    more. Inside a transaction, statements run in it."""
+    switch = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and not conn.autocommit
+    if switch:
+        conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        if switch and not conn.closed:
+            conn.autocommit = False
+
+
 def _cancel(conn: psycopg.Connection) -> None:
     try:
         conn.cancel_safe(timeout=5.0)

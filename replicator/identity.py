@@ -160,20 +160,12 @@ def read_identity(conn: psycopg.Connection, side: str, rows: list[list] | None =
 
 
 def _read(conn: psycopg.Connection, statements: list[tuple[str, Any]]) -> list[list]:
-    """Run reads in one round trip and leave an idle connection idle: each statement is its own
-    transaction (an idle connection is switched to autocommit meanwhile, which sends nothing: a
-    transaction psycopg opened would cost a round trip more to end); inside a transaction, they run
-    in it."""
-    from .connect import batch
+    """Run reads in one round trip and leave an idle connection idle (each its own transaction);
+    inside a transaction, they run in it."""
+    from .connect import batch, statements_alone
 
-    switch = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and not conn.autocommit
-    if switch:
-        conn.autocommit = True
-    try:
+    with statements_alone(conn):
         return batch(conn, statements)
-    finally:
-        if switch and not conn.closed:
-            conn.autocommit = False
 
 
 def replica_marker(conn: psycopg.Connection) -> ReplicaMarker | None:

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
-from ..connect import batch
+from ..connect import batch, statements_alone
 from . import queries
 from .models import (
     Collation,
@@ -132,71 +132,75 @@ def introspect(
     # read, and rolling back restores the caller's settings it pinned. Its BEGIN/SAVEPOINT, the pins,
     # the server facts and every catalog query of a round go to the server together (`batch`), so a
     # distant master costs a few round trips, not one per query.
-    bracket = _Bracket(conn, defer_close, opened=ahead is not None)
-    lead = [(q, p, tuple_row) for q, p in ahead.statements] if ahead else []
-    try:
-        head = lead + bracket.opening() + [(queries.load("settings"), None), (queries.load("server"), None)]
-        if all_schemas:
-            *first, server_rows, schema_rows = batch(conn, head + [(queries.load("all_schemas"),
-                                                                   {"excluded": sorted(EXCLUDED_SCHEMAS)})],
-                                                     row_factory=dict_row)
-            names = [r["name"] for r in schema_rows]
-            head = []
-        else:
-            names = list(dict.fromkeys(schemas if schemas is not None else DEFAULT_SCHEMAS))
-        kinds = (TABLE_QUERIES if tables_only
-                 else OBJECT_QUERIES + SCHEMA_QUERIES + (("grants",) if with_privileges else ()))
-        params = {"schemas": names}
-        results = batch(conn, head + [(queries.load(n), params) for n in kinds], row_factory=dict_row)
-        if head:
-            server_rows = results[len(head) - 1]
-            first = results[:len(head)]
-        if ahead:
-            ahead.rows = first[:len(lead)]
-        fetched = dict(zip(kinds, results[len(head):]))
+    # An idle connection outside autocommit is switched to it meanwhile (nothing is sent): the bracket
+    # is then a BEGIN and a ROLLBACK that travel with the first and last batches, where psycopg would
+    # wait on its own BEGIN and ROLLBACK.
+    with statements_alone(conn):
+        bracket = _Bracket(conn, defer_close, opened=ahead is not None)
+        lead = [(q, p, tuple_row) for q, p in ahead.statements] if ahead else []
+        try:
+            head = lead + bracket.opening() + [(queries.load("settings"), None), (queries.load("server"), None)]
+            if all_schemas:
+                *first, server_rows, schema_rows = batch(conn, head + [(queries.load("all_schemas"),
+                                                                       {"excluded": sorted(EXCLUDED_SCHEMAS)})],
+                                                         row_factory=dict_row)
+                names = [r["name"] for r in schema_rows]
+                head = []
+            else:
+                names = list(dict.fromkeys(schemas if schemas is not None else DEFAULT_SCHEMAS))
+            kinds = (TABLE_QUERIES if tables_only
+                     else OBJECT_QUERIES + SCHEMA_QUERIES + (("grants",) if with_privileges else ()))
+            params = {"schemas": names}
+            results = batch(conn, head + [(queries.load(n), params) for n in kinds], row_factory=dict_row)
+            if head:
+                server_rows = results[len(head) - 1]
+                first = results[:len(head)]
+            if ahead:
+                ahead.rows = first[:len(lead)]
+            fetched = dict(zip(kinds, results[len(head):]))
 
-        def rows(name: str) -> list[dict[str, Any]]:
-            return fetched.get(name, [])  # kinds not read (tables_only) are empty
-        server = server_rows[0]
-        result = Schema(
-            server_version=server["server_version"],
-            database=server["database"],
-            schemas=names,
-            with_privileges=with_privileges,
-            search_path=server["search_path"],
-            settings_pinned=True,
-        )
-        reltuples, countable = _read_objects(rows, result)
-        for r in rows("namespaces"):
-            result.namespaces[r["key"]] = Namespace(**r)
-        if not tables_only:
-            for r in rows("extensions"):
-                result.extensions[r["name"]] = Extension(**r)
-            for r in rows("available_extensions"):
-                result.available_extensions[r["name"]] = r["versions"]
-            for r in rows("roles"):
-                result.roles[r["name"]] = Role(**r)
-            result.dependencies = [Dependency(**r) for r in rows("depends")]
-            result.external.present = [present_ref(r["kind"], r["key"], r["name"]) for r in rows("outside")]
-            _read_external(conn, result)
+            def rows(name: str) -> list[dict[str, Any]]:
+                return fetched.get(name, [])  # kinds not read (tables_only) are empty
+            server = server_rows[0]
+            result = Schema(
+                server_version=server["server_version"],
+                database=server["database"],
+                schemas=names,
+                with_privileges=with_privileges,
+                search_path=server["search_path"],
+                settings_pinned=True,
+            )
+            reltuples, countable = _read_objects(rows, result)
+            for r in rows("namespaces"):
+                result.namespaces[r["key"]] = Namespace(**r)
+            if not tables_only:
+                for r in rows("extensions"):
+                    result.extensions[r["name"]] = Extension(**r)
+                for r in rows("available_extensions"):
+                    result.available_extensions[r["name"]] = r["versions"]
+                for r in rows("roles"):
+                    result.roles[r["name"]] = Role(**r)
+                result.dependencies = [Dependency(**r) for r in rows("depends")]
+                result.external.present = [present_ref(r["kind"], r["key"], r["name"]) for r in rows("outside")]
+                _read_external(conn, result)
 
-        if with_privileges:
-            _attach_grants(result, rows("grants"))
+            if with_privileges:
+                _attach_grants(result, rows("grants"))
 
-        # the exact counts travel with the statements closing the bracket: one round trip
-        result.row_counts = _row_counts(
-            bracket.close,
-            result,
-            reltuples,
-            countable,
-            exact_counts=exact_counts,
-            threshold=count_threshold,
-            deferred=defer_counts,
-        )
-    except BaseException:
-        bracket.abandon()
-        raise
-    return result
+            # the exact counts travel with the statements closing the bracket: one round trip
+            result.row_counts = _row_counts(
+                bracket.close,
+                result,
+                reltuples,
+                countable,
+                exact_counts=exact_counts,
+                threshold=count_threshold,
+                deferred=defer_counts,
+            )
+        except BaseException:
+            bracket.abandon()
+            raise
+        return result
 
 
 class _Bracket:
