@@ -411,24 +411,29 @@ def identity_options(schema: Schema, table: str, column: str) -> dict[str, Any] 
     return None
 
 
+def returning_rows(master: Schema, table: str) -> set[str]:
+    """The functions whose result is ``table``'s row type (``RETURNS t`` / ``RETURNS SETOF t``); one
+    taking it as an argument only reads its fields by name."""
+    return {f.key for f in master.functions.values() if f.result in (table, f"SETOF {table}")}
+
+
 def positional_users(master: Schema, table: str) -> list[str]:
     """What reads ``table``'s row type by position: a column or composite attribute of that type (its
     values are stored as positional lists), a view calling a function that returns it (the view's
     definition names the function's columns in order: ``FROM f() f(id, a, b)``)."""
-    returning = {x.key for x in master.dependencies
-                 if x.kind == "function" and x.on_kind == "table" and x.on_key == table and x.on_name is None}
+    returning = returning_rows(master, table)
     users = {f"column {x.key}.{quote(x.name or '')}" if x.kind == "column" else f"type {x.key}"
              for x in master.dependencies
              if x.kind in ("column", "type") and x.on_kind == "table" and x.on_key == table and x.on_name is None}
-    users |= {f"view {x.key} (through {x.on_key}())" for x in master.dependencies
+    users |= {f"view {x.key} (through {x.on_key})" for x in master.dependencies
               if x.kind == "view" and x.on_kind == "function" and x.on_key in returning}
     return sorted(users)
 
 
 def _row_type_order(d: _Diff, m: Table, r: Table, renames: dict[str, str], master: Schema) -> None:
     """The replica's columns in another order than the master's, once migrate has appended the missing
-    ones, where something reads the row type by position: a `table_changed` in `column_order` (the
-    table is recreated, as for a changed partition key)."""
+    ones, where something reads the row type by position: a `table_changed` in `column_order`, which
+    no ALTER TABLE can make (the plan leaves it to the user)."""
     as_master = [renames.get(c, c) for c in r.columns]
     after = [c for c in as_master if c in m.columns] + [c for c in m.columns if c not in as_master]
     if after == list(m.columns):

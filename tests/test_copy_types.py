@@ -143,16 +143,24 @@ def test_enum_and_composite_arrays_with_different_type_oids(master_url, replica_
     # the same one level down: a composite type holding the row type, in a domain
     "CREATE TABLE docs (id int PRIMARY KEY, author text); ALTER TABLE docs ADD COLUMN title text;"
     "CREATE TYPE wrap AS (inner_doc docs); CREATE DOMAIN wrapped AS wrap; CREATE TABLE snap (id int PRIMARY KEY, d wrapped)",
-], ids=["row-type", "nested-in-a-domain"])
+    # a range over the row type
+    "CREATE TABLE docs (id int PRIMARY KEY, author text); ALTER TABLE docs ADD COLUMN title text;"
+    "CREATE TYPE docrange AS RANGE (subtype = docs); CREATE TABLE snap (id int PRIMARY KEY, d docrange)",
+], ids=["row-type", "nested-in-a-domain", "range"])
 def test_composite_values_whose_attributes_the_replica_orders_otherwise_are_refused(master_url, replica_url, sql_on,
                                                                                   replica_ddl):
-    nested = "wrap" in replica_ddl
-    sql_on(master_url, "CREATE TABLE docs (id int PRIMARY KEY, title text, author text);"
-                       + ("CREATE TYPE wrap AS (inner_doc docs); CREATE DOMAIN wrapped AS wrap;"
-                          "CREATE TABLE snap (id int PRIMARY KEY, d wrapped);"
-                          "INSERT INTO snap VALUES (1, ROW(ROW(1, 'hello', 'alice')::docs)::wrap)" if nested else
-                          "CREATE TABLE snap (id int PRIMARY KEY, d docs, ds docs[]);"
-                          "INSERT INTO snap VALUES (1, ROW(1, 'hello', 'alice')::docs, NULL)"))
+    master = "CREATE TABLE docs (id int PRIMARY KEY, title text, author text);"
+    if "wrap" in replica_ddl:
+        master += ("CREATE TYPE wrap AS (inner_doc docs); CREATE DOMAIN wrapped AS wrap;"
+                   "CREATE TABLE snap (id int PRIMARY KEY, d wrapped);"
+                   "INSERT INTO snap VALUES (1, ROW(ROW(1, 'hello', 'alice')::docs)::wrap)")
+    elif "docrange" in replica_ddl:
+        master += ("CREATE TYPE docrange AS RANGE (subtype = docs); CREATE TABLE snap (id int PRIMARY KEY, d docrange);"
+                   "INSERT INTO snap VALUES (1, docrange(ROW(1, 'a', 'b')::docs, ROW(2, 'a', 'b')::docs))")
+    else:
+        master += ("CREATE TABLE snap (id int PRIMARY KEY, d docs, ds docs[]);"
+                   "INSERT INTO snap VALUES (1, ROW(1, 'hello', 'alice')::docs, NULL)")
+    sql_on(master_url, master)
     sql_on(replica_url, replica_ddl)
     with pytest.raises(ReplicatorError, match=r"snap\.d holds composite values .*master public\.docs\(id, title, author\).*"
                                               r"replica public\.docs\(id, author, title\)"):

@@ -75,6 +75,24 @@ def test_steps_in_the_way_of_a_skipped_drop_wait_for_it(master_url, replica_url,
     assert again.exit_code == 0 and "nothing to do" in again.output, again.output
 
 
+def test_a_new_partition_does_not_wait_for_local_objects_out_of_its_way(master_url, replica_url, sql_on, tmp_path):
+    # a developer's partition for another year and an index of their own on the parent: the master's new
+    # monthly partition still arrives without --allow-destructive
+    sql_on(master_url, "CREATE TABLE ev (id int, at date, v text) PARTITION BY RANGE (at);"
+                       "CREATE TABLE ev_2025_01 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2025-02-01');"
+                       "CREATE TABLE ev_2025_02 PARTITION OF ev FOR VALUES FROM ('2025-02-01') TO ('2025-03-01');"
+                       "CREATE INDEX ev_2025_02_at ON ev_2025_02 (at)")
+    sql_on(replica_url, "CREATE TABLE ev (id int, at date, v text) PARTITION BY RANGE (at);"
+                        "CREATE TABLE ev_2025_01 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2025-02-01');"
+                        "CREATE TABLE ev_scratch PARTITION OF ev FOR VALUES FROM ('2000-01-01') TO ('2001-01-01');"
+                        "CREATE INDEX ev_dev_idx ON ev (v)")
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "ev_2025_02: needs skipped" not in res.output
+    assert sql_on(replica_url, "SELECT to_regclass('ev_2025_02') IS NOT NULL, to_regclass('ev_scratch') IS NOT NULL") == [
+        (True, True)]
+
+
 def test_failing_precheck_stops_with_one_line(master_url, replica_url, sql_on, tmp_path):
     sql_on(master_url, "CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL)")
     sql_on(replica_url, "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, NULL), (2, NULL), (3, 'x')")
@@ -169,3 +187,26 @@ def test_a_row_type_stored_in_another_column_order_is_left_to_the_user(master_ur
     assert ("not handled (migrate it by hand): table public.docs: columns ordered (id, pages, title) on replica, "
             "(id, title, pages) on master, and read by position by column public.snap.d") in res.output
     assert sql_on(replica_url, "SELECT (d).title FROM snap") == [("x",)]
+
+
+def test_a_view_naming_a_functions_columns_by_position_is_not_created_in_another_order(master_url, replica_url,
+                                                                                      sql_on, tmp_path):
+    # f() returns t's rows, and the master's view text names them in t's order, `FROM f() f(id, a, b)`:
+    # on a replica whose t has `a` appended, that text would show b's values as a and a's as b
+    sql_on(master_url, "CREATE TABLE t (id int PRIMARY KEY, a text, b int);"
+                       "CREATE FUNCTION f() RETURNS SETOF t LANGUAGE sql STABLE AS 'SELECT * FROM t';"
+                       "CREATE VIEW v AS SELECT * FROM f();"
+                       # taking the row type as an argument reads its fields by name: no matter
+                       "CREATE FUNCTION label(r t) RETURNS text LANGUAGE sql STABLE AS 'SELECT r.a';"
+                       "CREATE VIEW labels AS SELECT id, label(t) FROM t")
+    sql_on(replica_url, "CREATE TABLE t (id int PRIMARY KEY, b int); INSERT INTO t VALUES (1, 42)")
+    res = _run(master_url, replica_url, tmp_path, "--allow-destructive")
+    assert res.exit_code == 0, res.output
+    assert ("not handled (migrate it by hand): view public.v is not created: it names the columns of public.f() "
+            "by position") in res.output
+    assert sql_on(replica_url, "SELECT to_regclass('public.v'), to_regclass('public.labels') IS NOT NULL") == [(None, True)]
+    assert sql_on(replica_url, "SELECT * FROM t") == [(1, 42, None)]  # nothing recreated, nothing lost
+    again = _run(master_url, replica_url, tmp_path, "--allow-destructive")
+    assert "table public.t: columns ordered (id, b, a) on replica, (id, a, b) on master, and read by position by " \
+           "view public.v (through public.f())" in again.output
+    assert "labels" not in again.output

@@ -89,9 +89,9 @@ class TurnCounter:
                 time.sleep(max(0.0, at - time.monotonic()))
                 if not data:
                     return
-                client.sendall(data)
-                with self._lock:
+                with self._lock:  # before sending: the client may answer before sendall returns
                     link["delivered"] = True
+                client.sendall(data)
         except OSError:
             pass
         finally:

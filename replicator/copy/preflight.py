@@ -135,9 +135,9 @@ def _composite_problems(tp: TablePlan, master: dict, replica: dict) -> list[str]
     for mc, rc in zip(tp.mcols, tp.rcols):
         m, r = master.get((tp.master.key, mc)), replica.get((tp.replica.key, rc))
         if m and r and m != r:
-            out.append(f"{tp.replica_label}.{rc} holds composite values whose attributes the replica orders otherwise "
-                       f"(master {m}; replica {r}): they would land in the wrong attributes; recreate the type or table "
-                       "on the replica in the master's order")
+            out.append(f"{tp.replica_label}.{rc} holds composite values whose attributes differ in order or names on the "
+                       f"replica (master {m}; replica {r}): they would land in the wrong attributes; recreate the type or "
+                       "table on the replica as the master has it")
     return out
 
 

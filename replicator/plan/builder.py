@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from ..config import ManagedConfig
-from ..diff import Change, positional_users, quote
+from ..diff import Change, quote, returning_rows
 from ..introspect.models import (
     Column,
     Constraint,
@@ -29,6 +29,7 @@ from ..introspect.models import (
     Trigger,
     View,
 )
+from .bounds import may_overlap
 from .casts import TypeChange
 from .graph import CLEANUP, CREATE, DROP, PlanGraph
 from .model import Classification, PreCheck, Step
@@ -57,7 +58,8 @@ from .objects import (
 from .prechecks import PreChecks
 from .sqltext import comment_value, ident, lit
 
-RECREATE_TABLE_ATTRS = {"kind", "partition_key", "column_order"}
+RECREATE_TABLE_ATTRS = {"kind", "partition_key"}
+NAMEDATALEN = 64
 
 
 class Builder:
@@ -86,6 +88,8 @@ class Builder:
         self.extra_tables = {c.object for c in self.by_kind["table_extra"]}
         self.recreated_tables = self._recreated_tables()
         self.new_tables = {c.object for c in self.by_kind["table_missing"]} | self.recreated_tables
+        # tables whose row type the master reads by position, in another column order on the replica
+        self.misordered = {c.object for c in self.by_kind["table_changed"] if "column_order" in c.diff}
         self.pre = PreChecks(replica, renames, self.new_tables)
 
     # -- emitting ----------------------------------------------------------------------------------
@@ -537,19 +541,8 @@ class Builder:
     # -- tables ----------------------------------------------------------------------------------
 
     def _recreated_tables(self) -> set[str]:
-        """Tables whose kind, partition key or column order changes (recreated), with their master
-        partitions. A column order is only changed where no column or type stores the row type's
-        values: those would have to be recreated too, losing their data, so that is left to the user."""
-        out = set()
-        for c in self.by_kind["table_changed"]:
-            if not set(c.diff) & RECREATE_TABLE_ATTRS:
-                continue
-            stored = [u for u in positional_users(self.m, c.object) if not u.startswith("view ")]
-            if set(c.diff) & RECREATE_TABLE_ATTRS == {"column_order"} and stored:
-                self.unsupported.append(f"table {c.object}: {c.detail}; recreate it and {', '.join(stored)} by "
-                                        "hand in the master's column order (their values are positional)")
-                continue
-            out.add(c.object)
+        """Tables whose kind or partition key changes (recreated), with their master partitions."""
+        out = {c.object for c in self.by_kind["table_changed"] if set(c.diff) & RECREATE_TABLE_ATTRS}
         grew = True
         while grew:
             grew = False
@@ -631,7 +624,7 @@ class Builder:
                 ref: Ref = ("table", rt.key, None)
                 self.drop(ref, self.step(DROP, ref, "drop table", f"DROP TABLE {rt.key}",
                                          TableObj(rt, self.r).recreate_sql(), "destructive",
-                                         "recreated: its kind, partition key or column order changes (rows are backed up first)",
+                                         "recreated: its kind or partition key changes (rows are backed up first)",
                                          table=rt.key))
         for t in [self.m.tables[k] for k in sorted(self.new_tables) if k in self.m.tables]:
             requires = self.swap_drops(t.key, "table")
@@ -666,16 +659,22 @@ class Builder:
         self.recreate_owned_sequences()
 
     def partitions_wait_for_local_drops(self) -> None:
-        """A new partition's bounds may overlap those of a partition only the replica has, and the
-        parent's indexes only the replica has would be cloned onto it (taking names the master's own
-        indexes of the partition may have): it waits for those drops, and is skipped with them."""
+        """A new partition waits for the drop of a partition only the replica has whose bounds may
+        overlap its own (`bounds.may_overlap`), and of a parent index only the replica has that would
+        be cloned onto it under a name one of the master's own indexes of the partition takes; it is
+        skipped with those drops."""
         for t in [self.m.tables[k] for k in sorted(self.new_tables) if k in self.m.tables]:
             if not t.partition_of or t.partition_of in self.new_tables:
                 continue
             local = [step for rt in self.r.tables.values() if rt.partition_of == t.partition_of
-                     and rt.key not in self.m.tables for step in self.dropped.get(("table", rt.key, None), [])]
-            local += [step for (kind, key, _), steps in self.dropped.items() if kind == "index" and key == t.partition_of
-                      for step in steps]
+                     and rt.key not in self.m.tables and may_overlap(rt.partition_bound, t.partition_bound)
+                     for step in self.dropped.get(("table", rt.key, None), [])]
+            parent = self.r.tables.get(t.partition_of)
+            taken = set(t.indexes) | set(t.constraints)
+            for (kind, key, name), steps in self.dropped.items():
+                index = parent.indexes.get(name or "") if parent is not None and kind == "index" and key == t.partition_of else None
+                if index is not None and _clone_names(t.name, index.columns) & taken:
+                    local += steps
             created = self.g.steps_of(CREATE, ("table", t.key, None))
             if local and created:
                 self.g.require(created[0], *local)
@@ -709,8 +708,9 @@ class Builder:
                 continue
             for s in self.r.sequences.values():
                 ms = self.m.sequences.get(s.key)
-                if s.identity or s.owned_by_table != ref[1] or ms is None or ("sequence", s.key, None) in self.created:
-                    continue
+                if (s.identity or s.owned_by_table != ref[1] or ms is None or ms.identity
+                        or ("sequence", s.key, None) in self.created):
+                    continue  # (the master's identity sequence comes with its recreated column)
                 obj = SequenceObj(ms)
                 self.step(CREATE, obj.ref, "create sequence", obj.create(), obj.drop(), requires=drops,
                           reason=f"dropped with {ref[1]}, which owned it", schema=quote(ms.schema_name))
@@ -728,6 +728,9 @@ class Builder:
         m, r = self.m.tables[k], self.r.tables[k]
         obj = TableObj(m, self.m)
         d = c.diff
+        if "column_order" in d:
+            self.unsupported.append(f"table {k}: {c.detail}; ALTER TABLE cannot reorder columns: recreate it by "
+                                    "hand in the master's column order")
         if "unlogged" in d:
             to = "UNLOGGED" if m.unlogged else "LOGGED"
             back = "LOGGED" if m.unlogged else "UNLOGGED"
@@ -1071,7 +1074,19 @@ class Builder:
             self._changed_views = {c.object for c in self.by_kind["view_changed"] + self.by_kind["view_extra"]}
         return self._changed_views
 
+    def misordered_rows(self, view: str) -> str | None:
+        """A function the view calls that returns the rows of a table whose columns the replica
+        orders otherwise: the view's text names that function's columns by position."""
+        for d in self.m_deps.get(("view", view, None), []):
+            if d.on_kind == "function" and any(d.on_key in returning_rows(self.m, t) for t in self.misordered):
+                return d.on_key
+        return None
+
     def create_view(self, v: View, *, requires: Iterable[Step | None] = ()) -> None:
+        if fn := self.misordered_rows(v.key):
+            self.unsupported.append(f"view {v.key} is not created: it names the columns of {fn} by position, and the "
+                                    "table it returns orders them otherwise on the replica (see that table)")
+            return
         obj = ViewObj(v)
         st = self.step(CREATE, obj.ref, f"create {obj.keyword.lower()}", obj.create(), obj.drop(), requires=requires,
                        schema=quote(v.schema_name))
@@ -1095,6 +1110,9 @@ class Builder:
         for c in self.by_kind["view_extra"]:
             self.drop_view(self.r.views[c.object], extra=True)
         for c in self.by_kind["view_changed"]:
+            if self.misordered_rows(c.object):
+                self.create_view(self.m.views[c.object])  # says why it is left as it is
+                continue
             drop = self.drop_view(self.r.views[c.object], extra=False)
             self.create_view(self.m.views[c.object], requires=[drop])
         for c in self.by_kind["view_missing"]:
@@ -1281,6 +1299,14 @@ class Builder:
         if kind == "type":
             self.unsupported.append(f"type {key} uses an object the plan drops or changes: needs a manual migration")
         return None
+
+
+def _clone_names(partition: str, columns: list[str | None]) -> set[str]:
+    """The names PostgreSQL may give the clone of a parent's index on a partition (ChooseIndexName:
+    the partition's name, the columns, a suffix), truncated as it truncates them."""
+    stem = "_".join([partition, *[c or "expr" for c in columns]])
+    return {(stem.encode()[:NAMEDATALEN - 1 - len(suffix) - 1].decode(errors="ignore") + "_" + suffix)
+            for suffix in ("idx", "key", "excl")}
 
 
 def _identity_option(attr: str, value: Any) -> str:

@@ -1,5 +1,5 @@
 -- Per column of the given tables whose values are composite (a table's row type, a CREATE TYPE ... AS,
--- an array of one, a domain over one; nested ones too): the attribute names of every composite type
+-- an array, domain, range or multirange of one; nested ones too): the attribute names of every composite type
 -- reached, in attribute order. A composite value travels as a positional list, so the two sides must
 -- list their attributes in the same order (migrate appends a new column or attribute at the end).
 WITH RECURSIVE cols AS (
@@ -15,6 +15,12 @@ WITH RECURSIVE cols AS (
     CROSS JOIN LATERAL (
         SELECT CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem
                     WHEN t.typtype = 'd' THEN t.typbasetype END AS typ
+        UNION ALL
+        SELECT rg.rngsubtype FROM pg_catalog.pg_range AS rg WHERE rg.rngtypid = t.oid
+        UNION ALL
+        -- (rngmultitypid through JSON: the column exists from PostgreSQL 14 on)
+        SELECT rg.rngtypid FROM pg_catalog.pg_range AS rg
+        WHERE (pg_catalog.to_jsonb(rg) ->> 'rngmultitypid')::oid = t.oid
         UNION ALL
         SELECT a.atttypid FROM pg_catalog.pg_attribute AS a
         WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
