@@ -251,14 +251,18 @@ class Builder:
                                             reason=f"recreated: {why}"))
         self.create_type(self.m.types()[key], requires=[drop])
 
+    def create_with_comment(self, obj: Any, what: str, comment: str | None, **kw: Any) -> Step:
+        """A new object's CREATE and its comment; marked created, so its comment is not planned again."""
+        st = self.step(CREATE, obj.ref, what, obj.create(), obj.drop(), **kw)
+        if comment is not None:
+            self.step(CREATE, obj.ref, "comment", obj.comment(comment), obj.comment(None))
+        self.created.add(obj.ref)
+        return st
+
     def collations(self) -> None:
         for c in self.by_kind["collation_missing"]:
             coll = self.m.collations[c.object]
-            obj = CollationObj(coll)
-            self.step(CREATE, obj.ref, "create collation", obj.create(), obj.drop(), schema=quote(coll.schema_name))
-            if coll.comment is not None:
-                self.step(CREATE, obj.ref, "comment", obj.comment(coll.comment), obj.comment(None))
-            self.created.add(obj.ref)
+            self.create_with_comment(CollationObj(coll), "create collation", coll.comment, schema=quote(coll.schema_name))
         for c in self.by_kind["collation_changed"]:
             # columns and indexes sort by it: recreating it means recreating them, by hand
             self.unsupported.append(f"{c.detail}: recreate it, and what uses it, by hand")
@@ -430,11 +434,7 @@ class Builder:
     def sequences(self) -> None:
         for c in self.by_kind["sequence_missing"]:
             s = self.m.sequences[c.object]
-            obj = SequenceObj(s)
-            self.step(CREATE, obj.ref, "create sequence", obj.create(), obj.drop(), schema=quote(s.schema_name))
-            if s.comment is not None:
-                self.step(CREATE, obj.ref, "comment", obj.comment(s.comment), obj.comment(None))
-            self.created.add(obj.ref)
+            self.create_with_comment(SequenceObj(s), "create sequence", s.comment, schema=quote(s.schema_name))
             if s.owned_by:
                 self.owned_by(s, None)
         for c in self.by_kind["sequence_changed"]:
