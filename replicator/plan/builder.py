@@ -773,6 +773,13 @@ class Builder:
                               f"ALTER TABLE {k} INHERIT {p}", obj=k)
             for p in m.inherits:
                 if p not in r.inherits:
+                    # INHERIT wants the parent's CHECKs on the child already, under their names
+                    parent = self.m.tables.get(p)
+                    for con in (parent.constraints.values() if parent else ()):
+                        if con.kind == "check" and "NO INHERIT" not in con.definition and con.name not in r.constraints:
+                            obj = ConstraintObj(m, con)
+                            self.step(CREATE, ("attach", k, None), "add constraint", obj.add(), obj.drop(), obj=k,
+                                      reason=f"{p}'s, which INHERIT requires the child to have")
                     self.step(CREATE, ("attach", k, None), "inherit", f"ALTER TABLE {k} INHERIT {p}",
                               f"ALTER TABLE {k} NO INHERIT {p}", obj=k)
                     self.g.node(CREATE, ("attach", k, None)).needs |= {("table", p, None), ("table", k, None)}
@@ -986,6 +993,9 @@ class Builder:
                 requires.append(self.drop_nested(c, "constraint", safe=True))
             self.add_constraint(t, con, new_table=False, requires=requires)
         for c in self.by_kind["constraint_extra"]:
+            mt = self.m.tables.get(c.table or "")
+            if mt is not None and c.name in mt.constraints and mt.constraints[c.name].inherited:
+                continue  # the child's own copy of a parent's constraint: the planned INHERIT adopts it
             if not self.skip_table(c.table):
                 self.drop_nested(c, "constraint", safe=False)
 

@@ -32,7 +32,9 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS relation,
        con.convalidated AS validated,
        CASE WHEN con.conindid <> 0 AND con.contype IN ('p', 'u', 'x') THEN (
            SELECT i.relname FROM pg_catalog.pg_class i WHERE i.oid = con.conindid) END AS index,
-       con.conparentid <> 0 OR NOT con.conislocal AS inherited,
+       -- from a parent: cloned onto a partition, or inherited (also when the child declared it itself
+       -- first, as ALTER TABLE ... INHERIT requires of a CHECK: it stays marked local as well)
+       con.conparentid <> 0 OR NOT con.conislocal OR con.coninhcount > 0 AS inherited,
        obj_description(con.oid, 'pg_constraint') AS comment
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
