@@ -454,6 +454,14 @@ CATALOGUE: list[tuple[str, str, str, dict]] = [
         CREATE TABLE vehicle (id int PRIMARY KEY, wheels int CHECK (wheels >= 0));
         CREATE TABLE truck (payload int) INHERITS (vehicle);
     """, {}),
+    ("retyped-column-whose-check-calls-a-new-overload", """
+        CREATE FUNCTION pos(i int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT i > 0';
+        CREATE TABLE t (id int PRIMARY KEY, qty int CHECK (pos(qty)));
+        INSERT INTO t VALUES (1, 5);
+    """, """
+        CREATE FUNCTION pos(i bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT i > 0';
+        CREATE TABLE t (id int PRIMARY KEY, qty bigint CHECK (pos(qty)));
+    """, {}),
     ("enum-to-enum", """
         CREATE TYPE old_status AS ENUM ('new', 'done');
         CREATE TYPE status AS ENUM ('new', 'done', 'archived');

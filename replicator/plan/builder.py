@@ -871,6 +871,12 @@ class Builder:
                 back = f"{alter} TYPE {rcol.type}{ocoll}"
             st = add(text, back, cls, reason, pre, table=k if cls != "safe" else None)  # type: ignore[arg-type]
             self.retyped[(k, rname)] = [st]
+            # the table's CHECKs and defaults are parsed again for the new type: a function they call with
+            # it (a new overload, `pos(bigint)` for `pos(int)`) must exist by then
+            called = {(d.on_kind, d.on_key, None) for con in t.constraints
+                      for d in self.m_deps.get(("constraint", k, con), []) + self.m_deps.get(("column", k, name), [])
+                      if d.on_kind == "function"}
+            self.g.node(CREATE, ref).needs |= {f for f in called if self.g.has(CREATE, f)}
         if mcol.nullable != rcol.nullable:
             if not mcol.nullable:
                 add(f"{alter} SET NOT NULL", f"{alter} DROP NOT NULL", "data-dependent", "the column may hold NULLs",
