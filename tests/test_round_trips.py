@@ -57,10 +57,10 @@ def test_a_copy_into_an_empty_table_waits_once_per_batch_at_most(far, master_url
     assert _run_turns(proxy, connection)[0] <= 2 + res.batches
 
 
-def test_verify_waits_a_few_times_per_run_and_three_per_table(far, master_url, replica_url, sql_on):
-    # identity, snapshot, settings and catalog once; per table a count on both sides in a savepoint of
-    # its own (an error in one table's check must not end the run); checks that read only the replica
-    # (foreign keys, sequences) cost the master nothing
+def test_verify_waits_a_few_times_per_run_whatever_the_tables(far, master_url, replica_url, sql_on):
+    # identity, snapshot, settings and catalog once; every table's count in one batch, in a savepoint
+    # (an error falls back to a count per table); checks that read only the replica (foreign keys,
+    # sequences) cost the master nothing
     from replicator.config import Config
     from replicator.verify import run_verify
 
@@ -73,4 +73,4 @@ def test_verify_waits_a_few_times_per_run_and_three_per_table(far, master_url, r
         assert report.ok, report
     one, three = _run_turns(proxy, connection)
     assert one <= 13
-    assert three - one <= 2 * 3
+    assert three <= one + 1  # (one turn of slack: see the module's docstring)

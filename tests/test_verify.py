@@ -373,6 +373,22 @@ def test_readonly_role_passes_and_writer_warns(pair, readonly_role, tmp_path):
     assert only(report, "master_access", None).status == "fail" and not report.ok
 
 
+def test_a_table_that_cannot_be_counted_fails_alone(pair, master_url):
+    # the counts go to each side in one batch; when one of them fails, every table is counted on its
+    # own and only the failing one is reported, against its table
+    master_url, replica_url, snap = pair
+    name = f"nocount_{uuid.uuid4().hex[:10]}"
+    run_sql(master_url, f"CREATE ROLE {name} LOGIN PASSWORD 'pw{name}'; GRANT pg_read_all_data TO {name}")
+    run_sql(master_url, f"REVOKE pg_read_all_data FROM {name}; GRANT SELECT ON parents, children, events, pairs TO {name}")
+    try:
+        report = verify(url_with(master_url, user=name, password=f"pw{name}"), replica_url, snap)
+        counts = statuses(report, "row_counts")
+        assert counts.pop("public.tags") == "fail" and set(counts.values()) == {"pass"}, counts
+        assert "permission denied" in only(report, "row_counts", "public.tags").summary
+    finally:
+        run_sql(master_url, f"DROP OWNED BY {name}; DROP ROLE {name}")
+
+
 @pytest.mark.min_server(14)
 def test_rls_hiding_rows_fails(pair, master_url):
     master_url, replica_url, snap = pair
