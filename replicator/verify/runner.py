@@ -202,7 +202,8 @@ def run_verify(
                     counted = count_all(sides, selected)
             except (psycopg.Error, GuardViolation) as e:
                 if m.closed or r.closed:
-                    raise _connection_lost(e, "row_counts", None) from e
+                    counting = selected[0].label if len(selected) == 1 else f"{len(selected)} tables"
+                    raise _connection_lost(e, "row_counts", counting) from e
                 # each table is counted on its own below, and the failing one reported against its table
         for pair in selected:
             if deep:
