@@ -1,7 +1,8 @@
 """Which server is which: the replica is never the master's database, a standby of it, or read-only
 when it is about to be written, and a database marked as a replica is never used as a master.
 
-Each side's identity is read once, right after connecting (`sql/server_identity.sql`): the cluster's
+Each side's identity is read once, right after connecting (`sql/server_identity.sql`; copy reads the
+master's in the batch that opens its snapshot, before it touches the replica): the cluster's
 `system_identifier` (from `pg_control_system()`, shared by every physical copy of a cluster), the
 database's OID and name, `pg_is_in_recovery()`, the read-only settings, and whether the database
 carries replicator's `_replicator` tables. `check_pair` then refuses, with one line:

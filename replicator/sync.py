@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from . import identity
 from .analyze import AnalyzeOptions, Sessions, config_renames, scoped, selection_note
 from .config import Config, Policy
-from .connect import batch, describe, redact
+from .connect import batch, describe, redact, statements_alone
 from .copy import CopyResult, copy_tables
 from .copy.masking import set_key
 from .copy.plan import TablePlan, plan_table
@@ -689,19 +689,27 @@ class _Snapshot:
         for c in (self.m, self.r):
             if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 c.rollback()
-        self.level = self.m.isolation_level
-        self.m.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        self.m.execute(pin_master_sql(self.m.info.server_version))
-        settings = dict(zip(RENDER_SETTINGS, self.m.execute(render_settings_query()).fetchone()))
-        self.r.execute(follow_sql(settings, local=True))
+        # the master's transaction is opened by hand, in autocommit: its BEGIN goes with the pins and
+        # the settings read back, one round trip to a distant master where psycopg's BEGIN waits alone
+        self.autocommit = self.m.autocommit
+        self.m.autocommit = True
+        *_, (rendered,) = batch(self.m, [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
+                                         (pin_master_sql(self.m.info.server_version), None),
+                                         (render_settings_query(), None)])
+        self.r.execute(follow_sql(dict(zip(RENDER_SETTINGS, rendered)), local=True))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for c in (self.m, self.r):
-            if not c.closed:
-                c.rollback()
         if not self.m.closed:
-            self.m.isolation_level = self.level
+            try:
+                if self.m.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    self.m.execute("ROLLBACK")
+                self.m.autocommit = self.autocommit
+            except psycopg.Error:
+                if exc[0] is None:
+                    raise  # (else the error being raised says what went wrong)
+        if not self.r.closed:
+            self.r.rollback()
 
 
 def fingerprints(master: psycopg.Connection, replica: psycopg.Connection,
@@ -770,16 +778,21 @@ def read_side(conn: psycopg.Connection, side: str, cfg: Config, cached: tuple[st
 
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
+    if cached is not None and cached[1] == scope:
+        # the digest alone, a transaction of its own: where it is the cached one (the usual case), the
+        # schema comes from the cache without a BEGIN and a COMMIT to wait for
+        with statements_alone(conn):
+            digest = conn.execute(identity.load_sql("catalog_digest")).fetchone()[0]
+        if digest == cached[0]:
+            try:
+                return Schema.model_validate_json(cached[2]), digest, True
+            except (ValidationError, ValueError):
+                pass  # written by another version: read it again, below
     level = conn.isolation_level
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
-        with conn.transaction():
+        with conn.transaction():  # the digest of exactly what is introspected
             digest = conn.execute(identity.load_sql("catalog_digest")).fetchone()[0]
-            if cached is not None and cached[:2] == (digest, scope):
-                try:
-                    return Schema.model_validate_json(cached[2]), digest, True
-                except (ValidationError, ValueError):
-                    pass  # written by another version: read it again
             try:
                 return introspect(conn, schemas=cfg.schemas), digest, False
             except psycopg.errors.InsufficientPrivilege as e:

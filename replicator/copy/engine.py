@@ -170,6 +170,8 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
             batch(master, closing)
             closing.clear()
 
+    # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables, and of
+    # the never analyzed ones (`uncounted`) only those the run copies, counted by the pre-flight
     uncounted: list[Table] = []
     mschema, (_begin, _pin, (now,), (rendered,), *more), master_identity = _open_snapshot(
         master, first, schemas=cfg.schemas, defer_close=closing, defer_counts=uncounted)
@@ -189,8 +191,6 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     replica.execute(follow_sql(settings, local=False))
     replica.commit()
     pooled_replica = is_transaction_pooler(parse_conninfo(replica_url, "replica"))
-    # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables, and of
-    # the never analyzed ones (`uncounted`) only those the run copies, counted by the pre-flight
     rschema = introspect(replica, schemas=cfg.schemas, count_threshold=0, tables_only=True, defer_counts=[])
     replica.commit()
     if in_snapshot is not None:
