@@ -57,6 +57,7 @@ ChangeKind = Literal[
     "constraint_missing", "constraint_extra", "constraint_changed", "constraint_comment",
     "index_missing", "index_extra", "index_changed", "index_comment",
     "trigger_missing", "trigger_extra", "trigger_changed", "trigger_comment",
+    "rule_missing", "rule_extra", "rule_changed", "rule_comment",
     "policy_missing", "policy_extra", "policy_changed", "policy_comment",
     "view_missing", "view_extra", "view_changed", "view_comment",
     "grant_missing", "grant_extra",
@@ -221,6 +222,7 @@ VIEW = ObjectKind("view", compare=("materialized", "definition", "options"), gra
 CONSTRAINT = ObjectKind("constraint", compare=("definition", "validated"))
 INDEX = ObjectKind("index", compare=("definition",))
 TRIGGER = ObjectKind("trigger", compare=("definition", "enabled"))
+RULE = ObjectKind("rule", compare=("definition", "enabled"))
 POLICY = ObjectKind("policy", compare=("command", "permissive", "roles", "using", "with_check"))
 
 #: Top-level kinds compared by :func:`_compare` alone, with where each side keeps them.
@@ -338,6 +340,7 @@ def diff_schemas(
                 d.comment("column_comment", member_key(k, cn), col.comment, rcol.comment, table=k, name=cn)
         d.compare(INDEX, mv.indexes, rv.indexes, table=k, key=lambda n, k=k: nested_key(k, n))
         d.compare(TRIGGER, mv.triggers, rv.triggers, table=k, key=lambda n, k=k: nested_key(k, n))
+        d.compare(RULE, mv.rules, rv.rules, table=k, key=lambda n, k=k: nested_key(k, n))
     return d.changes
 
 
@@ -512,6 +515,7 @@ def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str], ms: Schem
     nested(TRIGGER, {n: t for n, t in m.triggers.items() if not t.inherited},
            {n: t for n, t in r.triggers.items() if not t.inherited})
     nested(POLICY, m.policies, r.policies)
+    nested(RULE, m.rules, r.rules)
 
 
 def diff_snapshot(old: Schema, new: Schema) -> list[Change]:

@@ -462,6 +462,23 @@ CATALOGUE: list[tuple[str, str, str, dict]] = [
         CREATE FUNCTION pos(i bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT i > 0';
         CREATE TABLE t (id int PRIMARY KEY, qty bigint CHECK (pos(qty)));
     """, {}),
+    ("rules", """
+        CREATE TABLE t (id int PRIMARY KEY, v text);
+        CREATE TABLE audit (id int, v text);
+        CREATE RULE local_rule AS ON UPDATE TO t DO INSTEAD NOTHING;
+        CREATE VIEW tv AS SELECT id, v FROM t;
+    """, """
+        CREATE TABLE t (id int PRIMARY KEY, v text);
+        CREATE TABLE audit (id int, v text);
+        CREATE RULE no_delete AS ON DELETE TO t DO INSTEAD NOTHING;
+        CREATE RULE log_insert AS ON INSERT TO t DO ALSO INSERT INTO audit VALUES (NEW.id, NEW.v);
+        ALTER TABLE t DISABLE RULE log_insert;
+        COMMENT ON RULE no_delete ON t IS 'rows stay';
+        CREATE VIEW tv AS SELECT id, v FROM t;
+        CREATE RULE tv_ins AS ON INSERT TO tv DO INSTEAD INSERT INTO t VALUES (NEW.id, NEW.v);
+        CREATE TABLE archive (id int PRIMARY KEY);
+        CREATE RULE archive_keep AS ON DELETE TO archive DO INSTEAD NOTHING;
+    """, {}),
     ("enum-to-enum", """
         CREATE TYPE old_status AS ENUM ('new', 'done');
         CREATE TYPE status AS ENUM ('new', 'done', 'archived');
@@ -606,6 +623,9 @@ UNION ALL
 SELECT 'ext', extname || ' ' || extversion || ' ' || extnamespace::regnamespace::text FROM pg_extension
 UNION ALL
 SELECT 'schema', nspname || ' ' || coalesce(obj_description(oid, 'pg_namespace'), '') FROM ns
+UNION ALL
+SELECT 'rule', pg_get_ruledef(r.oid) || ' ' || r.ev_enabled::text || ' ' || coalesce(obj_description(r.oid, 'pg_rewrite'), '')
+FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN ns ON ns.oid = c.relnamespace WHERE r.rulename <> '_RETURN'
 UNION ALL
 SELECT 'coll', co.oid::regcollation::text || ' ' || co.collprovider::text || ' ' || co.collisdeterministic
        || ' ' || coalesce(co.collcollate, '') || ' ' || coalesce(co.collctype, '')

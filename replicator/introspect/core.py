@@ -38,6 +38,7 @@ from .models import (
     RangeType,
     Role,
     RowCount,
+    Rule,
     Schema,
     Sequence,
     Table,
@@ -252,7 +253,7 @@ class _Bracket:
 
 
 #: The catalog queries of one round of introspection: objects, then what the schema as a whole holds.
-OBJECT_QUERIES = ("tables", "views", "columns", "constraints", "indexes", "triggers", "policies", "sequences",
+OBJECT_QUERIES = ("tables", "views", "columns", "constraints", "indexes", "triggers", "rules", "policies", "sequences",
                   "enums", "domains", "composites", "ranges", "functions", "collations")
 #: What copying data needs: the tables, their columns, keys and indexes, and which schemas exist.
 TABLE_QUERIES = ("tables", "columns", "constraints", "indexes", "namespaces")
@@ -305,6 +306,11 @@ def _read_objects(rows, result: Any) -> tuple[dict[str, float], set[str]]:
         owner = result.tables.get(rel) or (views.get(rel) if views is not None else None)
         if owner is not None:
             owner.triggers[r["name"]] = Trigger(**r)
+    for r in rows("rules"):
+        rel = r.pop("relation")
+        owner = result.tables.get(rel) or (views.get(rel) if views is not None else None)
+        if owner is not None:
+            owner.rules[r["name"]] = Rule(**r)
     for r in rows("policies"):
         if (t := result.tables.get(r.pop("relation"))) is not None:
             t.policies[r["name"]] = Policy(**r)

@@ -104,6 +104,15 @@ class Trigger(_Model):
     comment: str | None = None
 
 
+class Rule(_Model):
+    """``CREATE RULE`` on a table or view (a view's own ``_RETURN`` rule is its definition)."""
+
+    name: str
+    definition: str  # pg_get_ruledef
+    enabled: Literal["origin", "disabled", "replica", "always"] = "origin"
+    comment: str | None = None
+
+
 class Policy(_Model):
     name: str
     command: Literal["ALL", "SELECT", "INSERT", "UPDATE", "DELETE"]
@@ -133,6 +142,7 @@ class Table(_Model):
     indexes: dict[str, Index] = Field(default_factory=dict)
     triggers: dict[str, Trigger] = Field(default_factory=dict)
     policies: dict[str, Policy] = Field(default_factory=dict)
+    rules: dict[str, Rule] = Field(default_factory=dict)
     grants: list[Grant] = Field(default_factory=list)
 
     @property
@@ -208,6 +218,7 @@ class View(_Model):
     depends_on_functions: list[str] = Field(default_factory=list)  # keys of user functions used
     indexes: dict[str, Index] = Field(default_factory=dict)  # materialized views only
     triggers: dict[str, Trigger] = Field(default_factory=dict)  # INSTEAD OF triggers
+    rules: dict[str, Rule] = Field(default_factory=dict)  # ON INSERT ... DO INSTEAD rules
     grants: list[Grant] = Field(default_factory=list)
 
     @property

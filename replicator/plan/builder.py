@@ -23,6 +23,7 @@ from ..introspect.models import (
     Index,
     Namespace,
     Policy,
+    Rule,
     Schema,
     Sequence,
     Table,
@@ -45,6 +46,7 @@ from .objects import (
     IndexObj,
     PolicyObj,
     RangeObj,
+    RuleObj,
     Ref,
     RoleObj,
     SchemaObj,
@@ -128,6 +130,7 @@ class Builder:
         self.constraints()
         self.indexes()
         self.triggers()
+        self.rules()
         self.policies()
         self.views()
         self.partitions_wait_for_local_drops()
@@ -602,6 +605,8 @@ class Builder:
             for trg in t.triggers.values():
                 if not trg.inherited:
                     self.create_trigger(t, trg, requires=[st])
+            for rule in t.rules.values():
+                self.create_rule(t, rule, requires=[st])
             for pol in t.policies.values():
                 self.create_policy(t, pol, requires=[st])
         self.table_comments(t)
@@ -1006,11 +1011,13 @@ class Builder:
                 self.drop_nested(c, "constraint", safe=False)
 
     def drop_nested(self, c: Change, kind: str, *, safe: bool) -> Step:
-        """Drop the replica's constraint / index / trigger / policy of change ``c``."""
+        """Drop the replica's constraint / index / trigger / policy / rule of change ``c``."""
         owner = self.r.tables.get(c.table or "") or self.r.views.get(c.table or "")
         assert owner is not None
-        model: Any = {"constraint": Constraint, "index": Index, "trigger": Trigger, "policy": Policy}[kind](**c.replica)
-        obj = {"constraint": ConstraintObj, "index": IndexObj, "trigger": TriggerObj, "policy": PolicyObj}[kind](owner, model)
+        model: Any = {"constraint": Constraint, "index": Index, "trigger": Trigger, "policy": Policy,
+                      "rule": Rule}[kind](**c.replica)
+        obj = {"constraint": ConstraintObj, "index": IndexObj, "trigger": TriggerObj, "policy": PolicyObj,
+               "rule": RuleObj}[kind](owner, model)
         return self.drop(obj.ref, self.step(DROP, obj.ref, f"drop {kind}", obj.drop(), obj.create(),
                                             "safe" if safe else "destructive",
                                             "recreated from the master's definition" if safe else "only on the replica"))
@@ -1064,6 +1071,27 @@ class Builder:
             if not self.skip_table(c.table) and c.table not in self.changed_views():
                 self.drop_nested(c, "trigger", safe=False)
 
+    def create_rule(self, owner: Table | View, rule: Rule, *, requires: Iterable[Step | None] = ()) -> None:
+        obj = RuleObj(owner, rule)
+        self.step(CREATE, obj.ref, "create rule", obj.create(), obj.drop(), requires=requires)
+        if (state := obj.enable_state()) is not None:
+            self.step(CREATE, obj.ref, "rule state", state, f"ALTER TABLE {owner.key} ENABLE RULE {quote(rule.name)}")
+        if rule.comment is not None:
+            self.step(CREATE, obj.ref, "comment", obj.comment(rule.comment), obj.comment(None))
+        self.created.add(obj.ref)
+
+    def rules(self) -> None:
+        for c in self.by_kind["rule_missing"] + self.by_kind["rule_changed"]:
+            if self.skip_table(c.table) or c.table in self.changed_views():
+                continue
+            owner = self.m.tables.get(c.table or "") or self.m.views.get(c.table or "")
+            assert owner is not None
+            requires = [self.drop_nested(c, "rule", safe=True)] if c.kind == "rule_changed" else []
+            self.create_rule(owner, Rule(**c.master), requires=requires)
+        for c in self.by_kind["rule_extra"]:
+            if not self.skip_table(c.table) and c.table not in self.changed_views():
+                self.drop_nested(c, "rule", safe=False)
+
     def create_policy(self, t: Table, pol: Policy, *, requires: Iterable[Step | None] = ()) -> None:
         obj = PolicyObj(t, pol)
         self.step(CREATE, obj.ref, "create policy", obj.create(), obj.drop(), requires=requires)
@@ -1114,6 +1142,8 @@ class Builder:
             self.create_index(v, idx, requires=[st])
         for trg in v.triggers.values():
             self.create_trigger(v, trg, requires=[st])
+        for rule in v.rules.values():
+            self.create_rule(v, rule, requires=[st])
         self.created.add(obj.ref)
 
     def drop_view(self, v: View, *, extra: bool) -> Step:
@@ -1164,16 +1194,17 @@ class Builder:
             if c.table in self.m.views and c.table not in self.changed_views():
                 comment(("view", c.table, None), f"COLUMN {c.table}.{quote(c.name or '')}", c)
             # table columns: handled with the column's other changes
-        for kind in ("constraint", "index", "trigger", "policy"):
+        for kind in ("constraint", "index", "trigger", "policy", "rule"):
             for c in self.by_kind[f"{kind}_comment"]:
                 if self.skip_table(c.table) or c.table in self.changed_views():
                     continue
                 owner = self.m.tables.get(c.table or "") or self.m.views.get(c.table or "")
                 assert owner is not None
                 models = {"constraint": owner.constraints if isinstance(owner, Table) else {}, "index": owner.indexes,
-                          "trigger": owner.triggers, "policy": owner.policies if isinstance(owner, Table) else {}}[kind]
+                          "trigger": owner.triggers, "policy": owner.policies if isinstance(owner, Table) else {},
+                          "rule": owner.rules}[kind]
                 obj: Any = {"constraint": ConstraintObj, "index": IndexObj, "trigger": TriggerObj,
-                            "policy": PolicyObj}[kind](owner, models[c.name])
+                            "policy": PolicyObj, "rule": RuleObj}[kind](owner, models[c.name])
                 comment(obj.ref, obj.target, c)
 
     def grants(self) -> None:
@@ -1252,23 +1283,20 @@ class Builder:
         if kind in ("trigger", "policy", "constraint", "index", "rule"):
             owner = self.r.tables.get(key) or self.r.views.get(key)
             mowner = self.m.tables.get(key) or self.m.views.get(key)
-            if kind == "rule":
-                self.unsupported.append(f"rule {name} on {key} uses an object the plan changes: rules are not handled")
-                return None
             if owner is None:
                 self.unsupported.append(f"{kind} {name} on {key} (outside the compared schemas) uses an object the "
                                         "plan drops or recreates: drop it first and recreate it after, by hand")
                 return None
-            rmodel = getattr(owner, {"constraint": "constraints", "index": "indexes", "trigger": "triggers",
-                                     "policy": "policies"}[kind]).get(name)
+            members = {"constraint": "constraints", "index": "indexes", "trigger": "triggers", "policy": "policies",
+                       "rule": "rules"}[kind]
+            rmodel = getattr(owner, members).get(name)
             if rmodel is None:
                 return None
             fake = Change(kind=f"{kind}_changed", object=f"{key}/{name}", detail="", table=key, name=name,  # type: ignore[arg-type]
                           replica=rmodel.model_dump(mode="json"))
             drop = self.drop_nested(fake, kind, safe=True)
             self.g.require(drop, cause)
-            mmodel = getattr(mowner, {"constraint": "constraints", "index": "indexes", "trigger": "triggers",
-                                      "policy": "policies"}[kind], {}).get(name) if mowner else None
+            mmodel = getattr(mowner, members, {}).get(name) if mowner else None
             if mmodel is not None and (kind, key, name) not in self.created:
                 if kind == "constraint":
                     self.add_constraint(mowner, mmodel, new_table=False, requires=[drop])  # type: ignore[arg-type]
@@ -1276,6 +1304,8 @@ class Builder:
                     self.create_index(mowner, mmodel, requires=[drop])  # type: ignore[arg-type]
                 elif kind == "trigger":
                     self.create_trigger(mowner, mmodel, requires=[drop])  # type: ignore[arg-type]
+                elif kind == "rule":
+                    self.create_rule(mowner, mmodel, requires=[drop])  # type: ignore[arg-type]
                 else:
                     self.create_policy(mowner, mmodel, requires=[drop])  # type: ignore[arg-type]
             return (kind, key, name), drop

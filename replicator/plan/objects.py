@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from ..diff import quote
 from ..introspect.models import (
     Collation,
+    Rule,
     Column,
     CompositeType,
     Constraint,
@@ -419,6 +420,22 @@ class TriggerObj(Nested):
 
     def drop(self) -> str:
         return f"DROP TRIGGER {quote(self.name)} ON {self.key}"
+
+
+class RuleObj(Nested):
+    kind, keyword = "rule", "RULE"
+    model: Rule
+
+    def create(self) -> str:
+        return self.model.definition.rstrip().rstrip(";")
+
+    def enable_state(self) -> str | None:
+        """The ALTER TABLE that gives it its enabled state, when not the default."""
+        state = {"disabled": "DISABLE", "replica": "ENABLE REPLICA", "always": "ENABLE ALWAYS"}.get(self.model.enabled)
+        return f"ALTER TABLE {self.key} {state} RULE {quote(self.name)}" if state else None
+
+    def drop(self) -> str:
+        return f"DROP RULE {quote(self.name)} ON {self.key}"
 
 
 class PolicyObj(Nested):
