@@ -363,7 +363,9 @@ def _outside(d: _Diff, master: Schema, replica: Schema) -> None:
     """Roles and objects outside the compared schemas that the master's compared schemas use and
     the replica lacks (it may have them with another definition: that is its own business)."""
     for role in sorted(master.roles_used()):
-        if role not in replica.roles:
+        # PostgreSQL's predefined roles (pg_database_owner, pg_read_all_data...) are in every cluster and
+        # never created (the name is reserved); neither side's role list holds them
+        if role not in replica.roles and not role.startswith("pg_"):
             d.add(kind="role_missing", object=quote(role), master=_dump(master.roles.get(role)),
                   detail=f"role {role} (named by the compared schemas' policies or grants) missing on the "
                          "replica's server (roles are cluster-wide)")

@@ -210,3 +210,12 @@ def test_a_view_naming_a_functions_columns_by_position_is_not_created_in_another
     assert "table public.t: columns ordered (id, b, a) on replica, (id, a, b) on master, and read by position by " \
            "view public.v (through public.f())" in again.output
     assert "labels" not in again.output
+
+
+def test_grants_to_predefined_roles_are_made_without_creating_the_role(master_url, replica_url, sql_on, tmp_path):
+    # pg_database_owner, pg_read_all_stats...: in every cluster, and their names reserved
+    sql_on(master_url, "CREATE TABLE t (id int PRIMARY KEY); GRANT SELECT ON t TO pg_read_all_stats")
+    sql_on(replica_url, "CREATE TABLE t (id int PRIMARY KEY)")
+    res = _run(master_url, replica_url, tmp_path, "--with-privileges")
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT has_table_privilege('pg_read_all_stats', 't', 'SELECT')") == [(True,)]
