@@ -1049,48 +1049,41 @@ class Builder:
             if not self.skip_table(c.table) and c.table not in self.changed_views():
                 self.drop_nested(c, "index", safe=False)
 
+    def create_switchable(self, obj: TriggerObj | RuleObj, requires: Iterable[Step | None]) -> None:
+        """A trigger or rule: created, given its enabled state when not the default, commented."""
+        self.step(CREATE, obj.ref, f"create {obj.kind}", obj.create(), obj.drop(), requires=requires)
+        if (state := obj.enable_state()) is not None:
+            self.step(CREATE, obj.ref, f"{obj.kind} state", state, obj.enable_default())
+        if obj.model.comment is not None:
+            self.step(CREATE, obj.ref, "comment", obj.comment(obj.model.comment), obj.comment(None))
+        self.created.add(obj.ref)
+
     def create_trigger(self, owner: Table | View, trg: Trigger, *, requires: Iterable[Step | None] = ()) -> None:
         obj = TriggerObj(owner, trg)
-        self.step(CREATE, obj.ref, "create trigger", obj.create(), obj.drop(), requires=requires)
+        self.create_switchable(obj, requires)
         self.g.node(CREATE, obj.ref).needs.add(("function", trg.function, None))
-        if (state := obj.enable_state()) is not None:
-            self.step(CREATE, obj.ref, "trigger state", state, f"ALTER TABLE {owner.key} ENABLE TRIGGER {quote(trg.name)}")
-        if trg.comment is not None:
-            self.step(CREATE, obj.ref, "comment", obj.comment(trg.comment), obj.comment(None))
-        self.created.add(obj.ref)
-
-    def triggers(self) -> None:
-        for c in self.by_kind["trigger_missing"] + self.by_kind["trigger_changed"]:
-            if self.skip_table(c.table) or c.table in self.changed_views():
-                continue
-            owner = self.m.tables.get(c.table or "") or self.m.views.get(c.table or "")
-            assert owner is not None
-            requires = [self.drop_nested(c, "trigger", safe=True)] if c.kind == "trigger_changed" else []
-            self.create_trigger(owner, Trigger(**c.master), requires=requires)
-        for c in self.by_kind["trigger_extra"]:
-            if not self.skip_table(c.table) and c.table not in self.changed_views():
-                self.drop_nested(c, "trigger", safe=False)
 
     def create_rule(self, owner: Table | View, rule: Rule, *, requires: Iterable[Step | None] = ()) -> None:
-        obj = RuleObj(owner, rule)
-        self.step(CREATE, obj.ref, "create rule", obj.create(), obj.drop(), requires=requires)
-        if (state := obj.enable_state()) is not None:
-            self.step(CREATE, obj.ref, "rule state", state, f"ALTER TABLE {owner.key} ENABLE RULE {quote(rule.name)}")
-        if rule.comment is not None:
-            self.step(CREATE, obj.ref, "comment", obj.comment(rule.comment), obj.comment(None))
-        self.created.add(obj.ref)
+        self.create_switchable(RuleObj(owner, rule), requires)
 
-    def rules(self) -> None:
-        for c in self.by_kind["rule_missing"] + self.by_kind["rule_changed"]:
+    def switchable_changes(self, kind: str, model: type, create: Any) -> None:
+        """Triggers or rules the master has and the replica lacks or has otherwise, and the replica's own."""
+        for c in self.by_kind[f"{kind}_missing"] + self.by_kind[f"{kind}_changed"]:
             if self.skip_table(c.table) or c.table in self.changed_views():
                 continue
             owner = self.m.tables.get(c.table or "") or self.m.views.get(c.table or "")
             assert owner is not None
-            requires = [self.drop_nested(c, "rule", safe=True)] if c.kind == "rule_changed" else []
-            self.create_rule(owner, Rule(**c.master), requires=requires)
-        for c in self.by_kind["rule_extra"]:
+            requires = [self.drop_nested(c, kind, safe=True)] if c.kind == f"{kind}_changed" else []
+            create(owner, model(**c.master), requires=requires)
+        for c in self.by_kind[f"{kind}_extra"]:
             if not self.skip_table(c.table) and c.table not in self.changed_views():
-                self.drop_nested(c, "rule", safe=False)
+                self.drop_nested(c, kind, safe=False)
+
+    def triggers(self) -> None:
+        self.switchable_changes("trigger", Trigger, self.create_trigger)
+
+    def rules(self) -> None:
+        self.switchable_changes("rule", Rule, self.create_rule)
 
     def create_policy(self, t: Table, pol: Policy, *, requires: Iterable[Step | None] = ()) -> None:
         obj = PolicyObj(t, pol)

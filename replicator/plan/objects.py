@@ -406,36 +406,37 @@ class IndexObj(Nested):
         return f"DROP INDEX {self.qualified}"
 
 
-class TriggerObj(Nested):
+class Switchable(Nested):
+    """A trigger or a rule: created from its definition, and switched on or off by ALTER TABLE."""
+
+    model: Trigger | Rule
+
+    def enable_state(self) -> str | None:
+        """The ALTER TABLE that gives it its enabled state, when not the default."""
+        state = {"disabled": "DISABLE", "replica": "ENABLE REPLICA", "always": "ENABLE ALWAYS"}.get(self.model.enabled)
+        return f"ALTER TABLE {self.key} {state} {self.keyword} {quote(self.name)}" if state else None
+
+    def enable_default(self) -> str:
+        return f"ALTER TABLE {self.key} ENABLE {self.keyword} {quote(self.name)}"
+
+    def drop(self) -> str:
+        return f"DROP {self.keyword} {quote(self.name)} ON {self.key}"
+
+
+class TriggerObj(Switchable):
     kind, keyword = "trigger", "TRIGGER"
     model: Trigger
 
     def create(self) -> str:
         return self.model.definition
 
-    def enable_state(self) -> str | None:
-        """The ALTER TABLE that gives it its enabled state, when not the default."""
-        state = {"disabled": "DISABLE", "replica": "ENABLE REPLICA", "always": "ENABLE ALWAYS"}.get(self.model.enabled)
-        return f"ALTER TABLE {self.key} {state} TRIGGER {quote(self.name)}" if state else None
 
-    def drop(self) -> str:
-        return f"DROP TRIGGER {quote(self.name)} ON {self.key}"
-
-
-class RuleObj(Nested):
+class RuleObj(Switchable):
     kind, keyword = "rule", "RULE"
     model: Rule
 
     def create(self) -> str:
         return self.model.definition.rstrip().rstrip(";")
-
-    def enable_state(self) -> str | None:
-        """The ALTER TABLE that gives it its enabled state, when not the default."""
-        state = {"disabled": "DISABLE", "replica": "ENABLE REPLICA", "always": "ENABLE ALWAYS"}.get(self.model.enabled)
-        return f"ALTER TABLE {self.key} {state} RULE {quote(self.name)}" if state else None
-
-    def drop(self) -> str:
-        return f"DROP RULE {quote(self.name)} ON {self.key}"
 
 
 class PolicyObj(Nested):
