@@ -91,3 +91,20 @@ def test_an_unchanged_sync_waits_a_few_times_whatever_the_tables(far, master_url
     assert run_sync(cfg, tmp_path).exit_code == 0
     unchanged = _run_turns(proxy, connection)[-1]
     assert unchanged <= 15
+
+
+def test_analyze_waits_once_per_table_for_its_key_overlap(far, master_url, replica_url, sql_on, tmp_path):
+    # the catalog in one batch with its BEGIN and ROLLBACK; each table's key stream a transaction of its
+    # own, with no BEGIN and COMMIT to wait for
+    from replicator.analyze import AnalyzeOptions, run_analyze
+    from replicator.config import Config
+
+    for url in (master_url, replica_url):
+        sql_on(url, "".join(f"CREATE TABLE k{i} (id int PRIMARY KEY); INSERT INTO k{i} VALUES (1), (2);"
+                            for i in range(4)))
+    proxy, url, connection = far
+    cfg = Config(master_url=url, replica_url=replica_url)
+    run_analyze(cfg, tmp_path / "one", AnalyzeOptions(tables=["k0"]))
+    run_analyze(cfg, tmp_path / "four", AnalyzeOptions())
+    one, four = _run_turns(proxy, connection)
+    assert four - one <= 3 + 1  # one wait for each of the 3 more tables (and one of slack)
