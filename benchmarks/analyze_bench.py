@@ -12,6 +12,7 @@ time.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -65,6 +66,7 @@ def main_(argv: list[str] | None = None) -> None:
     if bindir is None:
         raise SystemExit("no PostgreSQL binaries (install PostgreSQL or pip install pgserver)")
     clusters = [ephemeral.start_cluster(bindir) for _ in range(2)]
+    out = ""
     try:
         murl, rurl = clusters[0].url(), clusters[1].url()
         with psycopg.connect(murl, autocommit=True) as c:
@@ -103,6 +105,8 @@ def main_(argv: list[str] | None = None) -> None:
     finally:
         for c in clusters:
             c.stop()
+        if out:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":
