@@ -127,8 +127,8 @@ def identity_statements(system_identifier: bool = True) -> list[tuple[str, None]
 
 def read_identity(conn: psycopg.Connection, side: str, rows: list[list] | None = None) -> ServerIdentity:
     """Read one side's identity, or build it from `rows` (the results of `identity_statements()` sent by
-    the caller); leaves an idle connection idle (its transaction is committed). One round trip: the query
-    and its transaction's BEGIN and COMMIT go together (pipeline mode), which a distant master notices."""
+    the caller); leaves an idle connection idle. One round trip: the statements are pipelined, each a
+    transaction of its own, with no BEGIN or COMMIT to wait for, which a distant master notices."""
     address = _address(conn)
     try:
         if rows is None:
