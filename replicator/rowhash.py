@@ -96,6 +96,14 @@ def pin_master_sql(server_version: int) -> sql.Composable:
         sql.SQL("pg_catalog.set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v)) for k, v in values.items()))
 
 
+def open_pinned_snapshot(server_version: int, imported: str | None = None) -> list[tuple[Any, None]]:
+    """The statements opening a master transaction that reads one snapshot with the pinned rendering
+    (`imported`: an exported snapshot's id to take, as the first statement must); sent together on a
+    connection in autocommit, they cost a distant master one round trip."""
+    take = [(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(imported)), None)] if imported else []
+    return [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None), *take, (pin_master_sql(server_version), None)]
+
+
 def follow_sql(settings: dict[str, Any], *, local: bool) -> sql.Composable:
     """Make a (replica) session render like ``settings`` (the master's, read after pinning)."""
     return sql.SQL("SELECT {}").format(sql.SQL(", ").join(

@@ -51,7 +51,7 @@ from .introspect.models import Table as TableModel
 from .migrate import MigrationError, apply_steps, backup
 from .plan import Plan, Step, build_plan, run_prechecks
 from .report import md_table, utc_stamp, write_text
-from .rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, range_checksum, render_settings_query
+from .rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, range_checksum, render_settings_query
 from .selection import Selection
 from .sequences import advance, sequence_state, sequence_uses
 from .subset import Closure, Subset
@@ -693,8 +693,7 @@ class _Snapshot:
         # the settings read back, one round trip to a distant master where psycopg's BEGIN waits alone
         self.autocommit = self.m.autocommit
         self.m.autocommit = True
-        *_, (rendered,) = batch(self.m, [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
-                                         (pin_master_sql(self.m.info.server_version), None),
+        *_, (rendered,) = batch(self.m, [*open_pinned_snapshot(self.m.info.server_version),
                                          (render_settings_query(), None)])
         self.r.execute(follow_sql(dict(zip(RENDER_SETTINGS, rendered)), local=True))
         return self

@@ -18,7 +18,7 @@ from ..connect import batch, describe, error_side, is_transaction_pooler, open_m
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..introspect import Ahead, Schema, Table, introspect
-from ..rowhash import RENDER_SETTINGS, follow_sql, pin_master_sql, render_settings_query
+from ..rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, render_settings_query
 from ..selection import Selection
 from ..sequences import advance, sequence_uses
 from . import baseline, checkpoint, logic as replica_logic
@@ -152,8 +152,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if jobs > 1 and pooled:
         result.notes.append("a transaction pooler cannot share a snapshot between sessions: --jobs ignored, one connection")
         jobs = 1
-    first = [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
-             (pin_master_sql(master.info.server_version), None), ("SELECT now()", None), (render_settings_query(), None)]
+    first = [*open_pinned_snapshot(master.info.server_version), ("SELECT now()", None), (render_settings_query(), None)]
     baselines_apply = not dry_run and master.info.server_version >= baseline.MIN_VERSION
     if baselines_apply:
         first.append((baseline.snapshot_query(), None))

@@ -33,11 +33,10 @@ from dataclasses import dataclass, replace
 from graphlib import TopologicalSorter
 
 import psycopg
-from psycopg import sql
 
 from ..connect import _cancel, batch, open_master, open_replica
 from ..guard import MasterGuard
-from ..rowhash import follow_sql, pin_master_sql
+from ..rowhash import follow_sql, open_pinned_snapshot
 from .masking import set_key
 from .plan import TablePlan
 from .table import RunContext, TableCopy, settle
@@ -75,10 +74,7 @@ def _join(base: RunContext, pair: tuple[psycopg.Connection, psycopg.Connection],
     """A worker on connections already open: its master transaction imports the run's snapshot."""
     master, replica = pair
     try:
-        # the snapshot id is a literal: SET cannot take parameters
-        batch(master, [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
-                       (sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)), None),
-                       (pin_master_sql(master.info.server_version), None),
+        batch(master, [*open_pinned_snapshot(master.info.server_version, imported=snapshot),
                        *([set_key(base.mask_key)] if base.mask_key else [])])
         replica.execute(follow_sql(settings, local=False))
         if base.logic.replication_role:
