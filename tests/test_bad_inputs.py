@@ -23,7 +23,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from conftest import CliRun, run_cli, run_sql, url_with
 

@@ -1,7 +1,6 @@
 """Connections: one-line errors with no password, redaction, pooler detection."""
 
 import pytest
-from click.testing import CliRunner
 
 from psycopg.conninfo import conninfo_to_dict
 

@@ -5,7 +5,6 @@ by name inside each batch) and a role that may do neither (refused before anythi
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from click.testing import CliRunner

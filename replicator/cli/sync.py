@@ -5,7 +5,6 @@ copied); 2 error."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 

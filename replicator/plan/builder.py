@@ -39,13 +39,11 @@ from .objects import (
     ColumnDef,
     CompositeObj,
     ConstraintObj,
-    DomainObj,
     EnumObj,
     ExtensionObj,
     FunctionObj,
     IndexObj,
     PolicyObj,
-    RangeObj,
     RuleObj,
     Ref,
     RoleObj,
@@ -1263,7 +1261,7 @@ class Builder:
             # skipped with it when the drop is (a destructive step without --allow-destructive)
             self.g.require(cause, self.dropped[ref][0])
             return None
-        why = f"depends on what step {{n}} changes; recreated from the master's definition"
+        why = "depends on what step {n} changes; recreated from the master's definition"
         if kind == "view":
             rv = self.r.views.get(key)
             if rv is None:
