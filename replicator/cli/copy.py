@@ -164,9 +164,11 @@ def copy_cmd(run: RunContext, tables, exclude, subset, with_referencing, all_tab
                                    "tables": _summary_rows(result), "report": str(path),
                                    "sequences": [s.model_dump() for s in result.sequences],
                                    "deferred_constraints": result.deferred_constraints,
-                                   "replica_logic": result.replica_logic,
+                                   "replica_logic": result.replica_logic, "notes": result.notes,
                                    "orphans": [o.model_dump() for o in result.orphans]}, indent=2, default=str))
         elif error is None:
+            for n in result.notes:
+                click.echo(f"note: {n}")
             for t in result.tables:
                 verb = "would" if dry_run else ""
                 fixed = f" ({t.reconciled} of them fixing rows an interrupted run had committed)" if t.reconciled else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import class_row
 
-from . import queries
+from . import indexes, queries
 from .models import Checkpoint
 
 SCHEMA_DDL = "CREATE SCHEMA _replicator"
@@ -58,7 +58,8 @@ def exists(conn: psycopg.Connection) -> bool:
 def ensure(conn: psycopg.Connection) -> None:
     """Create the schema and tables if needed (committed on its own)."""
     missing = conn.execute("SELECT to_regclass('_replicator.checkpoints') IS NULL "
-                           "OR to_regclass('_replicator.baselines') IS NULL").fetchone()[0]
+                           "OR to_regclass('_replicator.baselines') IS NULL "
+                           "OR to_regclass('_replicator.deferred_indexes') IS NULL").fetchone()[0]
     if missing:
         try:
             # CREATE SCHEMA IF NOT EXISTS would still need CREATE on the database: a role given the
@@ -67,6 +68,7 @@ def ensure(conn: psycopg.Connection) -> None:
                 conn.execute(SCHEMA_DDL)
             conn.execute(DDL)
             conn.execute(queries.load("baselines_ddl"))
+            conn.execute(indexes.DDL)
             conn.commit()
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):  # a concurrent run was first
             conn.rollback()

@@ -21,13 +21,13 @@ from ..introspect import Ahead, Schema, Table, introspect
 from ..rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, render_settings_query
 from ..selection import Selection
 from ..sequences import advance, sequence_uses
-from . import baseline, checkpoint, logic as replica_logic
+from . import baseline, checkpoint, indexes, logic as replica_logic
 from .jobs import Openers, Worker, run_tables
 from .lock import TableLocks
 from .masking import mask_key, set_key
 from .managed import referenced_managed_tables
 from .models import CopyResult, SequenceFix
-from .plan import POLICIES, TablePlan, resolve_table
+from .plan import POLICIES, CopyError, TablePlan, resolve_table
 from .preflight import preflight, resolve
 from .table import Progress, RunContext, TableCopy
 
@@ -208,13 +208,19 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         if named_managed:  # `--table auth.users`: a schema outside the configured ones, named explicitly
             close_introspection()
             _merge_schemas(master, replica, mschema, rschema, sorted(named_managed))
-    pairs, problems = resolve(names, mschema, rschema, cfg)
-    problems[:0] = [f"{mt.schema_name}.{mt.name} is excluded (exclude {p}): leave it out, or drop the pattern"
-                    for mt in filter(None, (resolve_table(mschema, n, cfg) for n in names))
-                    if (p := selection.excluded_by(mt.schema_name, mt.name))]
+    def resolved():
+        pairs, problems = resolve(names, mschema, rschema, cfg)
+        problems[:0] = [f"{mt.schema_name}.{mt.name} is excluded (exclude {p}): leave it out, or drop the pattern"
+                        for mt in filter(None, (resolve_table(mschema, n, cfg) for n in names))
+                        if (p := selection.excluded_by(mt.schema_name, mt.name))]
+        return pairs, problems
+
+    pairs, problems = resolved()
     if not dry_run and pairs:
         held.append(TableLocks(replica_url))
         held[0].acquire([f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
+    if _build_pending_indexes(replica, [rt for _, rt in pairs], rschema, cfg, result, dry_run):
+        pairs, problems = resolved()  # the plan sees the keys just built
     checkpoints = {c.table_name: c for c in checkpoint.list_all(replica)}
     baselines = baseline.load_all(replica) if point is not None else {}
     replica.commit()
@@ -341,6 +347,35 @@ def _advance_sequences(replica: psycopg.Connection, plans: list[TablePlan], resu
             result.sequences.append(SequenceFix(table=", ".join(tables), column=", ".join(
                 sorted({c for *_rest, c in use.columns})), sequence=use.key, value=state.edge))
     replica.commit()
+
+
+def _build_pending_indexes(replica: psycopg.Connection, tables: list[Table], rschema: Schema, cfg: Config,
+                           result: CopyResult, dry_run: bool) -> bool:
+    """Before the pre-flight plans anything: build the indexes an interrupted copy into one of these
+    (then empty) tables dropped and left unbuilt (`replicator.copy.indexes`), under this run's table
+    locks, and read those tables again. A resumed copy compares by key, which needs them. Returns
+    whether any was built."""
+    todo = indexes.pending_tables(replica) & {f"{t.schema_name}.{t.name}" for t in tables}
+    replica.commit()
+    if not todo:
+        return False
+    if dry_run:
+        raise CopyError(f"{', '.join(sorted(todo))}: an interrupted copy left indexes to build (replicator status "
+                        "lists them); run the copy without --dry-run first, which builds them")
+    for t in tables:
+        label = f"{t.schema_name}.{t.name}"
+        if label in todo:
+            built = indexes.build(replica, label, sql.Identifier(t.schema_name, t.name))
+            replica.commit()
+            if built:
+                result.notes.append(f"{label}: built the indexes an interrupted copy had left unbuilt: {', '.join(built)}")
+    fresh = introspect(replica, schemas=sorted({t.schema_name for t in tables if f"{t.schema_name}.{t.name}" in todo}),
+                       count_threshold=0, tables_only=True, defer_counts=[])
+    replica.commit()
+    for key, table in fresh.tables.items():
+        if f"{table.schema_name}.{table.name}" in todo:
+            rschema.tables[key] = table
+    return True
 
 
 def _restore_constraints(replica: psycopg.Connection, hold: Callable[[str], bool] = lambda table: False) -> list[str]:

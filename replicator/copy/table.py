@@ -46,7 +46,7 @@ from psycopg import sql
 
 from ..config import Policy
 from ..introspect import Schema
-from . import baseline, checkpoint, keyless
+from . import baseline, checkpoint, indexes, keyless
 from .baseline import Baseline, MasterPoint
 from .compare import Comparer, KeyDiff
 from .delta import MAX_CANDIDATES, MOST_CANDIDATES, Delta
@@ -162,6 +162,7 @@ class TableCopy:
         self.replica_xmin: int | None = None  # replica snapshot xmin before this table's first write
         self.own_xids: list[int] = []  # the replica transactions that wrote the table (appended by threads)
         self.baseline_policy: str | None = None  # set by the paths that examine every row: they record a baseline
+        self.deferred = False  # the table's indexes were dropped for the load, to be built when it ends
 
     # ------------------------------------------------------------------------------- checkpoints
     def _checkpoint(self, mode: str, *, last_key: Key | None, done: bool, was_empty: bool,
@@ -247,6 +248,20 @@ class TableCopy:
         self.ctx.progress("end", res.table, result=res)
         return res
 
+    def _defer_indexes(self, worth: bool) -> None:
+        """Into an empty table of more than one batch: drop the indexes nothing else needs, to build them
+        at the end of the load (`replicator.copy.indexes`)."""
+        if worth:
+            self.deferred = indexes.defer(self.r, self.res.replica_table, self.tp.rident) > 0
+
+    def _build_deferred(self, conn: psycopg.Connection | None = None) -> None:
+        """In the transaction that ends the load, before its checkpoint says done."""
+        if self.deferred:
+            built = indexes.build(conn or self.r, self.res.replica_table, self.tp.rident)
+            self.deferred = False
+            if built:
+                self.res.notes.append(f"indexes built after the load instead of row by row: {', '.join(built)}")
+
     def replica_has_rows(self, lo: Key | None = None, hi: Key | None = None) -> bool:
         if self.ranges is None:
             q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(self.tp.rfrom)
@@ -318,10 +333,12 @@ class TableCopy:
         res.notes.append("sequential read: the table was empty, so rows are copied in heap order, not key order")
         into = copy_in(tp.rident, tp.rcols, tp.fmt)
         if self.m.info.server_version < TID_RANGE_MIN_VERSION or not tp.binary:
+            self._defer_indexes((self.estimate_rows() or 0) > tp.batch_size)
             self._direct_framed(into)
             return
         assert tp.heaps is not None, "the pre-flight reads every table's heaps"
         batches = page_ranges(self.m, tp.heaps, tp.batch_size, self.ctx.batch_bytes)
+        self._defer_indexes(len(batches) > 1)
         helpers = self._borrow(len(batches) - 1)
         if helpers:
             self._direct_shared(batches, into, helpers)
@@ -361,10 +378,13 @@ class TableCopy:
                         if i + 1 < len(batches):
                             pending = ahead.submit(Started, self.m, *self._direct_out(batches[i + 1]))
 
+                    last = i == len(batches) - 1
                     with self._write():
                         rows = into_replica(started, self.r, into, start_next)
                         self._count_batch(rows, direct=True)
-                        self._checkpoint("direct", last_key=None, done=i == len(batches) - 1, was_empty=True)
+                        if last:
+                            self._build_deferred()
+                        self._checkpoint("direct", last_key=None, done=last, was_empty=True)
                     self._commit()
                     self.ctx.progress("batch", res.table, rows=rows, done=res.rows_copied)
                     if pending is not None:
@@ -421,6 +441,7 @@ class TableCopy:
         run_shared(crew, helpers, lambda: work(self.m, self.r), lambda w: work(w.ctx.master, w.ctx.replica),
                    stop.set)
         with self._write():
+            self._build_deferred()
             self._checkpoint("direct", last_key=None, done=True, was_empty=True)
         self._commit()
 
@@ -433,6 +454,7 @@ class TableCopy:
             with self._write():
                 rows = pipe(self.m, self.r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [], into)
                 self._count_batch(rows, direct=True)
+                self._build_deferred()
                 self._checkpoint("direct", last_key=None, done=True, was_empty=True)
             self._commit()
             return
@@ -448,6 +470,8 @@ class TableCopy:
                 c, cm, dst = cm, None, None
                 c.__exit__(None, None, None)
             self._count_batch(rows, direct=True)
+            if done:
+                self._build_deferred()
             self._checkpoint("direct", last_key=None, done=done, was_empty=True)
             self.ctx.logic.restore(self.r, tp.replica.key)
             self._commit()

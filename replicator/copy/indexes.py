@@ -1,0 +1,111 @@
+"""Indexes built once after a load into an empty table, not row by row during it.
+
+A copy into an empty replica table (the direct path) drops the table's indexes that nothing else needs
+(`sql/deferrable_indexes.sql` says which) before its first batch, and builds them again in the
+transaction of its last batch, as `pg_restore` and pgcopydb do: one sorted build costs a fraction of
+inserting every row into every index, above all for random keys (uuid) and GIN indexes.
+
+Nothing is lost on a crash: the drops commit together with their definitions, kept in
+`_replicator.deferred_indexes`, and any later copy of the table builds what is recorded there before it
+reads or writes a row (a resumed copy compares by key, which needs them). Until then the table lacks
+those indexes; `replicator status` lists them.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import errors, sql
+
+from . import queries
+from .plan import CopyError
+
+DDL = """
+CREATE TABLE IF NOT EXISTS _replicator.deferred_indexes (
+    table_name  text NOT NULL,
+    name        text NOT NULL,
+    position    integer NOT NULL,
+    create_sql  text NOT NULL,
+    comment_sql text,
+    dropped_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, name))
+"""
+
+_RECORD = ("INSERT INTO _replicator.deferred_indexes (table_name, name, position, create_sql, comment_sql) "
+           "VALUES (%s, %s, %s, %s, %s)")
+
+# Where the role may not drop the index (not the table's owner), or the table is busy: load with the
+# indexes in place, as before.
+_CANNOT_DROP = (errors.InsufficientPrivilege, errors.ObjectInUse, errors.LockNotAvailable,
+                errors.DependentObjectsStillExist)
+
+
+def pending_tables(conn: psycopg.Connection) -> set[str]:
+    """The replica tables whose indexes an interrupted copy left unbuilt (in the caller's transaction)."""
+    if not conn.execute("SELECT to_regclass('_replicator.deferred_indexes') IS NOT NULL").fetchone()[0]:
+        return set()
+    return {r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _replicator.deferred_indexes")}
+
+
+def pending(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """Per replica table, the names of the indexes waiting to be built (for `replicator status`)."""
+    if not conn.execute("SELECT to_regclass('_replicator.deferred_indexes') IS NOT NULL").fetchone()[0]:
+        return {}
+    out: dict[str, list[str]] = {}
+    for table, name in conn.execute(
+            "SELECT table_name, name FROM _replicator.deferred_indexes ORDER BY table_name, position"):
+        out.setdefault(table, []).append(name)
+    return out
+
+
+def defer(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> int:
+    """Drop the table's deferrable indexes and record their definitions, committed together in a
+    transaction of their own; returns how many. 0 where there are none, or they may not be dropped, or
+    while the copy holds foreign keys dropped (`_replicator.dropped_constraints`, for a cycle or a
+    self-reference, or left by an interrupted run): re-adding one needs the key it references, which
+    could then be one of those dropped here, unbuilt if this copy were cut short."""
+    if conn.execute("SELECT to_regclass('_replicator.dropped_constraints') IS NOT NULL").fetchone()[0] and \
+            conn.execute("SELECT EXISTS (SELECT FROM _replicator.dropped_constraints)").fetchone()[0]:
+        conn.commit()
+        return 0
+    try:
+        with conn.transaction():
+            # every name in the recorded definitions schema-qualified, whatever the next run's search_path
+            conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+            rows = conn.execute(queries.load("deferrable_indexes"), {"table": table.as_string(conn)}).fetchall()
+            for position, (name, drop_sql, create_sql, comment_sql) in enumerate(rows):
+                conn.execute(_RECORD, (table_name, name, position, create_sql, comment_sql))
+                conn.execute(drop_sql)
+    except _CANNOT_DROP:
+        conn.rollback()
+        return 0
+    conn.commit()
+    return len(rows)
+
+
+def build(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> list[str]:
+    """Build the table's recorded indexes and forget them, in the caller's transaction (the one that ends
+    the load, so its checkpoint says done only with the indexes in place). An index of that name already
+    there (`migrate` made it, or the developer) is left as it is. Returns the names built."""
+    rows = conn.execute("SELECT name, create_sql, comment_sql FROM _replicator.deferred_indexes "
+                        "WHERE table_name = %s ORDER BY position", (table_name,)).fetchall()
+    built = []
+    for name, create_sql, comment_sql in rows:
+        there = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = %s AND relnamespace = "
+                             "(SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = %s::regclass))",
+                             (name, table.as_string(conn))).fetchone()[0]
+        if there:
+            continue
+        try:
+            conn.execute(create_sql)
+            if comment_sql:
+                conn.execute(comment_sql)
+        except psycopg.Error as e:
+            why = (e.diag.message_primary or str(e)).strip().splitlines()[0]
+            detail = f" ({e.diag.message_detail.strip()})" if e.diag.message_detail else ""
+            raise CopyError(
+                f"{table_name}: index {name} could not be built after the load: {why}{detail}. Its definition "
+                f"waits in _replicator.deferred_indexes and the next copy of the table builds it; fix the rows "
+                f"first, or delete that row to give the index up") from e
+        built.append(name)
+    conn.execute("DELETE FROM _replicator.deferred_indexes WHERE table_name = %s", (table_name,))
+    return built

@@ -1,0 +1,239 @@
+"""A copy into an empty table builds the table's indexes once after the load, not row by row during
+it (replicator.copy.indexes): every index comes back as it was, those other objects need are never
+touched, a crash leaves them recorded and the next copy builds them, and an index the master's rows
+break fails the copy with its name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import run_cli
+from copyhelp import kill, same, wait_until
+
+from replicator.copy import copy_tables
+from replicator.errors import ReplicatorError
+
+CLI = os.path.join(os.path.dirname(sys.executable), "replicator")
+
+# what a developer's table carries, as PostgreSQL itself prints it
+INDEXES = """
+SELECT c.relname, pg_get_indexdef(i.indexrelid), con.contype, pg_get_constraintdef(con.oid),
+       obj_description(i.indexrelid, 'pg_class'), obj_description(con.oid, 'pg_constraint')
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+WHERE i.indrelid = '{}'::regclass ORDER BY 1
+"""
+OIDS = "SELECT c.relname, c.oid::bigint FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid " \
+       "WHERE i.indrelid = '{}'::regclass"
+PENDING = "SELECT name FROM _replicator.deferred_indexes WHERE table_name = %s ORDER BY position"
+
+TABLE = """
+CREATE TABLE "Msgs" (
+    id uuid PRIMARY KEY,
+    wamid text,
+    "Sender" varchar(20) NOT NULL,
+    body text,
+    payload jsonb,
+    during tstzrange,
+    CONSTRAINT "Msgs_wamid_key" UNIQUE (wamid) DEFERRABLE INITIALLY DEFERRED,
+    EXCLUDE USING gist (during WITH &&) WITH (fillfactor = 80)
+)
+"""
+EXTRA = """
+CREATE INDEX "msgs sender" ON "Msgs" ("Sender", lower(body) text_pattern_ops) INCLUDE (wamid) WHERE body IS NOT NULL;
+CREATE INDEX msgs_payload ON "Msgs" USING gin (payload jsonb_path_ops);
+CREATE UNIQUE INDEX msgs_body_nnd ON "Msgs" (body) NULLS NOT DISTINCT;
+COMMENT ON INDEX "msgs sender" IS 'the inbox query';
+COMMENT ON CONSTRAINT "Msgs_pkey" ON "Msgs" IS 'message id from the gateway';
+"""
+FILL = """
+INSERT INTO "Msgs" SELECT md5(i::text)::uuid, 'wamid.' || i, '+44' || (i % 50), 'message ' || i,
+       jsonb_build_object('i', i, 'tags', jsonb_build_array('a', i % 7)),
+       tstzrange(timestamptz '2024-01-01' + i * interval '1 minute', timestamptz '2024-01-01' + (i + 1) * interval '1 minute')
+FROM generate_series(1, {}) i
+"""
+
+
+def _table(sql_on, master_url, replica_url, rows=6000):
+    for url in (master_url, replica_url):
+        sql_on(url, TABLE)
+        sql_on(url, EXTRA)
+    sql_on(master_url, FILL.format(rows))
+
+
+def test_indexes_built_after_the_load_come_back_as_they_were(master_url, replica_url, sql_on):
+    _table(sql_on, master_url, replica_url)
+    before = sql_on(replica_url, INDEXES.format('"Msgs"'))
+    oids = dict(sql_on(replica_url, OIDS.format('"Msgs"')))
+    res = copy_tables(master_url, replica_url, ["Msgs"], batch_size=500)
+    t = res.tables[0]
+    assert t.mode == "direct" and t.rows_copied == 6000
+    assert same(sql_on, master_url, replica_url, '"Msgs"')
+    assert sql_on(replica_url, INDEXES.format('"Msgs"')) == before  # definitions, constraints, comments
+    rebuilt = {n for n, oid in sql_on(replica_url, OIDS.format('"Msgs"')) if oids[n] != oid}
+    assert rebuilt == set(oids)  # all six were dropped and built again (new oids)...
+    assert any("indexes built after the load" in n for n in t.notes)
+    assert sql_on(replica_url, PENDING, ("public.Msgs",)) == []  # ...and none is left recorded
+    # the rebuilt constraints work: a duplicate id, a duplicate wamid, an overlapping range are refused
+    for bad in ("INSERT INTO \"Msgs\" (id, \"Sender\") SELECT id, 'x' FROM \"Msgs\" LIMIT 1",
+                "INSERT INTO \"Msgs\" (id, wamid, \"Sender\") VALUES (gen_random_uuid(), 'wamid.7', 'x')",
+                "INSERT INTO \"Msgs\" (id, \"Sender\", during) VALUES (gen_random_uuid(), 'x', "
+                "tstzrange('2024-01-01 00:10', '2024-01-01 00:11'))"):
+        with pytest.raises(Exception, match="duplicate key|conflicting key"):
+            sql_on(replica_url, bad)
+
+
+def test_one_batch_keeps_its_indexes(master_url, replica_url, sql_on):
+    _table(sql_on, master_url, replica_url, rows=300)
+    oids = dict(sql_on(replica_url, OIDS.format('"Msgs"')))
+    t = copy_tables(master_url, replica_url, ["Msgs"], batch_size=50_000).tables[0]
+    assert t.rows_copied == 300 and same(sql_on, master_url, replica_url, '"Msgs"')
+    assert dict(sql_on(replica_url, OIDS.format('"Msgs"'))) == oids  # nothing dropped for a single batch
+
+
+def test_indexes_other_objects_need_stay_in_place(master_url, replica_url, sql_on):
+    ddl = """
+    CREATE TABLE parent (id int PRIMARY KEY, code text NOT NULL, note text, n int);
+    CREATE UNIQUE INDEX parent_code ON parent (code);
+    CREATE INDEX parent_note ON parent (note);
+    CREATE INDEX parent_n ON parent (n);
+    CREATE INDEX parent_stats ON parent ((n * 2));
+    CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent);
+    """
+    for url in (master_url, replica_url):
+        sql_on(url, ddl)
+    sql_on(replica_url, "ALTER TABLE parent CLUSTER ON parent_note")
+    sql_on(replica_url, "ALTER TABLE parent REPLICA IDENTITY USING INDEX parent_code")
+    sql_on(replica_url, "ALTER INDEX parent_stats ALTER COLUMN 1 SET STATISTICS 500")
+    sql_on(master_url, "INSERT INTO parent SELECT i, 'c' || i, 'n' || i, i FROM generate_series(1, 3000) i")
+    oids = dict(sql_on(replica_url, OIDS.format("parent")))
+    copy_tables(master_url, replica_url, ["parent"], batch_size=300)
+    assert same(sql_on, master_url, replica_url, "parent")
+    after = dict(sql_on(replica_url, OIDS.format("parent")))
+    kept = {n for n in oids if after.get(n) == oids[n]}
+    # the key child's foreign key references, the clustered index, the replica identity, and the one
+    # with a statistics target are never dropped; the plain one is built after the load
+    assert kept == {"parent_pkey", "parent_note", "parent_code", "parent_stats"}
+    assert set(after) == set(oids)
+    assert sql_on(replica_url, "SELECT relreplident FROM pg_class WHERE relname = 'parent'") == [("i",)]
+
+
+def test_sigkill_mid_load_leaves_them_recorded_and_the_rerun_builds_them(master_url, replica_url, sql_on, tmp_path):
+    _table(sql_on, master_url, replica_url, rows=40_000)
+    before = sql_on(replica_url, INDEXES.format('"Msgs"'))
+    args = [CLI, "copy", "--master", master_url, "--replica", replica_url, "--table", "Msgs", "--batch-size", "400",
+            "--out-dir", str(tmp_path)]
+
+    def committed() -> int:
+        if not sql_on(replica_url, "SELECT to_regclass('_replicator.checkpoints')")[0][0]:
+            return 0
+        row = sql_on(replica_url, "SELECT batches FROM _replicator.checkpoints")
+        return row[0][0] if row else 0
+
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_until(p, lambda: committed() >= 3)
+    assert kill(p) == 1, "the copy ended before it could be killed: make the table bigger"
+    p.wait()
+    recorded = [r[0] for r in sql_on(replica_url, PENDING, ("public.Msgs",))]
+    assert set(recorded) == {r[0] for r in before}
+    assert sql_on(replica_url, "SELECT count(*) FROM pg_index WHERE indrelid = '\"Msgs\"'::regclass") == [(0,)]
+
+    status = run_cli("status", "--replica", replica_url)
+    assert status.code == 0, status.stderr
+    assert "indexes waiting to be built" in status.stdout and "Msgs_pkey" in status.stdout
+
+    # a dry run cannot compare by key without them, and must not build them: it says what to do
+    dry = run_cli("copy", "--master", master_url, "--replica", replica_url, "--table", "Msgs", "--dry-run",
+                  "--out-dir", str(tmp_path))
+    assert dry.code != 0 and "indexes to build" in dry.stderr and "Traceback" not in dry.stderr
+
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()
+    assert same(sql_on, master_url, replica_url, '"Msgs"')
+    assert sql_on(replica_url, INDEXES.format('"Msgs"')) == before
+    assert sql_on(replica_url, PENDING, ("public.Msgs",)) == []
+
+
+def test_an_index_the_masters_rows_break_fails_the_copy_by_name(master_url, replica_url, sql_on, tmp_path):
+    ddl = "CREATE TABLE leads (id int PRIMARY KEY, phone text)"
+    for url in (master_url, replica_url):
+        sql_on(url, ddl)
+    sql_on(replica_url, "CREATE UNIQUE INDEX leads_phone_key ON leads (phone)")  # the developer's, not the master's
+    sql_on(master_url, "INSERT INTO leads SELECT i, '+44' || (i % 900) FROM generate_series(1, 3000) i")
+    with pytest.raises(ReplicatorError, match=r"public\.leads: index leads_phone_key could not be built after the load"):
+        copy_tables(master_url, replica_url, ["leads"], batch_size=500)
+    assert [r[0] for r in sql_on(replica_url, PENDING, ("public.leads",))] == ["leads_pkey", "leads_phone_key"]
+    # the next copy meets it again, first thing, and says so in one line
+    r = run_cli("copy", "--master", master_url, "--replica", replica_url, "--table", "leads", "--out-dir", str(tmp_path))
+    assert r.code != 0 and "Traceback" not in r.stderr
+    assert "index leads_phone_key could not be built" in r.stderr and "is duplicated" in r.stderr
+    # given up by the developer (as the message says): the copy completes with the key built
+    sql_on(replica_url, "DELETE FROM _replicator.deferred_indexes WHERE name = 'leads_phone_key'")
+    r = run_cli("copy", "--master", master_url, "--replica", replica_url, "--table", "leads", "--out-dir", str(tmp_path))
+    assert r.code == 0, r.stderr
+    assert same(sql_on, master_url, replica_url, "leads")
+    assert sql_on(replica_url, OIDS.format("leads"))[0][0] == "leads_pkey"
+
+
+def test_an_index_migrate_made_meanwhile_is_not_built_twice(master_url, replica_url, sql_on, tmp_path):
+    _table(sql_on, master_url, replica_url, rows=4000)
+    sql_on(replica_url, "CREATE SCHEMA _replicator")
+    sql_on(replica_url, "CREATE TABLE _replicator.deferred_indexes (table_name text NOT NULL, name text NOT NULL, "
+                        "position integer NOT NULL, create_sql text NOT NULL, comment_sql text, "
+                        "dropped_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, name))")
+    # as an interrupted copy leaves it, but someone built msgs_payload again by hand since
+    sql_on(replica_url, "DROP INDEX \"msgs sender\"")
+    sql_on(replica_url, "INSERT INTO _replicator.deferred_indexes VALUES ('public.Msgs', 'msgs_payload', 0, "
+                        "'CREATE INDEX msgs_payload ON public.\"Msgs\" USING gin (payload jsonb_path_ops)', NULL), "
+                        "('public.Msgs', 'msgs sender', 1, 'CREATE INDEX \"msgs sender\" ON public.\"Msgs\" "
+                        "USING btree (\"Sender\", lower(body) text_pattern_ops) INCLUDE (wamid) "
+                        "WHERE (body IS NOT NULL)', 'COMMENT ON INDEX public.\"msgs sender\" IS ''the inbox query''')")
+    res = copy_tables(master_url, replica_url, ["Msgs"], batch_size=50_000)
+    assert res.notes == ["public.Msgs: built the indexes an interrupted copy had left unbuilt: msgs sender"]
+    names = [r[0] for r in sql_on(replica_url, OIDS.format('"Msgs"'))]
+    assert sorted(names) == sorted(["Msgs_pkey", "Msgs_wamid_key", "Msgs_during_excl", "msgs sender", "msgs_payload",
+                                    "msgs_body_nnd"])
+    assert sql_on(replica_url, "SELECT obj_description('public.\"msgs sender\"'::regclass, 'pg_class')") == \
+        [("the inbox query",)]
+
+
+@pytest.mark.parametrize("how", ["granted, not the owner", "owner without CREATE on the schema"])
+def test_a_role_that_could_not_build_them_again_loads_with_them(master_url, replica_url, sql_on, role, how):
+    from conftest import url_with
+
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE notes (id int PRIMARY KEY, body text); CREATE INDEX notes_body ON notes (body)")
+    sql_on(replica_url, f"REVOKE CREATE ON SCHEMA public FROM PUBLIC; CREATE SCHEMA _replicator AUTHORIZATION {role}")
+    sql_on(replica_url, f"GRANT ALL ON notes TO {role}" if how.startswith("granted") else f"ALTER TABLE notes OWNER TO {role}")
+    sql_on(master_url, "INSERT INTO notes SELECT i, 'n' || i FROM generate_series(1, 3000) i")
+    oids = dict(sql_on(replica_url, OIDS.format("notes")))
+    t = copy_tables(master_url, url_with(replica_url, user=role, password="pw"), ["notes"], batch_size=300).tables[0]
+    assert t.batches > 1 and same(sql_on, master_url, replica_url, "notes")
+    assert dict(sql_on(replica_url, OIDS.format("notes"))) == oids  # never dropped
+    assert not any("indexes built" in n for n in t.notes)
+
+
+def test_no_index_is_dropped_while_the_copy_holds_foreign_keys_dropped(master_url, replica_url, sql_on, role):
+    # a cycle copied by the tables' owner (foreign keys enforced): one key is dropped for the copy and
+    # re-added after it, which needs the key it references; were that key dropped too and the run cut
+    # short, a later run re-adding the foreign key would find no key to reference
+    from conftest import url_with
+
+    ddl = ("CREATE TABLE projects (id int PRIMARY KEY, name text, lead_id int); "
+           "CREATE TABLE leads (id int PRIMARY KEY, project_id int REFERENCES projects (id), name text); "
+           "CREATE INDEX leads_name ON leads (name); ALTER TABLE projects ADD FOREIGN KEY (lead_id) REFERENCES leads (id)")
+    sql_on(master_url, ddl)
+    sql_on(master_url, "INSERT INTO projects SELECT i, 'p' FROM generate_series(1, 50) i; "
+                       "INSERT INTO leads SELECT i, i % 50 + 1, 'l' || i FROM generate_series(1, 3000) i; "
+                       "UPDATE projects SET lead_id = id")
+    sql_on(replica_url, f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}; "
+                        f"SET ROLE {role}; {ddl}")
+    oids = dict(sql_on(replica_url, OIDS.format("leads")))
+    res = copy_tables(master_url, url_with(replica_url, user=role, password="pw"), ["leads", "projects"], batch_size=300)
+    assert res.deferred_constraints and max(t.batches for t in res.tables) > 1
+    assert dict(sql_on(replica_url, OIDS.format("leads"))) == oids
+    assert same(sql_on, master_url, replica_url, "leads") and same(sql_on, master_url, replica_url, "projects")
