@@ -42,6 +42,7 @@ from .analyze import AnalyzeOptions, Sessions, config_renames, scoped, selection
 from .config import Config, Policy
 from .connect import batch, describe, redact, statements_alone
 from .copy import CopyResult, copy_tables
+from .copy import indexes
 from .copy.masking import set_key
 from .copy.plan import TablePlan, plan_table
 from .errors import ReplicatorError
@@ -453,11 +454,16 @@ class _Run:
             plans, blocked = self.plans()
             before = fingerprints(s.master, s.replica, plans)
         state = load_state(s.replica)
+        with s.replica.transaction():
+            unbuilt = indexes.pending_tables(s.replica)
         to_copy: list[TablePlan] = []
         for tp in plans:
             m, r = before[tp.label]
             compared = compared_text(tp)
-            if m == r:
+            if tp.replica_label in unbuilt:
+                # a load cut short left its indexes unbuilt, whatever the rows say: its copy builds them
+                to_copy.append(tp)
+            elif m == r:
                 self.res.tables.append(TableSync(table=tp.label, action="in line", reason="same checksum on both sides",
                                                  policy=_policy(tp), skipped=m[0]))
             elif tp.policy in TOLERANT and state.get(tp.replica_label) == (compared, m, r):

@@ -5,6 +5,7 @@ break fails the copy with its name."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -237,3 +238,120 @@ def test_no_index_is_dropped_while_the_copy_holds_foreign_keys_dropped(master_ur
     assert res.deferred_constraints and max(t.batches for t in res.tables) > 1
     assert dict(sql_on(replica_url, OIDS.format("leads"))) == oids
     assert same(sql_on, master_url, replica_url, "leads") and same(sql_on, master_url, replica_url, "projects")
+
+
+def _record_as_dropped(sql_on, url, table, name, create_sql):
+    """The state a load cut short leaves: the index dropped, its definition recorded."""
+    sql_on(url, f"DROP INDEX {name}")
+    sql_on(url, "INSERT INTO _replicator.deferred_indexes (table_name, name, position, create_sql) VALUES (%s, %s, 0, %s)",
+           (table, name, create_sql))
+
+
+def test_storage_parameters_and_extension_marks_keep_an_index_in_place(master_url, replica_url, sql_on):
+    # pg_get_constraintdef prints no WITH (...) for a key, and no definition says DEPENDS ON EXTENSION
+    ddl = ("CREATE TABLE tuned (id int PRIMARY KEY WITH (fillfactor = 60), code text, v text, "
+           "CONSTRAINT tuned_code UNIQUE (code) WITH (deduplicate_items = off)); "
+           "CREATE INDEX tuned_v ON tuned (v); CREATE INDEX tuned_plain ON tuned (v, id)")
+    for url in (master_url, replica_url):
+        sql_on(url, ddl)
+    sql_on(replica_url, "ALTER INDEX tuned_v DEPENDS ON EXTENSION plpgsql")
+    sql_on(master_url, "INSERT INTO tuned SELECT i, 'c' || i, 'v' || i FROM generate_series(1, 3000) i")
+    oids = dict(sql_on(replica_url, OIDS.format("tuned")))
+    copy_tables(master_url, replica_url, ["tuned"], batch_size=300)
+    after = dict(sql_on(replica_url, OIDS.format("tuned")))
+    assert {n for n in oids if after[n] == oids[n]} == {"tuned_pkey", "tuned_code", "tuned_v"}
+    assert sql_on(replica_url, "SELECT relname, reloptions FROM pg_class WHERE relname IN ('tuned_pkey', 'tuned_code') "
+                               "ORDER BY 1") == [("tuned_code", ["deduplicate_items=off"]), ("tuned_pkey", ["fillfactor=60"])]
+    assert same(sql_on, master_url, replica_url, "tuned")
+
+
+def test_a_reader_holding_the_table_does_not_hold_the_copy(master_url, replica_url, sql_on):
+    import psycopg
+
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE busy (id int PRIMARY KEY, v text); CREATE INDEX busy_v ON busy (v)")
+    sql_on(master_url, "INSERT INTO busy SELECT i, 'v' || i FROM generate_series(1, 3000) i")
+    oids = dict(sql_on(replica_url, OIDS.format("busy")))
+    with psycopg.connect(replica_url) as reader:  # a developer's client, idle in a transaction after a SELECT
+        reader.execute("SELECT count(*) FROM busy").fetchone()
+        t = copy_tables(master_url, replica_url, ["busy"], batch_size=300).tables[0]
+        assert t.rows_copied == 3000
+    assert dict(sql_on(replica_url, OIDS.format("busy"))) == oids  # the drop gave up waiting: loaded with them
+    assert same(sql_on, master_url, replica_url, "busy")
+
+
+def test_a_build_that_fails_for_another_reason_says_so_and_what_it_left(master_url, replica_url, sql_on, tmp_path):
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE calls (id int PRIMARY KEY, v text)")
+    sql_on(replica_url, "CREATE FUNCTION strict_v(text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS "
+                        "$$ BEGIN IF $1 = 'v2999' THEN RAISE EXCEPTION 'v2999 is not allowed here'; END IF; "
+                        "RETURN $1; END $$; CREATE INDEX calls_strict ON calls (strict_v(v))")
+    sql_on(master_url, "INSERT INTO calls SELECT i, 'v' || i FROM generate_series(1, 3000) i")
+    r = run_cli("copy", "--master", master_url, "--replica", replica_url, "--table", "calls", "--batch-size", "300",
+                "--out-dir", str(tmp_path))
+    assert r.code != 0 and "Traceback" not in r.stderr
+    assert "replica: v2999 is not allowed here" in r.stderr
+    assert "remove the replica rows" not in r.stderr  # not a unique key the rows break
+    assert "public.calls lacks the indexes dropped for the load until the next copy builds them" in r.stderr
+    # the first batch's transaction already held the checkpoint: status lists the table and its indexes
+    status = run_cli("status", "--replica", replica_url, "--json")
+    rows = {c["table_name"]: c for c in json.loads(status.stdout)}
+    assert rows["public.calls"]["state"] == "interrupted"
+    assert rows["public.calls"]["indexes_to_build"] == ["calls_pkey", "calls_strict"]
+
+
+def test_a_load_in_progress_is_not_called_interrupted(master_url, replica_url, sql_on, tmp_path):
+    from replicator.copy.lock import TableLocks
+
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE loading (id int PRIMARY KEY, v text); CREATE INDEX loading_v ON loading (v)")
+    copy_tables(master_url, replica_url, ["loading"])  # (empty: creates the bookkeeping tables)
+    _record_as_dropped(sql_on, replica_url, "public.loading", "loading_v",
+                       "CREATE INDEX loading_v ON public.loading USING btree (v)")
+    locks = TableLocks(replica_url)
+    try:
+        locks.acquire(["public.loading"])  # as the run loading the table holds it
+        status = run_cli("status", "--replica", replica_url)
+        assert "for the load in progress (replica session pid" in status.stdout
+        dry = run_cli("copy", "--master", master_url, "--replica", replica_url, "--table", "loading", "--dry-run",
+                      "--out-dir", str(tmp_path))
+        assert dry.code != 0 and "is being loaded by another run" in dry.stderr
+    finally:
+        locks.close()
+    status = run_cli("status", "--replica", replica_url)
+    assert "indexes waiting to be built on public.loading" in status.stdout
+
+
+def test_sync_builds_what_a_load_left_unbuilt_though_the_rows_match(master_url, replica_url, sql_on, tmp_path):
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE u (id int PRIMARY KEY, b text)")
+    sql_on(replica_url, "CREATE INDEX u_b_local ON u (b)")  # the developer's own: migrate would not make it
+    sql_on(master_url, "INSERT INTO u SELECT i, 'b' || i FROM generate_series(1, 500) i")
+    copy_tables(master_url, replica_url, ["u"])
+    _record_as_dropped(sql_on, replica_url, "public.u", "u_b_local", "CREATE INDEX u_b_local ON public.u USING btree (b)")
+    cfg = tmp_path / "replicator.toml"
+    cfg.write_text('[copy]\npolicy = "master-wins"\n')
+    r = run_cli("sync", "--master", master_url, "--replica", replica_url, "--config", str(cfg), "--out-dir",
+                str(tmp_path))
+    assert r.code == 0, r.stderr
+    assert sorted(n for n, _ in sql_on(replica_url, OIDS.format("u"))) == ["u_b_local", "u_pkey"]
+    assert sql_on(replica_url, "SELECT count(*) FROM _replicator.deferred_indexes") == [(0,)]
+    assert same(sql_on, master_url, replica_url, "u")
+
+
+def test_an_older_bookkeeping_schema_without_the_record_table(master_url, replica_url, sql_on, role):
+    # a role given the tables of an earlier version's _replicator, not CREATE on it: copies as before,
+    # loading with the indexes in place
+    from conftest import url_with
+
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE old (id int PRIMARY KEY, v text); CREATE INDEX old_v ON old (v)")
+    copy_tables(master_url, replica_url, ["old"])  # creates the bookkeeping, as its owner
+    sql_on(replica_url, f"DROP TABLE _replicator.deferred_indexes; ALTER TABLE old OWNER TO {role}; "
+                        f"GRANT CREATE ON SCHEMA public TO {role}; GRANT USAGE ON SCHEMA _replicator TO {role}; "
+                        f"GRANT ALL ON ALL TABLES IN SCHEMA _replicator TO {role}")
+    sql_on(master_url, "INSERT INTO old SELECT i, 'v' || i FROM generate_series(1, 3000) i")
+    oids = dict(sql_on(replica_url, OIDS.format("old")))
+    t = copy_tables(master_url, url_with(replica_url, user=role, password="pw"), ["old"], batch_size=300).tables[0]
+    assert t.rows_copied == 3000 and same(sql_on, master_url, replica_url, "old")
+    assert dict(sql_on(replica_url, OIDS.format("old"))) == oids

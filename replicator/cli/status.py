@@ -91,7 +91,7 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         conn.commit()
         marker = identity.replica_marker(conn)
         sync = _sync_run(conn)
-        unbuilt = indexes.pending(conn)
+        unbuilt = {t: (names, holder(conn, t)) for t, names in indexes.pending(conn).items()}
         conn.commit()
     config_path = click.get_current_context().params.get("config_path")
     interrupted = [r for r in rows if r["state"] == "interrupted"]
@@ -100,7 +100,7 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
     for r in interrupted:
         r["resume"] = resume[0] if sync_interrupted else next(c for c in resume if shlex.quote(r["master_table"]) in c)
     for r in rows:
-        r["indexes_to_build"] = unbuilt.get(r["table_name"], [])
+        r["indexes_to_build"] = unbuilt.get(r["table_name"], ([], None))[0]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -128,9 +128,13 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         if any(r["baseline"] for r in rows):
             click.echo("baseline: the next copy or sync of that table under a policy compares only the rows changed "
                        "on either side since then (unless its storage, columns or master changed, or with --restart)")
-    for table, names in unbuilt.items():
-        click.echo(f"indexes waiting to be built on {table} (an interrupted copy into the empty table dropped them; "
-                   f"its next copy builds them first): {', '.join(names)}")
+    for table, (names, who) in unbuilt.items():
+        if who:
+            click.echo(f"indexes dropped on {table} for the load in progress (replica session pid {who[0]}), built "
+                       f"at its end: {', '.join(names)}")
+        else:
+            click.echo(f"indexes waiting to be built on {table} (an interrupted copy into the empty table dropped "
+                       f"them; its next copy builds them first): {', '.join(names)}")
     if interrupted or sync_interrupted:
         what = "a sync" if sync_interrupted else f"{len(interrupted)} table copy(ies)"
         click.echo(f"interrupted: {what} stopped before the end (killed, or Ctrl-C); resume with:")

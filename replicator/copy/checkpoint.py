@@ -56,24 +56,33 @@ def exists(conn: psycopg.Connection) -> bool:
 
 
 def ensure(conn: psycopg.Connection) -> None:
-    """Create the schema and tables if needed (committed on its own)."""
-    missing = conn.execute("SELECT to_regclass('_replicator.checkpoints') IS NULL "
-                           "OR to_regclass('_replicator.baselines') IS NULL "
-                           "OR to_regclass('_replicator.deferred_indexes') IS NULL").fetchone()[0]
-    if missing:
+    """Create the schema and whichever of its tables are missing (committed on its own). Only the missing
+    ones: CREATE TABLE IF NOT EXISTS still needs CREATE on the schema, which a role given only the
+    tables has not got."""
+    have_checkpoints, have_baselines, have_deferred = conn.execute(
+        "SELECT to_regclass('_replicator.checkpoints') IS NOT NULL, to_regclass('_replicator.baselines') IS NOT NULL, "
+        "to_regclass('_replicator.deferred_indexes') IS NOT NULL").fetchone()
+    if not (have_checkpoints and have_baselines):
         try:
             # CREATE SCHEMA IF NOT EXISTS would still need CREATE on the database: a role given the
             # schema (CREATE SCHEMA _replicator AUTHORIZATION role) has not got that.
             if conn.execute("SELECT to_regnamespace('_replicator') IS NULL").fetchone()[0]:
                 conn.execute(SCHEMA_DDL)
-            conn.execute(DDL)
-            conn.execute(queries.load("baselines_ddl"))
-            conn.execute(indexes.DDL)
+            if not have_checkpoints:
+                conn.execute(DDL)
+            if not have_baselines:
+                conn.execute(queries.load("baselines_ddl"))
             conn.commit()
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):  # a concurrent run was first
             conn.rollback()
-    else:
-        conn.commit()
+    if not have_deferred:
+        try:
+            conn.execute(indexes.DDL)
+            conn.commit()
+        # without it (a role given only the older tables), loads keep the indexes in place
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.InsufficientPrivilege):
+            conn.rollback()
+    conn.commit()
 
 
 def load(conn: psycopg.Connection, table_name: str) -> Checkpoint | None:

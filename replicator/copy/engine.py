@@ -23,7 +23,7 @@ from ..selection import Selection
 from ..sequences import advance, sequence_uses
 from . import baseline, checkpoint, indexes, logic as replica_logic
 from .jobs import Openers, Worker, run_tables
-from .lock import TableLocks
+from .lock import TableLocks, holder
 from .masking import mask_key, set_key
 from .managed import referenced_managed_tables
 from .models import CopyResult, SequenceFix
@@ -123,7 +123,11 @@ def copy_tables(
             e.result = result  # type: ignore[attr-defined]
             raise
         if isinstance(e, psycopg.Error):
-            err = ReplicatorError(f"{side + ': ' if side else ''}{describe(e)}" + ("" if dry_run else _resume_hint(e)))
+            message = f"{side + ': ' if side else ''}{describe(e)}" + ("" if dry_run else _resume_hint(e))
+            if unbuilt := result.indexes_unbuilt:
+                message += (f"; {', '.join(unbuilt)} {'lacks' if len(unbuilt) == 1 else 'lack'} the indexes dropped "
+                            "for the load until the next copy builds them")
+            err = ReplicatorError(message)
             err.result = result  # type: ignore[attr-defined]
             raise err from None
         raise
@@ -360,6 +364,10 @@ def _build_pending_indexes(replica: psycopg.Connection, tables: list[Table], rsc
     if not todo:
         return False
     if dry_run:
+        for t in sorted(todo):
+            if who := holder(replica, t):
+                raise CopyError(f"{t} is being loaded by another run (replica session pid {who[0]}), its indexes "
+                                "dropped until it ends: wait for it, then rerun")
         raise CopyError(f"{', '.join(sorted(todo))}: an interrupted copy left indexes to build (replicator status "
                         "lists them); run the copy without --dry-run first, which builds them")
     for t in tables:

@@ -13,6 +13,8 @@ those indexes; `replicator status` lists them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import psycopg
 from psycopg import errors, sql
 
@@ -33,22 +35,33 @@ CREATE TABLE IF NOT EXISTS _replicator.deferred_indexes (
 _RECORD = ("INSERT INTO _replicator.deferred_indexes (table_name, name, position, create_sql, comment_sql) "
            "VALUES (%s, %s, %s, %s, %s)")
 
-# Where the role may not drop the index (not the table's owner), or the table is busy: load with the
-# indexes in place, as before.
+# Where the role may not drop the index after all, or the table is busy: load with the indexes in
+# place, as before.
 _CANNOT_DROP = (errors.InsufficientPrivilege, errors.ObjectInUse, errors.LockNotAvailable,
                 errors.DependentObjectsStillExist)
+
+#: How long the drop may wait for its ACCESS EXCLUSIVE lock: a session reading the table (a developer's
+#: client idle in a transaction) would otherwise hold the copy, and every reader queued behind it.
+DROP_LOCK_TIMEOUT = "1s"
+
+#: The build's errors that are about the rows: a unique or exclusion constraint they break.
+_ROWS_BREAK_IT = (errors.UniqueViolation, errors.ExclusionViolation)
+
+
+def _recorded(conn: psycopg.Connection) -> bool:
+    return bool(conn.execute("SELECT to_regclass('_replicator.deferred_indexes') IS NOT NULL").fetchone()[0])
 
 
 def pending_tables(conn: psycopg.Connection) -> set[str]:
     """The replica tables whose indexes an interrupted copy left unbuilt (in the caller's transaction)."""
-    if not conn.execute("SELECT to_regclass('_replicator.deferred_indexes') IS NOT NULL").fetchone()[0]:
+    if not _recorded(conn):
         return set()
     return {r[0] for r in conn.execute("SELECT DISTINCT table_name FROM _replicator.deferred_indexes")}
 
 
 def pending(conn: psycopg.Connection) -> dict[str, list[str]]:
     """Per replica table, the names of the indexes waiting to be built (for `replicator status`)."""
-    if not conn.execute("SELECT to_regclass('_replicator.deferred_indexes') IS NOT NULL").fetchone()[0]:
+    if not _recorded(conn):
         return {}
     out: dict[str, list[str]] = {}
     for table, name in conn.execute(
@@ -57,28 +70,35 @@ def pending(conn: psycopg.Connection) -> dict[str, list[str]]:
     return out
 
 
-def defer(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> int:
+def defer(conn: psycopg.Connection, table_name: str, table: sql.Identifier, checkpoint: Callable[[], None]) -> int:
     """Drop the table's deferrable indexes and record their definitions, committed together in a
-    transaction of their own; returns how many. 0 where there are none, or they may not be dropped, or
-    while the copy holds foreign keys dropped (`_replicator.dropped_constraints`, for a cycle or a
-    self-reference, or left by an interrupted run): re-adding one needs the key it references, which
-    could then be one of those dropped here, unbuilt if this copy were cut short."""
-    if conn.execute("SELECT to_regclass('_replicator.dropped_constraints') IS NOT NULL").fetchone()[0] and \
-            conn.execute("SELECT EXISTS (SELECT FROM _replicator.dropped_constraints)").fetchone()[0]:
+    transaction of their own with ``checkpoint`` (which writes the copy's first checkpoint: a run cut
+    short right after is then resumed, and listed by `replicator status`); returns how many. 0 where
+    there are none, or they may not be dropped (or not within `DROP_LOCK_TIMEOUT`), or the role could
+    not create the record table, or while the copy holds foreign keys dropped
+    (`_replicator.dropped_constraints`, for a cycle or a self-reference, or left by an interrupted run):
+    re-adding one needs the key it references, which could then be one of those dropped here, unbuilt
+    if this copy were cut short."""
+    if not _recorded(conn) or (
+            conn.execute("SELECT to_regclass('_replicator.dropped_constraints') IS NOT NULL").fetchone()[0]
+            and conn.execute("SELECT EXISTS (SELECT FROM _replicator.dropped_constraints)").fetchone()[0]):
         conn.commit()
         return 0
     try:
         with conn.transaction():
             # every name in the recorded definitions schema-qualified, whatever the next run's search_path
-            conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+            conn.execute("SELECT pg_catalog.set_config('search_path', '', true), "
+                         "pg_catalog.set_config('lock_timeout', %s, true)", (DROP_LOCK_TIMEOUT,))
             rows = conn.execute(queries.load("deferrable_indexes"), {"table": table.as_string(conn)}).fetchall()
             for position, (name, drop_sql, create_sql, comment_sql) in enumerate(rows):
                 conn.execute(_RECORD, (table_name, name, position, create_sql, comment_sql))
                 conn.execute(drop_sql)
+            if rows:
+                checkpoint()
     except _CANNOT_DROP:
         conn.rollback()
         return 0
-    conn.commit()
+    conn.commit()  # (the block above is a savepoint: the checks before it opened the transaction)
     return len(rows)
 
 
@@ -99,13 +119,15 @@ def build(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> l
             conn.execute(create_sql)
             if comment_sql:
                 conn.execute(comment_sql)
-        except psycopg.Error as e:
+        except _ROWS_BREAK_IT as e:
+            # any other error (a timeout, a full disk, a lost connection) is raised as it is: the copy
+            # says which side and whether a rerun may get past it
             why = (e.diag.message_primary or str(e)).strip().splitlines()[0]
             detail = f" ({e.diag.message_detail.strip()})" if e.diag.message_detail else ""
             raise CopyError(
                 f"{table_name}: index {name} could not be built after the load: {why}{detail}. Its definition "
-                f"waits in _replicator.deferred_indexes and the next copy of the table builds it; fix the rows "
-                f"first, or delete that row to give the index up") from e
+                f"waits in _replicator.deferred_indexes and the next copy of the table builds it; remove the "
+                f"replica rows that break it first, or delete that row there to give the index up") from e
         built.append(name)
     conn.execute("DELETE FROM _replicator.deferred_indexes WHERE table_name = %s", (table_name,))
     return built

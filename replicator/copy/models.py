@@ -117,6 +117,8 @@ class CopyResult(BaseModel):
     tables: list[TableResult] = Field(default_factory=list)
     sequences: list[SequenceFix] = Field(default_factory=list)
     deferred_constraints: list[str] = Field(default_factory=list)
+    # tables a failed run left without the indexes it dropped for their load (the next copy builds them)
+    indexes_unbuilt: list[str] = Field(default_factory=list)
     orphans: list[Orphans] = Field(default_factory=list)
     seconds: float = 0.0
     ok: bool = True

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from typing import Any
 
@@ -235,6 +236,8 @@ class TableCopy:
                 self._keyed()
         except BaseException:
             res.status = "failed"
+            if self.deferred:
+                self.ctx.result.indexes_unbuilt.append(res.replica_table)
             res.seconds = round(time.monotonic() - t0, 3)
             self.ctx.result.tables.append(res)
             raise
@@ -252,7 +255,8 @@ class TableCopy:
         """Into an empty table of more than one batch: drop the indexes nothing else needs, to build them
         at the end of the load (`replicator.copy.indexes`)."""
         if worth:
-            self.deferred = indexes.defer(self.r, self.res.replica_table, self.tp.rident) > 0
+            first = partial(self._checkpoint, "direct", last_key=None, done=False, was_empty=True)
+            self.deferred = indexes.defer(self.r, self.res.replica_table, self.tp.rident, first) > 0
 
     def _build_deferred(self, conn: psycopg.Connection | None = None) -> None:
         """In the transaction that ends the load, before its checkpoint says done."""
@@ -333,7 +337,8 @@ class TableCopy:
         res.notes.append("sequential read: the table was empty, so rows are copied in heap order, not key order")
         into = copy_in(tp.rident, tp.rcols, tp.fmt)
         if self.m.info.server_version < TID_RANGE_MIN_VERSION or not tp.binary:
-            self._defer_indexes((self.estimate_rows() or 0) > tp.batch_size)
+            # (a text-format table is loaded in one transaction: nothing to gain)
+            self._defer_indexes(tp.binary and (self.estimate_rows() or 0) > tp.batch_size)
             self._direct_framed(into)
             return
         assert tp.heaps is not None, "the pre-flight reads every table's heaps"

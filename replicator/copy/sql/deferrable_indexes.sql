@@ -4,9 +4,10 @@
 -- Left in place, and maintained row by row as usual:
 --   * an index another object needs: a foreign key's referenced key (a normal dependency on the index
 --     or its constraint), a clustered or replica-identity index, one attached to a partitioned index;
---   * one in a tablespace of its own or with per-column statistics targets, and a constraint's index
---     with a comment of its own (its definition carries none of them), and one not valid or not ready (a failed CREATE INDEX CONCURRENTLY: not ours to fix);
---   * an index an extension owns;
+--   * one in a tablespace of its own or with per-column statistics targets, a constraint's index with
+--     a comment of its own, and a primary key or unique constraint with storage parameters (fillfactor,
+--     deduplicate_items): the definitions printed here carry none of them, and one not valid or not ready (a failed CREATE INDEX CONCURRENTLY: not ours to fix);
+--   * an index an extension owns, or one marked DEPENDS ON EXTENSION;
 --   * every index where this role could not build it again: it must own the table (to drop it) and
 --     hold CREATE on the schema (to create it), which a table's owner need not.
 SELECT ic.relname AS name,
@@ -37,6 +38,7 @@ WHERE i.indrelid = %(table)s::regclass
   AND NOT i.indisclustered AND NOT i.indisreplident
   AND ic.reltablespace = 0
   AND (con.oid IS NULL OR pg_catalog.obj_description(i.indexrelid, 'pg_class') IS NULL)
+  AND (con.oid IS NULL OR con.contype = 'x' OR ic.reloptions IS NULL)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute AS a
                   WHERE a.attrelid = i.indexrelid AND a.attstattarget IS NOT NULL AND a.attstattarget <> -1)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
@@ -45,5 +47,5 @@ WHERE i.indrelid = %(table)s::regclass
                          OR (d.refclassid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.refobjid = con.oid)))
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend AS d
                   WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = i.indexrelid
-                    AND d.deptype = 'e')
+                    AND d.deptype IN ('e', 'x'))
 ORDER BY con.contype = 'p' DESC NULLS LAST, ic.relname
