@@ -355,3 +355,15 @@ def test_an_older_bookkeeping_schema_without_the_record_table(master_url, replic
     t = copy_tables(master_url, url_with(replica_url, user=role, password="pw"), ["old"], batch_size=300).tables[0]
     assert t.rows_copied == 3000 and same(sql_on, master_url, replica_url, "old")
     assert dict(sql_on(replica_url, OIDS.format("old"))) == oids
+
+
+def test_a_relation_that_took_the_name_meanwhile_fails_the_build_by_name(master_url, replica_url, sql_on, tmp_path):
+    for url in (master_url, replica_url):
+        sql_on(url, "CREATE TABLE taken (id int PRIMARY KEY, v text); CREATE INDEX taken_v ON taken (v)")
+    copy_tables(master_url, replica_url, ["taken"])  # (empty: creates the bookkeeping tables)
+    _record_as_dropped(sql_on, replica_url, "public.taken", "taken_v", "CREATE INDEX taken_v ON public.taken USING btree (v)")
+    sql_on(replica_url, "CREATE VIEW taken_v AS SELECT 1 AS one")  # not an index of the table: never skipped as built
+    r = run_cli("copy", "--master", master_url, "--replica", replica_url, "--table", "taken", "--out-dir", str(tmp_path))
+    assert r.code != 0 and "Traceback" not in r.stderr
+    assert 'relation "taken_v" already exists' in r.stderr
+    assert [n for (n,) in sql_on(replica_url, PENDING, ("public.taken",))] == ["taken_v"]  # still recorded

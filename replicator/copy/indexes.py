@@ -105,14 +105,15 @@ def defer(conn: psycopg.Connection, table_name: str, table: sql.Identifier, chec
 def build(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> list[str]:
     """Build the table's recorded indexes and forget them, in the caller's transaction (the one that ends
     the load, so its checkpoint says done only with the indexes in place). An index of that name already
-    there (`migrate` made it, or the developer) is left as it is. Returns the names built."""
+    on the table (`migrate` made it, or the developer) is left as it is; any other relation of that name
+    fails the build, which names it. Returns the names built."""
     rows = conn.execute("SELECT name, create_sql, comment_sql FROM _replicator.deferred_indexes "
                         "WHERE table_name = %s ORDER BY position", (table_name,)).fetchall()
     built = []
     for name, create_sql, comment_sql in rows:
-        there = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = %s AND relnamespace = "
-                             "(SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = %s::regclass))",
-                             (name, table.as_string(conn))).fetchone()[0]
+        there = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c "
+                             "ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass AND c.relname = %s)",
+                             (table.as_string(conn), name)).fetchone()[0]
         if there:
             continue
         try:
