@@ -217,3 +217,31 @@ def test_grants_to_predefined_roles_are_made_without_creating_the_role(master_ur
     res = _run(master_url, replica_url, tmp_path, "--with-privileges")
     assert res.exit_code == 0, res.output
     assert sql_on(replica_url, "SELECT has_table_privilege('pg_read_all_stats', 't', 'SELECT')") == [(True,)]
+
+
+def test_a_domains_default_fills_a_new_not_null_column(master_url, replica_url, sql_on, tmp_path):
+    # the column's type supplies the default PostgreSQL fills existing rows with: no empty table needed
+    # (and through a domain over a domain that has the default)
+    domain = ("CREATE DOMAIN lead_status AS text NOT NULL DEFAULT 'new' CHECK (VALUE <> '');"
+              "CREATE DOMAIN channel AS text DEFAULT 'whatsapp'; CREATE DOMAIN lead_channel AS channel NOT NULL;")
+    sql_on(master_url, domain + "CREATE TABLE leads (id int PRIMARY KEY, status lead_status NOT NULL, via lead_channel)")
+    sql_on(replica_url, domain + "CREATE TABLE leads (id int PRIMARY KEY); INSERT INTO leads VALUES (1), (2)")
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT id, status, via FROM leads ORDER BY id") == [(1, "new", "whatsapp"),
+                                                                                    (2, "new", "whatsapp")]
+
+
+def test_a_domains_not_null_without_default_is_a_pre_check(master_url, replica_url, sql_on, tmp_path):
+    # nullable as a column, NOT NULL through its domain: existing rows would get NULL, which it refuses
+    domain = "CREATE DOMAIN wa_id AS text NOT NULL;"
+    sql_on(master_url, domain + "CREATE TABLE contacts (id int PRIMARY KEY, wa wa_id)")
+    sql_on(replica_url, domain + "CREATE TABLE contacts (id int PRIMARY KEY); INSERT INTO contacts VALUES (1), (2)")
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 2
+    out = res.output.strip()
+    assert "\n" not in out and "public.contacts.wa" in out and "2 rows" in out and "nothing was changed" in out
+    sql_on(replica_url, "DELETE FROM contacts")
+    assert _run(master_url, replica_url, tmp_path).exit_code == 0
+    assert [c for (c,) in sql_on(replica_url, "SELECT attname FROM pg_attribute WHERE attrelid = 'contacts'::regclass "
+                                              "AND attnum > 0 ORDER BY attnum")] == ["id", "wa"]

@@ -812,10 +812,25 @@ class Builder:
                                      f"column only on the replica; its values are lost (rows: {self.r.row_count(c.table)})",
                                      table=c.table))
 
+    def _from_domains(self, type_name: str) -> tuple[bool, bool]:
+        """Whether a column of this type is NOT NULL through its domains, and whether they give it a
+        default (the nearest domain's, over its base domain's); not for an array of them."""
+        not_null, default, seen = False, None, set()
+        d = self.m.domains.get(type_name)
+        while d is not None and d.key not in seen:
+            seen.add(d.key)
+            not_null = not_null or d.not_null
+            default = default if default is not None else d.default
+            d = self.m.domains.get(d.base_type)
+        return not_null, default is not None and not default.upper().startswith("NULL")
+
     def add_column(self, t: Table, col: Column) -> None:
         k = t.key
         pre, cls, reason = None, "safe", ""
-        if not col.nullable and col.default is None and not col.identity and not col.generated:
+        # what PostgreSQL fills the table's rows with: the column's default, else its domain's
+        domain_not_null, domain_default = self._from_domains(col.type)
+        not_null = not col.nullable or domain_not_null
+        if not_null and col.default is None and not domain_default and not col.identity and not col.generated:
             cls, reason = "data-dependent", "NOT NULL without a default: the replica's table must be empty"
             pre = self.pre.rows(k, "a NOT NULL column without default needs an empty table", col.name)
         ref: Ref = ("column", k, col.name)
