@@ -184,7 +184,9 @@ def run_verify(
                     raise _connection_lost(e, name, table) from e
                 report.add(name, "fail", f"error: {describe(e)}", table, error=type(e).__name__)
 
-        scope = set(keys) if not selection.everything else None
+        # a partition's rows are read through its partitioned tables, whose own structure (policies,
+        # triggers, columns) is then checked too: _leaves left them out of `keys`
+        scope = _with_partitioned_parents(ms, keys) if not selection.everything else None
         say("schema")
         renames = {p.key: config.table(p.label).renames for p in pairs.values()}
         check_schema(report, ms, rs, {k: v for k, v in renames.items() if v}, scope)
@@ -263,6 +265,16 @@ def _cancel_queries_on_sigint(*conns: psycopg.Connection) -> Iterator[None]:
 
 
 MASKED = "(masked)"
+
+
+def _with_partitioned_parents(schema: Schema, keys: list[str]) -> set[str]:
+    out = set(keys)
+    for key in keys:
+        t = schema.tables.get(key)
+        while t is not None and t.partition_of and t.partition_of not in out:
+            out.add(t.partition_of)
+            t = schema.tables.get(t.partition_of)
+    return out
 
 
 def _leaves(schema: Schema, keys: list[str]) -> list[str]:
