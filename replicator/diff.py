@@ -51,7 +51,7 @@ ChangeKind = Literal[
     "domain_missing", "domain_extra", "domain_changed", "domain_comment",
     "sequence_missing", "sequence_extra", "sequence_changed", "sequence_comment",
     "function_missing", "function_extra", "function_changed", "function_comment",
-    "table_missing", "table_extra", "table_changed", "table_rls", "table_comment",
+    "table_missing", "table_extra", "table_changed", "table_rls", "table_replica_identity", "table_comment",
     "column_missing", "column_extra", "column_renamed", "column_type", "column_nullable",
     "column_default", "column_identity", "column_generated", "column_collation", "column_comment",
     "constraint_missing", "constraint_extra", "constraint_changed", "constraint_comment",
@@ -460,6 +460,11 @@ def _diff_table(d: _Diff, m: Table, r: Table, renames: dict[str, str], ms: Schem
                      f"enabled={m.rls_enabled} forced={m.rls_forced} on master",
               master={"enabled": m.rls_enabled, "forced": m.rls_forced},
               replica={"enabled": r.rls_enabled, "forced": r.rls_forced})
+
+    if m.replica_identity != r.replica_identity:
+        d.add(kind="table_replica_identity", object=k, table=k,
+              detail=f"replica identity {r.replica_identity} on replica, {m.replica_identity} on master",
+              master={"replica_identity": m.replica_identity}, replica={"replica_identity": r.replica_identity})
 
     # A column a child inherits is changed once, on its parent: it is compared here only when the
     # child's parents differ between the sides (an attach or detach is planned).

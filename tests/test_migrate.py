@@ -245,3 +245,32 @@ def test_a_domains_not_null_without_default_is_a_pre_check(master_url, replica_u
     assert _run(master_url, replica_url, tmp_path).exit_code == 0
     assert [c for (c,) in sql_on(replica_url, "SELECT attname FROM pg_attribute WHERE attrelid = 'contacts'::regclass "
                                               "AND attnum > 0 ORDER BY attnum")] == ["id", "wa"]
+
+
+def test_replica_identity_follows_the_master(master_url, replica_url, sql_on, tmp_path):
+    # Supabase Realtime sends an updated row's old values only under REPLICA IDENTITY FULL; a unique
+    # index may serve as the identity, created first when the replica lacks it too
+    sql_on(master_url, "CREATE TABLE messages (id int PRIMARY KEY, body text) ; ALTER TABLE messages REPLICA IDENTITY FULL;"
+                       "CREATE TABLE leads (id int PRIMARY KEY, phone text NOT NULL);"
+                       "CREATE UNIQUE INDEX \"Leads phone\" ON leads (phone); "
+                       "ALTER TABLE leads REPLICA IDENTITY USING INDEX \"Leads phone\";"
+                       "CREATE TABLE audit (id int, note text); ALTER TABLE audit REPLICA IDENTITY NOTHING")
+    sql_on(replica_url, "CREATE TABLE messages (id int PRIMARY KEY, body text); "
+                        "CREATE TABLE leads (id int PRIMARY KEY, phone text NOT NULL)")
+    analyze = CliRunner().invoke(main, ["analyze", "--master", master_url, "--replica", replica_url,
+                                        "--out-dir", str(tmp_path)])
+    assert "replica identity default on replica, full on master" in (tmp_path / "reports" /
+                                                                   "schema-comparison-report.md").read_text()
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    ident = "SELECT relname, relreplident FROM pg_class WHERE relname IN ('messages', 'leads', 'audit') ORDER BY 1"
+    assert sql_on(replica_url, ident) == sql_on(master_url, ident) == [("audit", "n"), ("leads", "i"), ("messages", "f")]
+    assert sql_on(replica_url, "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                               "WHERE i.indisreplident") == [("Leads phone",)]
+    again = CliRunner().invoke(main, ["analyze", "--master", master_url, "--replica", replica_url, "--out-dir",
+                                      str(tmp_path), "--exit-code"])
+    assert again.exit_code == 0, again.output
+    # back to the default where the master went back
+    sql_on(master_url, "ALTER TABLE messages REPLICA IDENTITY DEFAULT")
+    assert _run(master_url, replica_url, tmp_path).exit_code == 0
+    assert sql_on(replica_url, "SELECT relreplident FROM pg_class WHERE relname = 'messages'") == [("d",)]

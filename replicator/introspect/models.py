@@ -131,6 +131,7 @@ class Table(_Model):
     unlogged: bool = False
     rls_enabled: bool = False
     rls_forced: bool = False
+    replica_identity: str = "default"  # default | full | nothing | index <quoted name>
     comment: str | None = None
     options: list[str] = Field(default_factory=list)  # reloptions, e.g. fillfactor=70
     partition_of: str | None = None  # key of the partitioned parent

@@ -587,6 +587,8 @@ class Builder:
             self.step(CREATE, obj.ref, "row level security", obj.rls(True), obj.rls(False))
         if t.rls_forced:
             self.step(CREATE, obj.ref, "row level security", obj.force_rls(True), obj.force_rls(False))
+        if t.replica_identity != "default":
+            self.set_replica_identity(t, "default")
         for con in t.constraints.values():
             if con.inherited:
                 continue
@@ -650,6 +652,9 @@ class Builder:
                 self.step(CREATE, obj.ref, "row level security", obj.rls(m["enabled"]), obj.rls(r["enabled"]))
             if m["forced"] != r["forced"]:
                 self.step(CREATE, obj.ref, "row level security", obj.force_rls(m["forced"]), obj.force_rls(r["forced"]))
+        for c in self.by_kind["table_replica_identity"]:
+            if c.object not in self.new_tables and c.object not in self.recreated_tables:
+                self.set_replica_identity(self.m.tables[c.object], c.replica["replica_identity"])
         for c in self.by_kind["table_extra"]:
             rt = self.r.tables[c.object]
             if rt.partition_of in self.extra_tables or rt.partition_of in self.recreated_tables:
@@ -720,6 +725,18 @@ class Builder:
                 self.created.add(obj.ref)
                 if ms.owned_by:
                     self.owned_by(ms, None)
+
+    def set_replica_identity(self, t: Table, was: str) -> None:
+        """The master's replica identity, set once the table (and the index it names) exist."""
+        obj = TableObj(t, self.m)
+        ref: Ref = ("replica identity", t.key, None)
+        self.step(CREATE, ref, "replica identity", obj.replica_identity(t.replica_identity), obj.replica_identity(was))
+        node = self.g.node(CREATE, ref)
+        node.needs.add(("table", t.key, None))
+        if t.replica_identity.startswith("index "):
+            name = t.replica_identity.removeprefix("index ")
+            name = name[1:-1].replace('""', '"') if name.startswith('"') else name
+            node.needs |= {("index", t.key, name), ("constraint", t.key, name)}
 
     def swap_drops(self, key: str, kind: str) -> list[Step]:
         """Drop steps of a replica object of another kind holding the same name (a table that

@@ -320,6 +320,11 @@ class TableObj(DbObject):
     def force_rls(self, forced: bool) -> str:
         return f"ALTER TABLE {self.key} {'FORCE' if forced else 'NO FORCE'} ROW LEVEL SECURITY"
 
+    def replica_identity(self, identity: str) -> str:
+        """``identity`` as introspected: default, full, nothing, or `index <quoted name>`."""
+        how = f"USING INDEX {identity.removeprefix('index ')}" if identity.startswith("index ") else identity.upper()
+        return f"ALTER TABLE {self.key} REPLICA IDENTITY {how}"
+
 
 class ViewObj(DbObject):
     kind = "view"

@@ -5,6 +5,13 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key,
        CASE c.relkind WHEN 'p' THEN 'partitioned table' ELSE 'table' END AS kind,
        c.relpersistence = 'u' AS unlogged,
        c.relrowsecurity AS rls_enabled,
+       -- what logical decoding (Supabase Realtime) sends of an updated or deleted row's old version;
+       -- an identity index dropped since behaves as NOTHING
+       CASE c.relreplident WHEN 'n' THEN 'nothing' WHEN 'f' THEN 'full'
+            WHEN 'i' THEN coalesce((SELECT 'index ' || quote_ident(ic.relname) FROM pg_catalog.pg_index x
+                                    JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+                                    WHERE x.indrelid = c.oid AND x.indisreplident), 'nothing')
+            ELSE 'default' END AS replica_identity,
        c.relforcerowsecurity AS rls_forced,
        obj_description(c.oid, 'pg_class') AS comment,
        coalesce(c.reloptions, '{}'::text[]) AS options,
