@@ -13,7 +13,8 @@ those indexes; `replicator status` lists them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import errors, sql
@@ -102,6 +103,48 @@ def defer(conn: psycopg.Connection, table_name: str, table: sql.Identifier, chec
     return len(rows)
 
 
+@contextmanager
+def rebuilt_after(conn: psycopg.Connection, table_name: str, table: sql.Identifier, worth: bool) -> Iterator[list[str]]:
+    """For a load that is one transaction (a keyless table, `--policy replace`): in the caller's
+    transaction, drop the deferrable indexes, run the block, build them again; yields the names (filled
+    once built). Nothing is recorded: a failure anywhere rolls the drops back with the load."""
+    built: list[str] = []
+    if not worth:
+        yield built
+        return
+    rows: list = []
+    try:
+        with conn.transaction():  # a savepoint: a drop refused leaves the indexes in place
+            saved = conn.execute("SELECT current_setting('search_path'), current_setting('lock_timeout')").fetchone()
+            conn.execute("SELECT pg_catalog.set_config('search_path', '', true), "
+                         "pg_catalog.set_config('lock_timeout', %s, true)", (DROP_LOCK_TIMEOUT,))
+            rows = conn.execute(queries.load("deferrable_indexes"), {"table": table.as_string(conn)}).fetchall()
+            for _name, drop_sql, _create_sql, _comment_sql in rows:
+                conn.execute(drop_sql)
+            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true), "
+                         "pg_catalog.set_config('lock_timeout', %s, true)", saved)
+    except _CANNOT_DROP:
+        rows = []
+    yield built
+    for name, _drop, create_sql, comment_sql in rows:
+        _build_one(conn, table_name, name, create_sql, comment_sql, kept="the load was rolled back: the table is as it was")
+        built.append(name)
+
+
+def _build_one(conn: psycopg.Connection, table_name: str, name: str, create_sql: str, comment_sql: str | None,
+            kept: str) -> None:
+    try:
+        conn.execute(create_sql)
+        if comment_sql:
+            conn.execute(comment_sql)
+    except _ROWS_BREAK_IT as e:
+        # any other error (a timeout, a full disk, a lost connection) is raised as it is: the copy
+        # says which side and whether a rerun may get past it
+        why = (e.diag.message_primary or str(e)).strip().splitlines()[0]
+        detail = f" ({e.diag.message_detail.strip()})" if e.diag.message_detail else ""
+        raise CopyError(f"{table_name}: index {name} could not be built after the load: {why}{detail}; {kept}") from e
+
+
 def build(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> list[str]:
     """Build the table's recorded indexes and forget them, in the caller's transaction (the one that ends
     the load, so its checkpoint says done only with the indexes in place). An index of that name already
@@ -116,19 +159,9 @@ def build(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> l
                              (table.as_string(conn), name)).fetchone()[0]
         if there:
             continue
-        try:
-            conn.execute(create_sql)
-            if comment_sql:
-                conn.execute(comment_sql)
-        except _ROWS_BREAK_IT as e:
-            # any other error (a timeout, a full disk, a lost connection) is raised as it is: the copy
-            # says which side and whether a rerun may get past it
-            why = (e.diag.message_primary or str(e)).strip().splitlines()[0]
-            detail = f" ({e.diag.message_detail.strip()})" if e.diag.message_detail else ""
-            raise CopyError(
-                f"{table_name}: index {name} could not be built after the load: {why}{detail}. Its definition "
-                f"waits in _replicator.deferred_indexes and the next copy of the table builds it; remove the "
-                f"replica rows that break it first, or delete that row there to give the index up") from e
+        _build_one(conn, table_name, name, create_sql, comment_sql,
+                kept="its definition waits in _replicator.deferred_indexes and the next copy of the table builds "
+                     "it; remove the replica rows that break it first, or delete that row there to give the index up")
         built.append(name)
     conn.execute("DELETE FROM _replicator.deferred_indexes WHERE table_name = %s", (table_name,))
     return built

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from ..config import Policy
 from ..rowhash import range_checksum, row_hash
+from . import indexes
 from .logic import cascading_references
 from .models import Checkpoint
 from .plan import CopyError
@@ -45,6 +46,16 @@ def _save(tc: "TableCopy", mode: str) -> None:
         policy=res.policy, status="done", key_columns=tc.tp.key_r, last_key=None, rows_copied=res.rows_copied,
         inserted=res.inserted, updated=res.updated, deleted=res.deleted, batches=res.batches, was_empty=False,
         snapshot_at=tc.ctx.result.snapshot_at))
+
+
+def _worth(tc: "TableCopy") -> bool:
+    """Whether the load is big enough to build the table's indexes after it rather than during it."""
+    return (tc.estimate_rows() or 0) > tc.tp.batch_size
+
+
+def _note_built(res, built: list[str]) -> None:
+    if built:
+        res.notes.append(f"indexes built after the load instead of row by row: {', '.join(built)}")
 
 
 def replace(tc: "TableCopy") -> None:
@@ -79,7 +90,9 @@ def replace(tc: "TableCopy") -> None:
             names = ", ".join(f"{k}.{c.name}" for k, c in refs)
             raise CopyError(f"cannot replace {res.replica_table}: replica rows reference it through {names} "
                             "(no CASCADE is used; copy or empty those tables first)") from None
-        rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [], copy_in(tp.rident, tp.rcols, tp.fmt))
+        with indexes.rebuilt_after(r, res.replica_table, tp.rident, _worth(tc)) as built:
+            rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [], copy_in(tp.rident, tp.rcols, tp.fmt))
+        _note_built(res, built)
         res.rows_copied = res.inserted = rows
         res.batches = res.direct_batches = 1
         _save(tc, "replace")
@@ -99,8 +112,10 @@ def copy_keyless(tc: "TableCopy") -> None:
                 rows = m.execute(sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
                     tp.mfrom, tp.mwhere(sql.SQL("true"))), []).fetchone()[0]
             else:
-                rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [],
-                            copy_in(tp.rident, tp.rcols, tp.fmt))
+                with indexes.rebuilt_after(r, res.replica_table, tp.rident, _worth(tc)) as built:
+                    rows = pipe(m, r, copy_out(tp.select(sql.SQL("true")), tp.fmt), [],
+                                copy_in(tp.rident, tp.rcols, tp.fmt))
+                _note_built(res, built)
             res.rows_copied = res.inserted = rows
             res.batches = res.direct_batches = 1
             _save(tc, "keyless")
