@@ -9,6 +9,9 @@ Nothing is lost on a crash: the drops commit together with their definitions, ke
 `_replicator.deferred_indexes`, and any later copy of the table builds what is recorded there before it
 reads or writes a row (a resumed copy compares by key, which needs them). Until then the table lacks
 those indexes; `replicator status` lists them.
+
+A load that is one transaction (`--policy replace`, a keyless table into an empty one) drops and builds
+them inside it (`rebuilt_after`): nothing to record, a failure rolls the drops back with the rest.
 """
 
 from __future__ import annotations
@@ -132,7 +135,8 @@ def rebuilt_after(conn: psycopg.Connection, table_name: str, table: sql.Identifi
 
 
 def _build_one(conn: psycopg.Connection, table_name: str, name: str, create_sql: str, comment_sql: str | None,
-            kept: str) -> None:
+               kept: str) -> None:
+    """Create one index (and its comment); ``kept`` says what a failure the rows cause leaves behind."""
     try:
         conn.execute(create_sql)
         if comment_sql:
@@ -160,8 +164,8 @@ def build(conn: psycopg.Connection, table_name: str, table: sql.Identifier) -> l
         if there:
             continue
         _build_one(conn, table_name, name, create_sql, comment_sql,
-                kept="its definition waits in _replicator.deferred_indexes and the next copy of the table builds "
-                     "it; remove the replica rows that break it first, or delete that row there to give the index up")
+                   kept="its definition waits in _replicator.deferred_indexes and the next copy of the table builds "
+                        "it; remove the replica rows that break it first, or delete that row there to give the index up")
         built.append(name)
     conn.execute("DELETE FROM _replicator.deferred_indexes WHERE table_name = %s", (table_name,))
     return built

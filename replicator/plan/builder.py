@@ -653,7 +653,7 @@ class Builder:
             if m["forced"] != r["forced"]:
                 self.step(CREATE, obj.ref, "row level security", obj.force_rls(m["forced"]), obj.force_rls(r["forced"]))
         for c in self.by_kind["table_replica_identity"]:
-            if c.object not in self.new_tables and c.object not in self.recreated_tables:
+            if c.object not in self.new_tables:  # (recreated ones too: create_table sets theirs)
                 self.set_replica_identity(self.m.tables[c.object], c.replica["replica_identity"])
         for c in self.by_kind["table_extra"]:
             rt = self.r.tables[c.object]
