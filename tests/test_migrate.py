@@ -274,3 +274,22 @@ def test_replica_identity_follows_the_master(master_url, replica_url, sql_on, tm
     sql_on(master_url, "ALTER TABLE messages REPLICA IDENTITY DEFAULT")
     assert _run(master_url, replica_url, tmp_path).exit_code == 0
     assert sql_on(replica_url, "SELECT relreplident FROM pg_class WHERE relname = 'messages'") == [("d",)]
+
+
+def test_sql_functions_written_for_the_search_path_in_index_expressions(master_url, replica_url, sql_on, tmp_path):
+    # a SQL function calling another without its schema, used by an index: planning any query on the
+    # table inlines it under the search_path of the moment, which the introspection pins to pg_catalog
+    # for its catalog reads; the counts it takes run under the session's own path
+    ddl = ("CREATE FUNCTION public.squash(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT lower(t) $$;"
+           "CREATE FUNCTION public.norm(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT squash(t) $$;")
+    sql_on(master_url, ddl + "CREATE TABLE contacts (id int PRIMARY KEY, email text); "
+                             "CREATE INDEX contacts_norm ON contacts (public.norm(email)); "
+                             "INSERT INTO contacts SELECT g, 'E' || g FROM generate_series(1, 100) g")
+    sql_on(replica_url, ddl)
+    res = _run(master_url, replica_url, tmp_path)
+    assert res.exit_code == 0, res.output
+    assert sql_on(replica_url, "SELECT indexname FROM pg_indexes WHERE tablename = 'contacts' ORDER BY 1") == [
+        ("contacts_norm",), ("contacts_pkey",)]
+    again = CliRunner().invoke(main, ["analyze", "--master", master_url, "--replica", replica_url, "--out-dir",
+                                      str(tmp_path), "--exit-code"])
+    assert again.exit_code == 0, again.output

@@ -197,6 +197,7 @@ def introspect(
                 exact_counts=exact_counts,
                 threshold=count_threshold,
                 deferred=defer_counts,
+                own_search_path=server.get("own_search_path") or "",
             )
         except BaseException:
             bracket.abandon()
@@ -420,6 +421,7 @@ def _row_counts(
     exact_counts: bool,
     threshold: int,
     deferred: list[Table] | None,
+    own_search_path: str = "",
 ) -> dict[str, RowCount]:
     """Decide per table between the estimate and an exact count, then run every exact count in
     one UNION ALL statement (chunked), identifiers composed with psycopg.sql; with ``deferred``, append
@@ -461,7 +463,20 @@ def _row_counts(
     if deferred is not None:
         deferred.extend(to_count)
         to_count = []
-    counts.update(read_counts(to_count, run(count_statements(to_count))))
+    if not to_count:
+        run([])  # (ends the bracket all the same)
+    else:
+        # Planning a count inlines the SQL functions of the table's index expressions (and policies),
+        # whose bodies are parsed under the search_path of the moment: the one they were written for,
+        # not the pinned pg_catalog (nothing read after this needs names qualified).
+        # (a path that puts a schema before pg_catalog stays pinned: the master's guard refuses it)
+        path = [p.strip().strip('"').lower() for p in own_search_path.split(",")]
+        if own_search_path and ("pg_catalog" not in path or path[0] == "pg_catalog"):
+            unpin = sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)").format(sql.Literal(own_search_path))
+            found = run([(unpin, None), *count_statements(to_count)])[1:]
+        else:
+            found = run(count_statements(to_count))
+        counts.update(read_counts(to_count, found))
     return {k: counts[k] for k in result.tables if k in counts}
 
 
