@@ -88,21 +88,13 @@ def defer(conn: psycopg.Connection, table_name: str, table: sql.Identifier, chec
             and conn.execute("SELECT EXISTS (SELECT FROM _replicator.dropped_constraints)").fetchone()[0]):
         conn.commit()
         return 0
-    try:
-        with conn.transaction():
-            # every name in the recorded definitions schema-qualified, whatever the next run's search_path
-            conn.execute("SELECT pg_catalog.set_config('search_path', '', true), "
-                         "pg_catalog.set_config('lock_timeout', %s, true)", (DROP_LOCK_TIMEOUT,))
-            rows = conn.execute(queries.load("deferrable_indexes"), {"table": table.as_string(conn)}).fetchall()
-            for position, (name, drop_sql, create_sql, comment_sql) in enumerate(rows):
-                conn.execute(_RECORD, (table_name, name, position, create_sql, comment_sql))
-                conn.execute(drop_sql)
-            if rows:
-                checkpoint()
-    except _CANNOT_DROP:
-        conn.rollback()
-        return 0
-    conn.commit()  # (the block above is a savepoint: the checks before it opened the transaction)
+
+    def record(position: int, row: tuple) -> None:
+        name, _drop, create_sql, comment_sql = row
+        conn.execute(_RECORD, (table_name, name, position, create_sql, comment_sql))
+
+    rows = _drop_deferrable(conn, table, record, checkpoint)
+    conn.commit()  # (the drops ran in a savepoint: the checks before them opened the transaction)
     return len(rows)
 
 
@@ -112,27 +104,41 @@ def rebuilt_after(conn: psycopg.Connection, table_name: str, table: sql.Identifi
     transaction, drop the deferrable indexes, run the block, build them again; yields the names (filled
     once built). Nothing is recorded: a failure anywhere rolls the drops back with the load."""
     built: list[str] = []
-    if not worth:
-        yield built
-        return
-    rows: list = []
-    try:
-        with conn.transaction():  # a savepoint: a drop refused leaves the indexes in place
-            saved = conn.execute("SELECT current_setting('search_path'), current_setting('lock_timeout')").fetchone()
-            conn.execute("SELECT pg_catalog.set_config('search_path', '', true), "
-                         "pg_catalog.set_config('lock_timeout', %s, true)", (DROP_LOCK_TIMEOUT,))
-            rows = conn.execute(queries.load("deferrable_indexes"), {"table": table.as_string(conn)}).fetchall()
-            for _name, drop_sql, _create_sql, _comment_sql in rows:
-                conn.execute(drop_sql)
-            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true), "
-                         "pg_catalog.set_config('lock_timeout', %s, true)", saved)
-    except _CANNOT_DROP:
-        rows = []
+    rows = _drop_deferrable(conn, table) if worth else []
     yield built
     for name, _drop, create_sql, comment_sql in rows:
         _build_one(conn, table_name, name, create_sql, comment_sql, kept="the load was rolled back: the table is as it was")
         built.append(name)
 
+
+def _drop_deferrable(conn: psycopg.Connection, table: sql.Identifier,
+                     each: Callable[[int, tuple], None] | None = None, then: Callable[[], None] | None = None) -> list:
+    """In a savepoint of the caller's transaction: drop the table's deferrable indexes (``each`` called
+    before each drop, ``then`` after the last), and return their rows (name, drop, create, comment
+    statements); none where a drop is refused or waits past `DROP_LOCK_TIMEOUT` (the savepoint is
+    rolled back, the indexes stay). The definitions are read with search_path empty, so every name in
+    them is schema-qualified; the caller's settings are back afterwards."""
+    try:
+        with conn.transaction():
+            saved = conn.execute("SELECT current_setting('search_path'), current_setting('lock_timeout')").fetchone()
+            conn.execute("SELECT pg_catalog.set_config('search_path', '', true), "
+                         "pg_catalog.set_config('lock_timeout', %s, true)", (DROP_LOCK_TIMEOUT,))
+            rows = conn.execute(queries.load("deferrable_indexes"), {"table": table.as_string(conn)}).fetchall()
+            for position, row in enumerate(rows):
+                if each is not None:
+                    each(position, row)
+                conn.execute(row[1])
+            if rows and then is not None:
+                then()
+            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true), "
+                         "pg_catalog.set_config('lock_timeout', %s, true)", saved)
+    except _CANNOT_DROP:
+        return []
+    return rows
+
+
+def built_note(names: list[str]) -> str:
+    return f"indexes built after the load instead of row by row: {', '.join(names)}"
 
 def _build_one(conn: psycopg.Connection, table_name: str, name: str, create_sql: str, comment_sql: str | None,
                kept: str) -> None:

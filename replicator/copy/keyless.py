@@ -55,7 +55,7 @@ def _worth(tc: "TableCopy") -> bool:
 
 def _note_built(res, built: list[str]) -> None:
     if built:
-        res.notes.append(f"indexes built after the load instead of row by row: {', '.join(built)}")
+        res.notes.append(indexes.built_note(built))
 
 
 def replace(tc: "TableCopy") -> None:

@@ -264,7 +264,7 @@ class TableCopy:
             built = indexes.build(conn or self.r, self.res.replica_table, self.tp.rident)
             self.deferred = False
             if built:
-                self.res.notes.append(f"indexes built after the load instead of row by row: {', '.join(built)}")
+                self.res.notes.append(indexes.built_note(built))
 
     def replica_has_rows(self, lo: Key | None = None, hi: Key | None = None) -> bool:
         if self.ranges is None:
