@@ -51,7 +51,8 @@ TOOL_FUNCTIONS = frozenset({
     "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_sequence_last_value",
     "pg_is_in_recovery", "pg_control_system", "pg_stat_clear_snapshot", "pg_control_checkpoint", "clock_timestamp", "pg_partition_tree",
     # hashing, masking and row comparison
-    "hashtext", "hashtextextended", "jsonb_hash_extended", "md5", "sha256", "encode", "decode", "convert_to",
+    "hashtext", "hashtextextended", "hashint2extended", "hashint4extended", "hashint8extended", "uuid_hash_extended",
+    "jsonb_hash_extended", "md5", "sha256", "encode", "decode", "convert_to",
     "left", "right", "lpad", "rpad", "octet_length", "length", "lower", "upper", "replace", "substr",
     "split_part", "regexp_replace", "starts_with", "concat_ws", "make_interval", "to_json", "to_jsonb", "ntile", "row_number",
     # aggregates

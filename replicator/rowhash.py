@@ -57,6 +57,29 @@ def row_hash(columns: Sequence[str], alias: str | None = None) -> sql.Composable
     return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
 
 
+#: Key types hashed by their own extended hash function instead of through their text form, which
+#: spares a key scan about a third of its time. The same value hashes alike on every server (hash
+#: partitioning relies on it across major versions), and for these types equal text means equal value.
+#: Not enums (their hash is of OIDs, which differ between servers), nor anything else.
+NATIVE_KEY_HASH = {"smallint": "hashint2extended", "integer": "hashint4extended", "bigint": "hashint8extended",
+                   "uuid": "uuid_hash_extended"}
+
+
+def key_hash(columns: Sequence[str], types: Sequence[str]) -> sql.Composable:
+    """A 64-bit hash of a key, for grouping keys into buckets that both sides sum alike: `row_hash`'s
+    shape, with each column of a type in `NATIVE_KEY_HASH` hashed natively. ``types`` are the
+    columns' types, the same on both sides."""
+    parts = []
+    for pos, (c, t) in enumerate(zip(columns, types, strict=True), start=1):
+        native = NATIVE_KEY_HASH.get(t)
+        value = sql.SQL(f"pg_catalog.{native}({{}}, {{}})").format(sql.Identifier(c), sql.Literal(pos)) \
+            if native else sql.SQL("hashtextextended({}, {})").format(value_text(c), sql.Literal(pos))
+        parts.append(sql.SQL("coalesce({}, {})").format(value, sql.Literal(pos)))
+    if not parts:
+        return sql.SQL("0::bigint")
+    return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
+
+
 def range_checksum(columns: Sequence[str], alias: str | None = None) -> sql.Composable:
     """`count(*), coalesce(sum(<row hash>), 0)`: the aggregate two sides compare for a set of rows."""
     return sql.SQL("count(*), coalesce(sum({}), 0)").format(row_hash(columns, alias))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from conftest import _fresh_database, url_with
 from copyhelp import both, rows, same, xmins
 
@@ -73,6 +74,41 @@ def test_deletions_on_either_side_are_found_from_the_key_hash_buckets(master_url
         t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
         assert (t.mode, t.deleted, t.inserted) == ("delta", 0, 0)
     assert sql_on(replica_url, "SELECT id FROM t WHERE id IN (60, 9000) ORDER BY id") == [(60,), (9000,)]
+
+
+KEY_SHAPES = {  # key DDL, a key value from i, the key hash the master's scan must use
+    "smallint": ("id smallint", "i::smallint", "hashint2extended"),
+    "bigint": ("id bigint", "i::bigint * 1000000007", "hashint8extended"),
+    "uuid": ("id uuid", "md5(i::text)::uuid", "uuid_hash_extended"),
+    # an enum hashes through its text: its own hash is of OIDs, which differ between the two servers
+    "enum, integer": ("id mood, n int", "(enum_range(NULL::mood))[i % 3 + 1], i", "hashtextextended"),
+    "uuid, text": ("id uuid, k text", "md5(i::text)::uuid, 'k' || i", "uuid_hash_extended"),
+}
+
+
+@pytest.mark.parametrize("shape", list(KEY_SHAPES))
+def test_deletions_are_found_whatever_the_key_type(logged_server, logged_master_url, replica_url, sql_on, shape):
+    """The key-hash buckets hash integer and uuid keys natively, every other type through its text:
+    either way both sides must sum alike, or every unchanged bucket would look like a deletion."""
+    cols, values, hashed = KEY_SHAPES[shape]
+    key = ", ".join(c.split()[0] for c in cols.split(", "))
+    sql_on(replica_url, "CREATE TYPE unused AS ENUM ('x')")  # the replica's enum OIDs differ from the master's
+    for url in (logged_master_url, replica_url):
+        sql_on(url, f"CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy'); CREATE TABLE t ({cols}, v text, PRIMARY KEY ({key}))")
+    sql_on(logged_master_url, f"INSERT INTO t SELECT {values}, 'v' || i FROM generate_series(1, 3000) i")
+    copy_tables(logged_master_url, replica_url, ["t"])
+    doomed = f"SELECT {key} FROM t ORDER BY ({key})::text LIMIT %s"
+    sql_on(logged_master_url, f"DELETE FROM t WHERE ({key}) IN ({doomed})", (1,))
+    sql_on(replica_url, f"DELETE FROM t WHERE ({key}) IN (SELECT {key} FROM t ORDER BY ({key})::text DESC LIMIT 1)")
+    since = logged_server.log_offset()
+    t = table(copy_tables(logged_master_url, replica_url, ["t"], policy="mirror"))
+    assert (t.mode, t.candidates, t.inserted, t.deleted, t.updated) == ("delta", 0, 1, 1, 0)
+    assert same(sql_on, logged_master_url, replica_url, "t")
+    scans = [s for s in logged_server.statements(conninfo_to_dict(logged_master_url)["dbname"], since=since)
+             if "_replicator_key_hash" in s]
+    assert scans and all(f"{hashed}(" in s for s in scans)
+    again = table(copy_tables(logged_master_url, replica_url, ["t"], policy="mirror"))
+    assert (again.mode, again.inserted, again.deleted) == ("delta", 0, 0)
 
 
 CHANGES_MASTER = [

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from ..rowhash import row_hash
+from ..rowhash import key_hash, row_hash
 from .baseline import Baseline, older_than, xid32
 from .compare import KeyDiff
 from .keys import Key, KeyRanges
@@ -71,6 +71,8 @@ class Delta:
         own = [xid32(x) for x in base.own_xids]
         self.rold = sql.SQL("({} OR {} = ANY(%s::xid[]))").format(older_than(sql.Identifier(XMIN)), sql.Identifier(XMIN))
         self.rold_params = [xid32(base.replica_xmin), own]
+        # the key types are the same on both sides (the plan refuses a mismatch), so both hash alike
+        self.key_hash = key_hash(tp.key_r, tp.key_types)
 
     # each side's rows with their xmin, in the replica's column names; the master's as copy reads them
     # (masked), or only their keys (never masked on this path), which is all the first pass needs
@@ -90,7 +92,7 @@ class Delta:
 
     def _with_key_hash(self, rows: sql.Composable) -> sql.Composable:
         return sql.SQL("SELECT *, {h} AS {kh} FROM ({rows}) s0").format(
-            h=row_hash(self.tp.key_r), kh=sql.Identifier(KH), rows=rows)
+            h=self.key_hash, kh=sql.Identifier(KH), rows=rows)
 
     def _scan_sql(self, rows: sql.Composable, old: sql.Composable) -> sql.Composable:
         kh = sql.Identifier(KH)
@@ -128,10 +130,10 @@ class Delta:
         width = len(tp.key_r)
         keys_text = self.ranges.keys_text(tp.key_r)
         mq = sql.SQL("SELECT {k}, {h}, {o}, {kh} FROM ({rows}) s").format(
-            k=keys_text, h=row_hash(tp.rcols), o=self.mold, kh=row_hash(tp.key_r),
+            k=keys_text, h=row_hash(tp.rcols), o=self.mold, kh=self.key_hash,
             rows=self._master_rows(self.ranges.in_list("master")))
         rq = sql.SQL("SELECT {k}, {h}, {o}, {kh} FROM ({rows}) s").format(
-            k=keys_text, h=row_hash(tp.rcols), o=self.rold, kh=row_hash(tp.key_r),
+            k=keys_text, h=row_hash(tp.rcols), o=self.rold, kh=self.key_hash,
             rows=self._replica_rows(self.ranges.in_list("replica")))
         # what each side vouches for outside the candidates must be the same set of keys, bucket by bucket
         outside = [dict(ms.buckets), dict(rs.buckets)]
