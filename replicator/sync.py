@@ -42,7 +42,7 @@ from .analyze import AnalyzeOptions, Sessions, config_renames, scoped, selection
 from .config import Config, Policy
 from .connect import batch, describe, redact, statements_alone
 from .copy import CopyResult, copy_tables
-from .copy import indexes
+from .copy import checkpoint, indexes
 from .copy.masking import set_key
 from .copy.plan import TablePlan, plan_table
 from .errors import ReplicatorError
@@ -456,6 +456,7 @@ class _Run:
         state = load_state(s.replica)
         with s.replica.transaction():
             unbuilt = indexes.pending_tables(s.replica)
+            checkpoints = {c.table_name: c for c in checkpoint.list_all(s.replica)}
         to_copy: list[TablePlan] = []
         for tp in plans:
             m, r = before[tp.label]
@@ -470,7 +471,8 @@ class _Run:
                 self.res.tables.append(TableSync(
                     table=tp.label, action="in line", policy=_policy(tp), skipped=m[0],
                     reason=f"unchanged on both sides since the last sync; the replica's own rows are kept ({_policy(tp)})"))
-            elif tp.policy is None and r[0] > 0:
+            elif tp.policy is None and r[0] > 0 and not checkpoint.owned_by_unfinished_run(
+                    checkpoints.get(tp.replica_label), checkpoints.values()):  # (a copy cut short resumes)
                 blocked.append((tp.label, "the replica table is not empty and no policy is set: set [copy] policy "
                                           f"or [tables.{tp.master.name}] policy, or pass --policy"))
             else:

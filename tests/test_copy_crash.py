@@ -196,3 +196,108 @@ def test_sigkill_while_a_self_reference_is_dropped_then_resume(master_url, repli
     assert sql_on(replica_url, fk) == [(1,)]
     assert sql_on(replica_url, "SELECT count(*) FROM _replicator.dropped_constraints") == [(0,)]
     assert same(sql_on, master_url, replica_url, "staff")
+
+
+ALL_DDL = """
+CREATE TABLE projects (id int PRIMARY KEY, name text);
+CREATE TABLE leads (id bigint PRIMARY KEY, project_id int REFERENCES projects, phone text);
+CREATE TABLE audit_log (at timestamptz, what text);  -- no key: copied whole
+CREATE TABLE msgs (id uuid PRIMARY KEY, lead_id bigint REFERENCES leads, body text);
+"""
+ALL_FILL = """
+INSERT INTO projects SELECT i, 'project ' || i FROM generate_series(1, 40) i;
+INSERT INTO leads SELECT i, i % 40 + 1, '+44' || i FROM generate_series(1, 3000) i;
+INSERT INTO audit_log SELECT timestamptz '2024-01-01' + i * interval '1 minute', 'event ' || i FROM generate_series(1, 500) i;
+INSERT INTO msgs SELECT md5(i::text)::uuid, i % 3000 + 1, repeat('m', 200) || i FROM generate_series(1, 6000) i;
+"""
+ALL_TABLES = ("projects", "leads", "audit_log", "msgs")
+
+
+class Interrupted(Exception):
+    """Raised from the progress callback: the run stops there, as a kill between two tables would."""
+
+
+def _stop_after(ended: int):
+    """A progress callback that stops the run once ``ended`` tables have finished."""
+    seen = []
+
+    def progress(event, table, **info):
+        if event == "end":
+            seen.append(table)
+            if len(seen) == ended:
+                raise Interrupted(table)
+    return progress
+
+
+def _all_equal(sql_on, master_url, replica_url) -> bool:
+    q = "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) FROM {} t"
+    return all(sql_on(master_url, q.format(t)) == sql_on(replica_url, q.format(t)) for t in ALL_TABLES)
+
+
+def _statuses(sql_on, replica_url) -> dict[str, str]:
+    return dict(sql_on(replica_url, "SELECT table_name, status FROM _replicator.checkpoints"))
+
+
+def test_copy_all_stopped_between_tables_resumes_when_rerun_without_a_policy(master_url, replica_url, sql_on):
+    """The tables the stopped run finished are its own: the rerun brings them to its snapshot, resumes
+    the others, and copies the ones never reached, with no policy asked for. Stopped again on the way,
+    the run after still does."""
+    from replicator.copy import copy_tables
+
+    sql_on(master_url, ALL_DDL)
+    sql_on(replica_url, ALL_DDL)
+    sql_on(master_url, ALL_FILL)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
+    first = _statuses(sql_on, replica_url)
+    assert sorted(first.values()) == ["done", "done", "running", "running"]  # the two never reached are listed
+    # a dry run plans what the rerun will do (no policy asked for), and writes nothing
+    planned = copy_tables(master_url, replica_url, all_tables=True, batch_size=500, dry_run=True)
+    assert {t.status for t in planned.tables} == {"dry-run"} and _statuses(sql_on, replica_url) == first
+    # the master moves on: rows of a finished table change, go and come
+    finished = sorted(t.split(".")[1] for t, s in first.items() if s == "done")
+    for t in finished:
+        sql_on(master_url, {"projects": "UPDATE projects SET name = 'renamed' WHERE id = 7; INSERT INTO projects VALUES (41, 'new')",
+                            "leads": "UPDATE leads SET phone = 'changed' WHERE id = 10; INSERT INTO leads VALUES (3001, 1, 'x')",
+                            "audit_log": "DELETE FROM audit_log WHERE what = 'event 3'",
+                            "msgs": "DELETE FROM msgs WHERE lead_id = 5"}[t])
+    # stopped again, after one more table: the run after that resumes it all the same
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(1))
+    assert "done" in _statuses(sql_on, replica_url).values()
+    result = copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
+    assert set(_statuses(sql_on, replica_url).values()) == {"done"}
+    assert _all_equal(sql_on, master_url, replica_url)
+    carried = {t.table: t.notes for t in result.tables}
+    assert all(any("an interrupted copy" in n for n in carried[f"public.{t}"]) for t in finished), carried
+    # the run finished: a further copy with no policy refuses a table with rows, as ever
+    with pytest.raises(Exception, match="not empty: choose a policy"):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
+
+
+def test_copy_all_killed_mid_table_then_rerun_with_no_policy(master_url, replica_url, sql_on, tmp_path):
+    sql_on(master_url, ALL_DDL)
+    sql_on(replica_url, ALL_DDL)
+    sql_on(master_url, ALL_FILL)
+    os.chdir(tmp_path)
+    cmd = [CLI, "copy", "--master", master_url, "--replica", replica_url, "--all", "--batch-size", "200"]
+
+    def reached() -> bool:
+        with psycopg.connect(replica_url, autocommit=True) as conn:
+            if not conn.execute("SELECT to_regclass('_replicator.checkpoints')").fetchone()[0]:
+                return False
+            done, partial = conn.execute("SELECT count(*) FILTER (WHERE status = 'done'), "
+                                         "count(*) FILTER (WHERE status = 'running' AND batches > 0) "
+                                         "FROM _replicator.checkpoints").fetchone()
+            return done >= 1 and partial >= 1
+
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_until(p, reached)
+    assert kill(p), "the copy finished before it could be killed"
+    p.wait()
+    assert "done" in _statuses(sql_on, replica_url).values()
+    sql_on(master_url, "UPDATE leads SET phone = 'after the kill' WHERE id % 100 = 0")
+    p = subprocess.run(cmd, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert _all_equal(sql_on, master_url, replica_url)
+    assert set(_statuses(sql_on, replica_url).values()) == {"done"}

@@ -326,6 +326,33 @@ def test_status_shows_an_interrupted_sync(samples, replica_url, sql_on, tmp_path
     assert "last sync: done" in _run("status", "--replica", replica_url).output
 
 
+def test_a_sync_with_no_policy_finishes_a_copy_cut_short(master_url, replica_url, sql_on, tmp_path):
+    """The tables a stopped copy (no policy, empty replica) finished are that copy's own: a sync with no
+    policy carries on with them rather than calling them not empty."""
+    from replicator.copy import copy_tables
+
+    ddl = "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)"
+    sql_on(master_url, ddl)
+    sql_on(replica_url, ddl)
+    sql_on(master_url, "INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 500) i;"
+                       "INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 500) i")
+
+    def stop(event, table, **info):
+        if event == "end":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_tables(master_url, replica_url, ["a", "b"], progress=stop)
+    (finished,) = [t for t, s in sql_on(replica_url, "SELECT table_name, status FROM _replicator.checkpoints") if s == "done"]
+    sql_on(master_url, f"UPDATE {finished} SET v = 'changed' WHERE id = 3")
+    res = _run("sync", "--master", master_url, "--replica", replica_url, "--out-dir", tmp_path, "--json")
+    assert res.exit_code == 0, res.output
+    actions = {t["table"]: t["action"] for t in json.loads(res.stdout)["tables"]}
+    assert actions == {"public.a": "copied", "public.b": "copied"}, actions
+    for t in ("a", "b"):
+        assert checksum(sql_on, master_url, t) == checksum(sql_on, replica_url, t)
+
+
 def test_the_migration_report_lists_the_statements_it_applied(master_url, replica_url, sql_on, tmp_path):
     load_example(master_url, "master")
     load_example(replica_url, "replica")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import psycopg
 from psycopg.rows import class_row
 
@@ -112,6 +114,26 @@ def take_turn(conn: psycopg.Connection, table_name: str) -> None:
     commit, waiting for rows another connection has not committed) is a deadlock the server detects
     and fails, where a lock held only in the process would hang the run."""
     conn.execute(_TURN, (table_name,))
+
+
+def owned_by_unfinished_run(cp: Checkpoint | None, checkpoints: Iterable[Checkpoint]) -> bool:
+    """Whether every row of the table came from a copy with no policy into the empty table, by a run
+    that has not finished: a table of that run still copying, or one it finished while another of its
+    tables was left running (`queue` writes a row for each of a run's tables when it starts). Such a
+    table is that run's work: rerunning the copy with no policy resumes it, mirroring it to the new
+    snapshot, where any other table holding rows needs a policy."""
+    if cp is None or cp.policy is not None or not cp.was_empty:
+        return False
+    return cp.status == "running" or any(c.run_id == cp.run_id and c.status == "running" for c in checkpoints)
+
+
+def queue(conn: psycopg.Connection, cps: list[Checkpoint]) -> None:
+    """Write, as running, the checkpoint rows of the tables a run is about to copy (one round trip):
+    a run killed between two tables then still shows the tables it had not reached, and its finished
+    ones stay its own (`owned_by_unfinished_run`). Call before the first write; the caller commits."""
+    if cps:
+        with conn.cursor() as cur:
+            cur.executemany(_SAVE, [cp.model_dump(include=set(_WRITTEN) | {"started_at"}) for cp in cps])
 
 
 def list_all(conn: psycopg.Connection) -> list[Checkpoint]:

@@ -26,7 +26,7 @@ from .jobs import Openers, Worker, run_tables
 from .lock import TableLocks, holder
 from .masking import mask_key, set_key
 from .managed import referenced_managed_tables
-from .models import CopyResult, SequenceFix
+from .models import Checkpoint, CopyResult, SequenceFix
 from .plan import POLICIES, CopyError, TablePlan, resolve_table
 from .preflight import preflight, resolve
 from .table import Progress, RunContext, TableCopy
@@ -242,6 +242,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
+        _queue_own(replica, plans, checkpoints, result, incremental)
         copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans}
         still_dropped = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
         if deferred and enforce_fks:
@@ -274,6 +275,30 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if logic.replication_role:
         copied = {tp.replica.key for tp in plans}
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
+
+
+def _queue_own(replica, plans: list[TablePlan], checkpoints: dict[str, Checkpoint], result: CopyResult,
+               incremental: bool) -> None:
+    """Mark this run's tables with no policy (copies into empty tables, and what an unfinished run left)
+    as running, before anything is copied: killed between two tables, the run is seen as unfinished,
+    and its rerun resumes every one of them. A table an unfinished run left keeps its progress, now
+    carried by this run."""
+    if incremental:  # an --incremental run keeps its own watermarks per table
+        return
+    queued = []
+    for tp in plans:
+        if tp.policy is not None:
+            continue
+        prev = checkpoints.get(tp.replica_label)
+        if prev is not None and prev.status == "running":
+            queued.append(prev.model_copy(update={"run_id": result.run_id}))
+        else:
+            queued.append(Checkpoint(
+                table_name=tp.replica_label, master_table=tp.label, run_id=result.run_id,
+                mode="direct" if tp.keyed else "keyless", policy=None, status="running", key_columns=tp.key_r,
+                was_empty=True, snapshot_at=result.snapshot_at))
+    checkpoint.queue(replica, queued)
+    replica.commit()
 
 
 def _open_snapshot(master: psycopg.Connection, first: list[tuple[Any, Any]], **introspection: Any,

@@ -21,7 +21,7 @@ from ..introspect import Schema, Table, count_statements, read_counts
 from .logic import ReplicaLogic
 from .models import Checkpoint
 from .plan import POLICIES, CopyError, TablePlan, plan_table, resolve_table, tree_key, unique_on
-from . import queries
+from . import checkpoint, queries
 from .stream import Heap
 
 
@@ -108,7 +108,8 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
             problems += tp.problems
             problems += _table_problems(tp, rschema, bool(has_rows), access[tp.replica.key], readable[tp.master.key],
                                         incremental=incremental, dry_run=dry_run, restart=restart,
-                                        checkpoint=checkpoints.get(tp.replica_label))
+                                        owned=checkpoint.owned_by_unfinished_run(checkpoints.get(tp.replica_label),
+                                                                                 checkpoints.values()))
             problems += _composite_problems(tp, *layouts)
         if logic is not None:
             problems += logic.problems()
@@ -142,7 +143,7 @@ def _composite_problems(tp: TablePlan, master: dict, replica: dict) -> list[str]
 
 
 def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict, readable: dict, *, incremental: bool, dry_run: bool,
-                    restart: bool, checkpoint: Checkpoint | None) -> list[str]:
+                    restart: bool, owned: bool) -> list[str]:
     out = []
     label, rlabel = tp.label, tp.replica_label
     if not readable["can_select"]:
@@ -152,9 +153,7 @@ def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict
                    "(or a permissive SELECT policy), or the replica would silently miss rows")
     if incremental and not tp.cursor:
         out.append(f"--incremental needs a cursor column for {label}: set [tables.{tp.master.name}] cursor = \"...\"")
-    own_resume = (checkpoint is not None and checkpoint.status == "running" and not restart
-                  and checkpoint.policy is None and checkpoint.was_empty)
-    if has_rows and tp.policy is None and not own_resume:
+    if has_rows and tp.policy is None and not (owned and not restart):
         out.append(f"replica table {rlabel} is not empty: choose a policy with --policy, [copy] policy or "
                    f"[tables.{tp.master.name}] policy ({POLICIES})")
     if has_rows and tp.keyed and tp.policy != Policy.REPLACE and not tp.key_masked and not unique_on(rschema, tp.replica, tp.key_r):

@@ -158,6 +158,7 @@ class TableCopy:
         self.ranges = KeyRanges(tp) if tp.keyed else None
         self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica, displace=_may_displace(ctx, tp))
         self.cp: Checkpoint | None = None
+        self.resuming = False  # self.cp is an unfinished run's: this run carries on its copy of the table
         self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
         self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
         self.replica_xmin: int | None = None  # replica snapshot xmin before this table's first write
@@ -171,7 +172,7 @@ class TableCopy:
                     conn: psycopg.Connection | None = None) -> None:
         if self.ctx.dry_run:
             return
-        prev = self.cp if self.cp is not None and self.cp.status == "running" and not self.ctx.restart else None
+        prev = self.cp if self.resuming else None
         res = self.res
         cp = Checkpoint(
             table_name=res.replica_table, master_table=res.table, run_id=self.ctx.result.run_id, mode=mode,
@@ -286,26 +287,29 @@ class TableCopy:
 
     def _keyed(self) -> None:
         tp, res, ctx = self.tp, self.res, self.ctx
-        self.cp = None if ctx.dry_run else ctx.checkpoints.get(tp.replica_label)
-        interrupted = self.cp is not None and self.cp.status == "running" and not ctx.restart
+        cp = ctx.checkpoints.get(tp.replica_label)
+        unfinished = cp is not None and not ctx.restart and (
+            cp.status == "running" or checkpoint.owned_by_unfinished_run(cp, ctx.checkpoints.values()))
+        self.cp = None if ctx.dry_run else cp
+        interrupted = self.resuming = unfinished and not ctx.dry_run
         empty = not self.replica_has_rows()
         if ctx.master_point is not None:  # before this run writes the table: see replicator.copy.baseline
             self.replica_xmin = int(self.r.execute(baseline.REPLICA_POINT).fetchone()[0])
         self.r.commit()
         policy = tp.policy
+        if policy is None and unfinished and cp is not None and cp.policy is None and cp.was_empty:
+            policy = Policy.MIRROR  # every replica row came from that copy into an empty table (a dry run plans so too)
         if interrupted:
-            cp = self.cp
             assert cp is not None
             res.resumed_after = cp.last_key
-            if policy is None and cp.policy is None and cp.was_empty:
-                policy = Policy.MIRROR  # every replica row came from that copy into an empty table
             if cp.policy and policy and cp.policy != policy.value:
                 res.notes.append(f"the interrupted run used policy {cp.policy}; this run applies {policy.value}")
             if not empty and not ctx.incremental:
                 self.reconcile_until = cp.last_key
                 self.reconcile_all = cp.last_key is None
+                done = "finished by" if cp.status == "done" else "resumed"
                 res.notes.append(
-                    "resumed an interrupted copy (run " + cp.run_id[:8] + "): the rows it committed were compared "
+                    f"{done} an interrupted copy (run {cp.run_id[:8]}): the rows it committed were compared "
                     "with this run's snapshot and fixed where the master had changed since")
         if ctx.incremental:
             if not tp.cursor:
