@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -251,6 +252,11 @@ def test_copy_all_stopped_between_tables_resumes_when_rerun_without_a_policy(mas
         copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
     first = _statuses(sql_on, replica_url)
     assert sorted(first.values()) == ["done", "done", "running", "running"]  # the two never reached are listed
+    # status gives the command that resumes the run: every table of it, the finished ones too
+    out = subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True, check=True).stdout
+    (command,) = {r["resume"] for r in json.loads(out) if r["state"] == "interrupted"}
+    head, *tables = command.split(" --table ")
+    assert head == "replicator copy" and sorted(tables) == [f"public.{t}" for t in sorted(ALL_TABLES)], command
     # a dry run plans what the rerun will do (no policy asked for), and writes nothing
     planned = copy_tables(master_url, replica_url, all_tables=True, batch_size=500, dry_run=True)
     assert {t.status for t in planned.tables} == {"dry-run"} and _statuses(sql_on, replica_url) == first
