@@ -58,7 +58,7 @@ def row_hash(columns: Sequence[str], alias: str | None = None) -> sql.Composable
 
 
 #: Key types hashed by their own extended hash function instead of through their text form, which
-#: spares a key scan about a third of its time. The same value hashes alike on every server (hash
+#: spares a key scan the text cast of every key. The same value hashes alike on every server (hash
 #: partitioning relies on it across major versions), and for these types equal text means equal value.
 #: Not enums (their hash is of OIDs, which differ between servers), nor anything else.
 NATIVE_KEY_HASH = {"smallint": "hashint2extended", "integer": "hashint4extended", "bigint": "hashint8extended",
