@@ -456,7 +456,10 @@ class _Run:
         state = load_state(s.replica)
         with s.replica.transaction():
             unbuilt = indexes.pending_tables(s.replica)
-            checkpoints = {c.table_name: c for c in checkpoint.list_all(s.replica)}
+            # a copy cut short left these equal to the master: done, so that they keep no run unfinished
+            checkpoint.settle(s.replica, [tp.replica_label for tp in plans
+                                          if before[tp.label][0] == before[tp.label][1] and tp.replica_label not in unbuilt])
+            owned = checkpoint.owned(checkpoint.list_all(s.replica), [tp.replica_label for tp in plans])
         to_copy: list[TablePlan] = []
         for tp in plans:
             m, r = before[tp.label]
@@ -471,8 +474,7 @@ class _Run:
                 self.res.tables.append(TableSync(
                     table=tp.label, action="in line", policy=_policy(tp), skipped=m[0],
                     reason=f"unchanged on both sides since the last sync; the replica's own rows are kept ({_policy(tp)})"))
-            elif tp.policy is None and r[0] > 0 and not checkpoint.owned_by_unfinished_run(
-                    checkpoints.get(tp.replica_label), checkpoints.values()):  # (a copy cut short resumes)
+            elif tp.policy is None and r[0] > 0 and tp.replica_label not in owned:  # (a copy cut short resumes)
                 blocked.append((tp.label, "the replica table is not empty and no policy is set: set [copy] policy "
                                           f"or [tables.{tp.master.name}] policy, or pass --policy"))
             else:

@@ -251,7 +251,7 @@ def test_copy_all_stopped_between_tables_resumes_when_rerun_without_a_policy(mas
     with pytest.raises(Interrupted):
         copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
     first = _statuses(sql_on, replica_url)
-    assert sorted(first.values()) == ["done", "done", "running", "running"]  # the two never reached are listed
+    assert sorted(first.values()) == ["done", "done", "queued", "queued"]  # the two never reached are listed
     # status gives the command that resumes the run: every table of it, the finished ones too
     out = subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True, check=True).stdout
     (command,) = {r["resume"] for r in json.loads(out) if r["state"] == "interrupted"}
@@ -307,3 +307,92 @@ def test_copy_all_killed_mid_table_then_rerun_with_no_policy(master_url, replica
     assert p.returncode == 0, p.stderr.decode()
     assert _all_equal(sql_on, master_url, replica_url)
     assert set(_statuses(sql_on, replica_url).values()) == {"done"}
+
+
+OWN_DDL = "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text); CREATE TABLE k (v text)"
+OWN_FILL = ("INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 100) i;"
+            "INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 100) i;"
+            "INSERT INTO k SELECT 'k' || i FROM generate_series(1, 10) i")
+
+
+def _own_tables(sql_on, master_url, replica_url) -> None:
+    sql_on(master_url, OWN_DDL)
+    sql_on(replica_url, OWN_DDL)
+    sql_on(master_url, OWN_FILL)
+
+
+def test_a_table_the_stopped_run_never_wrote_is_not_its_own(master_url, replica_url, sql_on):
+    """Rows written into a table the stopped run had only queued are someone else's: the rerun with
+    no policy refuses the table, whatever the run did to the others, and writes nothing."""
+    from replicator.copy import CopyError, copy_tables
+
+    _own_tables(sql_on, master_url, replica_url)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, ["a", "b", "k"], progress=_stop_after(1))
+    assert sorted(_statuses(sql_on, replica_url).values()) == ["done", "queued", "queued"]
+    sql_on(replica_url, "INSERT INTO b VALUES (1000, 'a developer''s row'); INSERT INTO k VALUES ('a developer''s row')")
+    with pytest.raises(CopyError, match="public.b is not empty: choose a policy") as e:
+        copy_tables(master_url, replica_url, ["a", "b", "k"])
+    assert "public.k is not empty" in str(e.value) and "public.a" not in str(e.value)
+    assert sql_on(replica_url, "SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM k)")[0] == (1, 1)
+
+
+def test_a_table_a_run_refused_stays_refused(master_url, replica_url, sql_on):
+    """A row lands in b while the run copies a: the run refuses b, and so does its rerun."""
+    from replicator.copy import CopyError, copy_tables
+
+    _own_tables(sql_on, master_url, replica_url)
+
+    def someone_writes(event, table, **info):
+        if event == "end" and table == "public.a":
+            sql_on(replica_url, "INSERT INTO b VALUES (1000, 'a developer''s row')")
+
+    with pytest.raises(CopyError, match="public.b is not empty"):
+        copy_tables(master_url, replica_url, ["a", "b"], progress=someone_writes)
+    with pytest.raises(CopyError, match="public.b is not empty"):
+        copy_tables(master_url, replica_url, ["a", "b"])
+    assert sql_on(replica_url, "SELECT id FROM b") == [(1000,)]
+
+
+def test_a_finished_table_is_the_runs_own_only_for_a_rerun_of_all_its_tables(master_url, replica_url, sql_on):
+    """A run that failed on b leaves a finished: a later copy of a alone (with no policy) is not that
+    run resumed, so a's rows are refused as anyone's would be; the rerun of both resumes."""
+    from replicator.copy import CopyError, copy_tables
+    from replicator.errors import ReplicatorError
+
+    _own_tables(sql_on, master_url, replica_url)
+    sql_on(replica_url, "ALTER TABLE b ADD CONSTRAINT no_b5 CHECK (v NOT LIKE 'b5%')")  # the master's rows break it
+    with pytest.raises(ReplicatorError, match="violates check constraint"):
+        copy_tables(master_url, replica_url, ["a", "b"])
+    sql_on(replica_url, "INSERT INTO a VALUES (1000, 'a developer''s row')")
+    with pytest.raises(CopyError, match="public.a is not empty: choose a policy"):
+        copy_tables(master_url, replica_url, ["a"])
+    assert sql_on(replica_url, "SELECT count(*) FROM a WHERE id = 1000") == [(1,)]
+    sql_on(replica_url, "ALTER TABLE b DROP CONSTRAINT no_b5")
+    copy_tables(master_url, replica_url, ["a", "b"])  # that run, resumed: a is made equal to the master
+    assert _all_equal_tables(sql_on, master_url, replica_url, ["a", "b"])
+
+
+def test_a_sync_that_finds_the_unreached_table_in_line_ends_the_stopped_run(master_url, replica_url, sql_on, tmp_path):
+    from replicator.copy import CopyError, copy_tables
+    from test_sync import _run
+
+    ddl = "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text)"
+    sql_on(master_url, ddl)
+    sql_on(replica_url, ddl)
+    sql_on(master_url, "INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 100) i")  # b is empty on the master
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, ["a", "b"], progress=_stop_after(1))
+    res = _run("sync", "--master", master_url, "--replica", replica_url, "--out-dir", tmp_path, "--json")
+    assert res.exit_code == 0, res.output
+    assert set(_statuses(sql_on, replica_url).values()) == {"done"}
+    sql_on(replica_url, "INSERT INTO a VALUES (1000, 'a developer''s row')")
+    for tables in (["a"], ["a", "b"]):
+        with pytest.raises(CopyError, match="public.a is not empty: choose a policy"):
+            copy_tables(master_url, replica_url, tables)
+    assert sql_on(replica_url, "SELECT count(*) FROM a WHERE id = 1000") == [(1,)]
+
+
+def _all_equal_tables(sql_on, master_url, replica_url, tables) -> bool:
+    q = "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) FROM {} t"
+    return all(sql_on(master_url, q.format(t)) == sql_on(replica_url, q.format(t)) for t in tables)

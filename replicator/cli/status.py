@@ -79,9 +79,9 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         cps = checkpoint.list_all(conn)
         rows = [c.model_dump(mode="json") for c in cps]
         for r in rows:
-            if r["status"] == "running":
+            if r["status"] in ("running", "queued"):  # queued: a run's table it had not begun
                 who = holder(conn, r["table_name"])
-                r["state"] = f"running (replica session pid {who[0]})" if who else "interrupted"
+                r["state"] = f"{r['status']} (replica session pid {who[0]})" if who else "interrupted"
             else:
                 r["state"] = r["status"]
         # whether a baseline still holds is only known against the master: status shows when and how
@@ -100,7 +100,7 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
     # one snapshot
     stopped = {r["run_id"] for r in interrupted}
     finished = [r for c, r in zip(cps, rows)
-                if c.status == "done" and c.run_id in stopped and checkpoint.owned_by_unfinished_run(c, cps)]
+                if c.status == "done" and c.run_id in stopped and c.policy is None and c.was_empty]
     sync_interrupted = sync is not None and sync["status"] == "interrupted"
     resume = [sync["command"]] if sync_interrupted else _copy_resume(interrupted + finished, config_path)
     for r in interrupted:

@@ -116,21 +116,47 @@ def take_turn(conn: psycopg.Connection, table_name: str) -> None:
     conn.execute(_TURN, (table_name,))
 
 
-def owned_by_unfinished_run(cp: Checkpoint | None, checkpoints: Iterable[Checkpoint]) -> bool:
-    """Whether every row of the table came from a copy with no policy into the empty table, by a run
-    that has not finished: a table of that run still copying, or one it finished while another of its
-    tables was left running (`queue` writes a row for each of a run's tables when it starts). Such a
-    table is that run's work: rerunning the copy with no policy resumes it, mirroring it to the new
-    snapshot, where any other table holding rows needs a policy."""
-    if cp is None or cp.policy is not None or not cp.was_empty:
-        return False
-    return cp.status == "running" or any(c.run_id == cp.run_id and c.status == "running" for c in checkpoints)
+def unfinished(cp: Checkpoint) -> bool:
+    return cp.status in ("queued", "running")
+
+
+def owned(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> set[str]:
+    """The tables, of those a run with no policy is about to copy (``tables``), whose every row came
+    from a copy by this tool with no policy into the empty table, and that this run may therefore
+    make equal to the master (mirror) instead of refusing them as not empty:
+    - a table such a copy began and left `running` (it committed batches, then was stopped);
+    - a table such a copy finished while others of its tables were left `queued` or `running`, where
+      this run copies all of those too: it is that run, resumed, and brings every table of it to one
+      snapshot. (A run copying fewer tables owns none of them: what someone wrote into a finished
+      table since is theirs.)
+    A `queued` table was never written by the run that queued it, so it confers nothing."""
+    cps, tables = list(checkpoints), set(tables)
+    left: dict[str, set[str]] = {}
+    for c in cps:
+        if unfinished(c):
+            left.setdefault(c.run_id, set()).add(c.table_name)
+    out = set()
+    for c in cps:
+        if c.policy is not None or not c.was_empty or c.table_name not in tables:
+            continue
+        if c.status == "running" or (c.status == "done" and c.run_id in left and left[c.run_id] <= tables):
+            out.add(c.table_name)
+    return out
+
+
+def settle(conn: psycopg.Connection, tables: list[str]) -> None:
+    """Mark done the unfinished no-policy rows of ``tables``, found equal to the master (a sync leaves
+    equal tables alone): they no longer keep the run that queued them unfinished."""
+    if tables and exists(conn):
+        conn.execute("UPDATE _replicator.checkpoints SET status = 'done', updated_at = clock_timestamp() "
+                     "WHERE table_name = ANY(%s) AND status IN ('queued', 'running') AND policy IS NULL", (tables,))
 
 
 def queue(conn: psycopg.Connection, cps: list[Checkpoint]) -> None:
-    """Write, as running, the checkpoint rows of the tables a run is about to copy (one round trip):
-    a run killed between two tables then still shows the tables it had not reached, and its finished
-    ones stay its own (`owned_by_unfinished_run`). Call before the first write; the caller commits."""
+    """Write the checkpoint rows of the tables a run is about to copy (one round trip): `queued` for
+    those it has not begun, so that a run killed between two tables still shows what it had not
+    reached, and its finished tables stay its own for the rerun (`owned`). Call before the first
+    write; the caller commits."""
     if cps:
         with conn.cursor() as cur:
             cur.executemany(_SAVE, [cp.model_dump(include=set(_WRITTEN) | {"started_at"}) for cp in cps])

@@ -226,14 +226,15 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if _build_pending_indexes(replica, [rt for _, rt in pairs], rschema, cfg, result, dry_run):
         pairs, problems = resolved()  # the plan sees the keys just built
     checkpoints = {c.table_name: c for c in checkpoint.list_all(replica)}
+    owned = set() if restart else checkpoint.owned(checkpoints.values(), [f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
     baselines = baseline.load_all(replica) if point is not None else {}
     replica.commit()
     logic = (replica_logic.setup(replica, [rt.key for _, rt in pairs]) if not dry_run
              else replica_logic.ReplicaLogic(replication_role=False))
     result.replica_logic = logic.description if not dry_run else ""
     plans = preflight(master, replica, pairs, cfg, mschema=mschema, rschema=rschema, problems=problems, policy=policy, batch_size=batch_size,
-                      incremental=incremental, dry_run=dry_run, restart=restart,
-                      logic=logic if not dry_run else None, checkpoints=checkpoints, first=closing,
+                      incremental=incremental, dry_run=dry_run,
+                      logic=logic if not dry_run else None, owned=owned, first=closing,
                       uncounted=uncounted)
     close_introspection()  # when preflight had nothing to ask the master
     plans, deferred = _fk_order(rschema, plans)
@@ -242,7 +243,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
-        _queue_own(replica, plans, checkpoints, result, incremental)
+        _queue_own(replica, plans, checkpoints, owned, result, incremental)
         copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans}
         still_dropped = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
         if deferred and enforce_fks:
@@ -252,7 +253,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
                 for t, n, _ in deferred]
     ctx = RunContext(master=master, replica=replica, result=result, logic=logic, pool=pool, replica_schema=rschema,
                      progress=progress or (lambda *a, **k: None), pooled_replica=pooled_replica, dry_run=dry_run,
-                     restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints,
+                     restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints, owned=owned,
                      batch_bytes=cfg.batch_bytes, baselines=baselines, mask_key=key)
     if point is not None:
         ctx.master_point = baseline.MasterPoint(
@@ -277,12 +278,12 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
 
 
-def _queue_own(replica, plans: list[TablePlan], checkpoints: dict[str, Checkpoint], result: CopyResult,
-               incremental: bool) -> None:
-    """Mark this run's tables with no policy (copies into empty tables, and what an unfinished run left)
-    as running, before anything is copied: killed between two tables, the run is seen as unfinished,
-    and its rerun resumes every one of them. A table an unfinished run left keeps its progress, now
-    carried by this run."""
+def _queue_own(replica, plans: list[TablePlan], checkpoints: dict[str, Checkpoint], owned: set[str],
+               result: CopyResult, incremental: bool) -> None:
+    """Before anything is copied, write this run's tables with no policy into the checkpoints: those
+    it owns (`checkpoint.owned`: what an unfinished run left) under this run's id, as they stand; the
+    others `queued`. Killed between two tables, the run is then seen as unfinished, and its rerun
+    resumes every one of them."""
     if incremental:  # an --incremental run keeps its own watermarks per table
         return
     queued = []
@@ -290,12 +291,12 @@ def _queue_own(replica, plans: list[TablePlan], checkpoints: dict[str, Checkpoin
         if tp.policy is not None:
             continue
         prev = checkpoints.get(tp.replica_label)
-        if prev is not None and prev.status == "running":
+        if prev is not None and tp.replica_label in owned:
             queued.append(prev.model_copy(update={"run_id": result.run_id}))
         else:
             queued.append(Checkpoint(
                 table_name=tp.replica_label, master_table=tp.label, run_id=result.run_id,
-                mode="direct" if tp.keyed else "keyless", policy=None, status="running", key_columns=tp.key_r,
+                mode="direct" if tp.keyed else "keyless", policy=None, status="queued", key_columns=tp.key_r,
                 was_empty=True, snapshot_at=result.snapshot_at))
     checkpoint.queue(replica, queued)
     replica.commit()

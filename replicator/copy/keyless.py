@@ -122,11 +122,9 @@ def copy_keyless(tc: "TableCopy") -> None:
         return
     policy = tp.policy
     cp = tc.ctx.checkpoints.get(tp.replica_label)
-    owned = (policy is None and cp is not None and not tc.ctx.restart
-             and checkpoint.owned_by_unfinished_run(cp, tc.ctx.checkpoints.values()))
-    if owned:
-        assert cp is not None
-        policy = Policy.MIRROR  # every replica row came from that run's copy into the empty table
+    owned = policy is None and tp.replica_label in tc.ctx.owned
+    if owned and cp is not None:
+        policy = Policy.MIRROR  # every replica row came from our copy into the empty table (checkpoint.owned)
         res.notes.append(f"finished by an interrupted copy (run {cp.run_id[:8]}): compared with this run's snapshot "
                          "and made equal to the master")
     if policy is None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 CheckpointMode = Literal["full", "incremental", "replace", "direct", "keyless", "reconcile"]
-CheckpointStatus = Literal["running", "done"]
+CheckpointStatus = Literal["queued", "running", "done"]  # queued: a run's table it has not begun
 
 
 class Checkpoint(BaseModel):

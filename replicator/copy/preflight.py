@@ -19,9 +19,8 @@ from ..config import Config, Policy
 from ..connect import batch
 from ..introspect import Schema, Table, count_statements, read_counts
 from .logic import ReplicaLogic
-from .models import Checkpoint
 from .plan import POLICIES, CopyError, TablePlan, plan_table, resolve_table, tree_key, unique_on
-from . import checkpoint, queries
+from . import queries
 from .stream import Heap
 
 
@@ -50,8 +49,8 @@ def resolve(names: list[str], mschema: Schema, rschema: Schema, cfg: Config) -> 
 def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: list[tuple[Table, Table]], cfg: Config, *,
               mschema: Schema, rschema: Schema,
               problems: list[str], policy: Policy | None, batch_size: int | None, incremental: bool,
-              dry_run: bool, restart: bool, logic: ReplicaLogic | None,
-              checkpoints: dict[str, Checkpoint], first: list | None = None,
+              dry_run: bool, logic: ReplicaLogic | None,
+              owned: set[str] = frozenset(), first: list | None = None,
               uncounted: list[Table] = ()) -> list[TablePlan]:
     """Plans for every table, or `CopyError` listing every problem found (nothing written either way).
     ``first``: master statements still to send (their results unused); they go at the head of the
@@ -107,9 +106,8 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         for tp, has_rows in zip(plans, holds):
             problems += tp.problems
             problems += _table_problems(tp, rschema, bool(has_rows), access[tp.replica.key], readable[tp.master.key],
-                                        incremental=incremental, dry_run=dry_run, restart=restart,
-                                        owned=checkpoint.owned_by_unfinished_run(checkpoints.get(tp.replica_label),
-                                                                                 checkpoints.values()))
+                                        incremental=incremental, dry_run=dry_run,
+                                        owned=tp.replica_label in owned)
             problems += _composite_problems(tp, *layouts)
         if logic is not None:
             problems += logic.problems()
@@ -143,7 +141,7 @@ def _composite_problems(tp: TablePlan, master: dict, replica: dict) -> list[str]
 
 
 def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict, readable: dict, *, incremental: bool, dry_run: bool,
-                    restart: bool, owned: bool) -> list[str]:
+                    owned: bool) -> list[str]:
     out = []
     label, rlabel = tp.label, tp.replica_label
     if not readable["can_select"]:
@@ -153,7 +151,7 @@ def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict
                    "(or a permissive SELECT policy), or the replica would silently miss rows")
     if incremental and not tp.cursor:
         out.append(f"--incremental needs a cursor column for {label}: set [tables.{tp.master.name}] cursor = \"...\"")
-    if has_rows and tp.policy is None and not (owned and not restart):
+    if has_rows and tp.policy is None and not owned:
         out.append(f"replica table {rlabel} is not empty: choose a policy with --policy, [copy] policy or "
                    f"[tables.{tp.master.name}] policy ({POLICIES})")
     if has_rows and tp.keyed and tp.policy != Policy.REPLACE and not tp.key_masked and not unique_on(rschema, tp.replica, tp.key_r):
@@ -169,17 +167,19 @@ def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict
         out.append(f"row-level security on the replica applies to its role on {rlabel}: COPY cannot write the "
                    "table and reads would miss rows; use a role with BYPASSRLS, a superuser, or the table's owner "
                    "(without FORCE ROW LEVEL SECURITY)")
+    # a table an unfinished run of ours wrote is made equal to the master: written as under mirror
+    policy = Policy.MIRROR if tp.policy is None and owned and has_rows else tp.policy
     if not dry_run:
         need = ["can_insert"]
-        if tp.policy in (Policy.MASTER_WINS, Policy.MIRROR):
+        if policy in (Policy.MASTER_WINS, Policy.MIRROR):
             need.append("can_update")
-        if tp.policy in (Policy.MIRROR, Policy.REPLACE):
+        if policy in (Policy.MIRROR, Policy.REPLACE):
             need.append("can_delete")
         missing = [n.removeprefix("can_").upper() for n in need if not access[n]]
         if missing:
             out.append(f"the replica role lacks {', '.join(missing)} on {rlabel}")
         always_updated = [c for c in tp.identity_always if c not in tp.key_r]
-        if always_updated and has_rows and tp.policy in (Policy.MASTER_WINS, Policy.MIRROR) and not access["owned"]:
+        if always_updated and has_rows and policy in (Policy.MASTER_WINS, Policy.MIRROR) and not access["owned"]:
             out.append(f"{rlabel}.{always_updated[0]} is GENERATED ALWAYS AS IDENTITY: updating it needs the replica "
                        "role to own the table")
     return out

@@ -94,6 +94,7 @@ class RunContext:
     checksum_skip: bool = True
     batch_bytes: int = 64 * 1024 * 1024
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    owned: set[str] = field(default_factory=set)  # tables whose rows an unfinished run of ours wrote (checkpoint.owned)
     crew: Any = None  # jobs.Crew under --jobs N: idle workers a heap-order copy may borrow
     baselines: dict[str, Baseline] = field(default_factory=dict)
     master_point: MasterPoint | None = None  # None: baselines are neither used nor recorded
@@ -288,17 +289,17 @@ class TableCopy:
     def _keyed(self) -> None:
         tp, res, ctx = self.tp, self.res, self.ctx
         cp = ctx.checkpoints.get(tp.replica_label)
-        unfinished = cp is not None and not ctx.restart and (
-            cp.status == "running" or checkpoint.owned_by_unfinished_run(cp, ctx.checkpoints.values()))
+        owned = tp.replica_label in ctx.owned
         self.cp = None if ctx.dry_run else cp
-        interrupted = self.resuming = unfinished and not ctx.dry_run
+        interrupted = self.resuming = (cp is not None and not ctx.restart and not ctx.dry_run
+                                       and (cp.status == "running" or owned))
         empty = not self.replica_has_rows()
         if ctx.master_point is not None:  # before this run writes the table: see replicator.copy.baseline
             self.replica_xmin = int(self.r.execute(baseline.REPLICA_POINT).fetchone()[0])
         self.r.commit()
         policy = tp.policy
-        if policy is None and unfinished and cp is not None and cp.policy is None and cp.was_empty:
-            policy = Policy.MIRROR  # every replica row came from that copy into an empty table (a dry run plans so too)
+        if policy is None and owned:
+            policy = Policy.MIRROR  # every replica row came from our copy into the empty table (a dry run plans so too)
         if interrupted:
             assert cp is not None
             res.resumed_after = cp.last_key
