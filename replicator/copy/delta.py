@@ -96,18 +96,20 @@ class Delta:
             h=self.key_hash, kh=sql.Identifier(KH), rows=rows)
 
     def _scan_sql(self, rows: sql.Composable, old: sql.Composable) -> sql.Composable:
-        # OFFSET 0 keeps the inner select whole: each row's `old` is evaluated once (not once per
-        # aggregate), and the planner, with no statistics on the key hash, expects a few hundred buckets
-        # and hashes them. Flattened, it took the key's distinct count for the number of buckets and
-        # sorted every row instead (500,000 keys: an external merge sort on disk; this form takes about
-        # half the time).
+        """Per bucket, the count and key-hash sum of the rows the side vouches for; and each other row's
+        key (a group of its own, so the server holds no list: past its memory, groups go to disk).
+        OFFSET 0 keeps the inner select whole: each row's `old` is evaluated once, and the planner,
+        with no statistics on what it groups by, hashes the groups. Flattened, it took the key's
+        distinct count for the number of buckets and sorted every row instead (500,000 keys: an
+        external merge sort on disk; this form takes about half the time)."""
         kh, vouched = sql.Identifier(KH), sql.Identifier(VOUCHED)
-        return sql.SQL("SELECT {kh} & {m}, count(*) FILTER (WHERE {v}), coalesce(sum({kh}) FILTER (WHERE {v}), 0)::text, "
-                       "{a} FROM (SELECT {keys}, {h} AS {kh}, {o} AS {v} FROM ({rows}) s0 OFFSET 0) s GROUP BY 1").format(
+        keys = [sql.Identifier(k) for k in self.tp.key_r]
+        return sql.SQL("SELECT {kh} & {m}, {v}, {cand}, count(*), coalesce(sum({kh}), 0)::text "
+                       "FROM (SELECT {keys}, {h} AS {kh}, {o} AS {v} FROM ({rows}) s0 OFFSET 0) s GROUP BY {by}").format(
             kh=kh, m=sql.Literal(BUCKETS - 1), v=vouched, o=old, h=self.key_hash, rows=rows,
-            keys=sql.SQL(", ").join(sql.Identifier(k) for k in self.tp.key_r),
-            a=sql.SQL(", ").join(sql.SQL("array_agg({}::text) FILTER (WHERE NOT {})").format(sql.Identifier(k), vouched)
-                                 for k in self.tp.key_r))
+            keys=sql.SQL(", ").join(keys),
+            cand=sql.SQL(", ").join(sql.SQL("CASE WHEN {} THEN NULL ELSE {}::text END").format(vouched, k) for k in keys),
+            by=sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 3)))
 
     def scan(self) -> tuple[Scan, Scan]:
         """Both sides' first pass, run concurrently; the master's inside the run's snapshot."""
@@ -118,7 +120,8 @@ class Delta:
             m = self.m.execute(mq, self.mold_params).fetchall()
         finally:
             r = fut.result()
-        return _scan(m), _scan(r)
+        width = len(self.tp.key_r)
+        return _scan(m, width), _scan(r, width)
 
     def compare(self, ms: Scan, rs: Scan, apply: Callable[[KeyDiff, list[Key]], None]) -> Outcome:
         """Compare the candidates of both sides, `CHUNK` keys at a time, handing each chunk's difference
@@ -205,10 +208,11 @@ class Delta:
         return total
 
 
-def _scan(rows: list) -> Scan:
+def _scan(rows: list, width: int) -> Scan:
     out = Scan(buckets={})
-    for bucket, vouched, keysum, *arrays in rows:
-        out.buckets[int(bucket)] = (int(vouched), int(keysum))
-        if arrays and arrays[0]:
-            out.candidates += zip(*arrays)
+    for bucket, vouched, *rest in rows:
+        if vouched:
+            out.buckets[int(bucket)] = (int(rest[width]), int(rest[width + 1]))
+        else:
+            out.candidates.append(tuple(rest[:width]))
     return out
