@@ -456,9 +456,6 @@ class _Run:
         state = load_state(s.replica)
         with s.replica.transaction():
             unbuilt = indexes.pending_tables(s.replica)
-            # a copy cut short left these equal to the master: done, so that they keep no run unfinished
-            checkpoint.settle(s.replica, [tp.replica_label for tp in plans
-                                          if before[tp.label][0] == before[tp.label][1] and tp.replica_label not in unbuilt])
             owned = checkpoint.owned(checkpoint.list_all(s.replica), [tp.replica_label for tp in plans])
         to_copy: list[TablePlan] = []
         for tp in plans:

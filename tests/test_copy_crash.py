@@ -265,7 +265,7 @@ def test_copy_all_stopped_between_tables_resumes_when_rerun_without_a_policy(mas
     for t in finished:
         sql_on(master_url, {"projects": "UPDATE projects SET name = 'renamed' WHERE id = 7; INSERT INTO projects VALUES (41, 'new')",
                             "leads": "UPDATE leads SET phone = 'changed' WHERE id = 10; INSERT INTO leads VALUES (3001, 1, 'x')",
-                            "audit_log": "DELETE FROM audit_log WHERE what = 'event 3'",
+                            "audit_log": "SELECT 1",  # keyless: carried on only while equal (test below)
                             "msgs": "DELETE FROM msgs WHERE lead_id = 5"}[t])
     # stopped again, after one more table: the run after that resumes it all the same
     with pytest.raises(Interrupted):
@@ -354,26 +354,56 @@ def test_a_table_a_run_refused_stays_refused(master_url, replica_url, sql_on):
     assert sql_on(replica_url, "SELECT id FROM b") == [(1000,)]
 
 
-def test_a_finished_table_is_the_runs_own_only_for_a_rerun_of_all_its_tables(master_url, replica_url, sql_on):
-    """A run that failed on b leaves a finished: a later copy of a alone (with no policy) is not that
-    run resumed, so a's rows are refused as anyone's would be; the rerun of both resumes."""
+def test_a_finished_table_someone_wrote_into_since_is_refused(master_url, replica_url, sql_on):
+    """A run that failed on b leaves a finished, and b unfinished: a later copy with no policy carries a
+    on only while nobody wrote into it since (its baseline tells), whether it copies a alone or both."""
     from replicator.copy import CopyError, copy_tables
     from replicator.errors import ReplicatorError
 
-    _own_tables(sql_on, master_url, replica_url)
+    ddl = "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text, a_id int REFERENCES a)"
+    sql_on(master_url, ddl)
+    sql_on(replica_url, ddl)
+    sql_on(master_url, "INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 100) i;"
+                       "INSERT INTO b SELECT i, 'b' || i, i FROM generate_series(1, 100) i")
     sql_on(replica_url, "ALTER TABLE b ADD CONSTRAINT no_b5 CHECK (v NOT LIKE 'b5%')")  # the master's rows break it
     with pytest.raises(ReplicatorError, match="violates check constraint"):
-        copy_tables(master_url, replica_url, ["a", "b"])
+        copy_tables(master_url, replica_url, ["a", "b"])  # a first: b references it
+    assert _statuses(sql_on, replica_url) == {"public.a": "done", "public.b": "queued"}
     sql_on(replica_url, "INSERT INTO a VALUES (1000, 'a developer''s row')")
-    with pytest.raises(CopyError, match="public.a is not empty: choose a policy"):
-        copy_tables(master_url, replica_url, ["a"])
-    assert sql_on(replica_url, "SELECT count(*) FROM a WHERE id = 1000") == [(1,)]
     sql_on(replica_url, "ALTER TABLE b DROP CONSTRAINT no_b5")
-    copy_tables(master_url, replica_url, ["a", "b"])  # that run, resumed: a is made equal to the master
+    for tables in (["a"], ["a", "b"]):
+        with pytest.raises(CopyError, match="public.a was finished by an interrupted copy, but 1 row.s. were written "
+                                            "into it since: choose a policy"):
+            copy_tables(master_url, replica_url, tables)
+    assert sql_on(replica_url, "SELECT count(*) FROM a WHERE id = 1000") == [(1,)]
+    sql_on(replica_url, "DELETE FROM a WHERE id = 1000")  # the developer takes it back: the run goes on
+    sql_on(master_url, "UPDATE a SET v = 'changed' WHERE id = 7")
+    copy_tables(master_url, replica_url, ["a", "b"])
     assert _all_equal_tables(sql_on, master_url, replica_url, ["a", "b"])
 
 
-def test_a_sync_that_finds_the_unreached_table_in_line_ends_the_stopped_run(master_url, replica_url, sql_on, tmp_path):
+def test_a_keyless_table_the_run_finished_goes_on_only_while_equal(master_url, replica_url, sql_on):
+    """No key tells a stopped run's rows of a keyless table from anyone's: the rerun carries it on while
+    it equals the master, and refuses it once either side changed it."""
+    from replicator.copy import CopyError, copy_tables
+
+    ddl = "CREATE TABLE a_log (at int, what text); CREATE TABLE b (id int PRIMARY KEY, v text)"  # a_log is copied first
+    sql_on(master_url, ddl)
+    sql_on(replica_url, ddl)
+    sql_on(master_url, "INSERT INTO a_log SELECT i, 'event ' || i FROM generate_series(1, 500) i;"
+                       "INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 100) i")
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, ["a_log", "b"], progress=_stop_after(1))
+    assert _statuses(sql_on, replica_url) == {"public.a_log": "done", "public.b": "queued"}
+    sql_on(master_url, "INSERT INTO a_log VALUES (501, 'new on the master')")
+    with pytest.raises(CopyError, match="public.a_log was finished by an interrupted copy, but no key tells"):
+        copy_tables(master_url, replica_url, ["a_log", "b"])
+    sql_on(master_url, "DELETE FROM a_log WHERE at = 501")
+    copy_tables(master_url, replica_url, ["a_log", "b"])
+    assert _all_equal_tables(sql_on, master_url, replica_url, ["a_log", "b"])
+
+
+def test_a_sync_leaves_a_finished_table_someone_wrote_into_alone(master_url, replica_url, sql_on, tmp_path):
     from replicator.copy import CopyError, copy_tables
     from test_sync import _run
 
@@ -383,12 +413,12 @@ def test_a_sync_that_finds_the_unreached_table_in_line_ends_the_stopped_run(mast
     sql_on(master_url, "INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 100) i")  # b is empty on the master
     with pytest.raises(Interrupted):
         copy_tables(master_url, replica_url, ["a", "b"], progress=_stop_after(1))
-    res = _run("sync", "--master", master_url, "--replica", replica_url, "--out-dir", tmp_path, "--json")
-    assert res.exit_code == 0, res.output
-    assert set(_statuses(sql_on, replica_url).values()) == {"done"}
     sql_on(replica_url, "INSERT INTO a VALUES (1000, 'a developer''s row')")
+    sql_on(master_url, "UPDATE a SET v = 'changed' WHERE id = 7")
+    res = _run("sync", "--master", master_url, "--replica", replica_url, "--out-dir", tmp_path, "--json")
+    assert res.exit_code != 0 and "public.a was finished by an interrupted copy, but 1 row(s) were written" in res.output
     for tables in (["a"], ["a", "b"]):
-        with pytest.raises(CopyError, match="public.a is not empty: choose a policy"):
+        with pytest.raises(CopyError, match="public.a was finished by an interrupted copy, but 1 row"):
             copy_tables(master_url, replica_url, tables)
     assert sql_on(replica_url, "SELECT count(*) FROM a WHERE id = 1000") == [(1,)]
 
@@ -396,3 +426,25 @@ def test_a_sync_that_finds_the_unreached_table_in_line_ends_the_stopped_run(mast
 def _all_equal_tables(sql_on, master_url, replica_url, tables) -> bool:
     q = "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) FROM {} t"
     return all(sql_on(master_url, q.format(t)) == sql_on(replica_url, q.format(t)) for t in tables)
+
+
+def test_a_load_stopped_before_its_first_batch_owns_nothing(master_url, replica_url, sql_on):
+    """The indexes dropped for a load are recorded with the table's checkpoint, still `queued`: a load
+    that ends before its first batch commits owns no row, so rows written there since are refused."""
+    from replicator.copy import CopyError, copy_tables
+    from replicator.errors import ReplicatorError
+
+    ddl = "CREATE TABLE t (id int PRIMARY KEY, v text)"
+    sql_on(master_url, ddl)
+    sql_on(replica_url, ddl)
+    sql_on(master_url, "INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 3000) i")
+    sql_on(replica_url, "ALTER TABLE t ADD CONSTRAINT not_all CHECK (v <> 'v5')")  # the first batch breaks it
+    with pytest.raises(ReplicatorError, match="violates check constraint"):
+        copy_tables(master_url, replica_url, ["t"], batch_size=500)
+    assert _statuses(sql_on, replica_url) == {"public.t": "queued"}
+    assert sql_on(replica_url, "SELECT count(*) FROM _replicator.deferred_indexes")[0][0] > 0  # the key was dropped
+    sql_on(replica_url, "ALTER TABLE t DROP CONSTRAINT not_all; INSERT INTO t VALUES (100000, 'a developer''s row')")
+    with pytest.raises(CopyError, match="public.t is not empty: choose a policy"):
+        copy_tables(master_url, replica_url, ["t"], batch_size=500)
+    assert sql_on(replica_url, "SELECT id FROM t") == [(100000,)]
+    assert sql_on(replica_url, "SELECT count(*) FROM _replicator.deferred_indexes")[0][0] == 0  # built again first

@@ -120,36 +120,31 @@ def unfinished(cp: Checkpoint) -> bool:
     return cp.status in ("queued", "running")
 
 
-def owned(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> set[str]:
-    """The tables, of those a run with no policy is about to copy (``tables``), whose every row came
-    from a copy by this tool with no policy into the empty table, and that this run may therefore
-    make equal to the master (mirror) instead of refusing them as not empty:
-    - a table such a copy began and left `running` (it committed batches, then was stopped);
-    - a table such a copy finished while others of its tables were left `queued` or `running`, where
-      this run copies all of those too: it is that run, resumed, and brings every table of it to one
-      snapshot. (A run copying fewer tables owns none of them: what someone wrote into a finished
-      table since is theirs.)
-    A `queued` table was never written by the run that queued it, so it confers nothing."""
+STOPPED, FINISHED = "stopped", "finished"
+
+
+def owned(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> dict[str, str]:
+    """Of ``tables``, those whose rows a copy of ours with no policy wrote into the empty table, and
+    which a run with no policy therefore makes equal to the master (mirror) instead of refusing them
+    as not empty, by how they were left:
+    - `STOPPED`: the copy committed batches into it, then was stopped (`running`). Its rerun mirrors
+      it, whatever was written into it since.
+    - `FINISHED`: the copy finished it while a copy with no policy is left unfinished (`queued` or
+      `running` tables): this run carries that one on, so that the tables end on one snapshot, but
+      only if nobody wrote into it since. The copy checks that before it writes (no row written since
+      its baseline; a table without a key must still equal the master), and refuses it otherwise.
+    A `queued` table was never written by the run that queued it: it confers nothing."""
     cps, tables = list(checkpoints), set(tables)
-    left: dict[str, set[str]] = {}
+    stopped = any(unfinished(c) and c.policy is None for c in cps)
+    out = {}
     for c in cps:
-        if unfinished(c):
-            left.setdefault(c.run_id, set()).add(c.table_name)
-    out = set()
-    for c in cps:
-        if c.policy is not None or not c.was_empty or c.table_name not in tables:
+        if c.table_name not in tables or c.policy is not None or not c.was_empty:
             continue
-        if c.status == "running" or (c.status == "done" and c.run_id in left and left[c.run_id] <= tables):
-            out.add(c.table_name)
+        if c.status == "running":
+            out[c.table_name] = STOPPED
+        elif c.status == "done" and stopped:
+            out[c.table_name] = FINISHED
     return out
-
-
-def settle(conn: psycopg.Connection, tables: list[str]) -> None:
-    """Mark done the unfinished no-policy rows of ``tables``, found equal to the master (a sync leaves
-    equal tables alone): they no longer keep the run that queued them unfinished."""
-    if tables and exists(conn):
-        conn.execute("UPDATE _replicator.checkpoints SET status = 'done', updated_at = clock_timestamp() "
-                     "WHERE table_name = ANY(%s) AND status IN ('queued', 'running') AND policy IS NULL", (tables,))
 
 
 def queue(conn: psycopg.Connection, cps: list[Checkpoint]) -> None:

@@ -226,7 +226,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if _build_pending_indexes(replica, [rt for _, rt in pairs], rschema, cfg, result, dry_run):
         pairs, problems = resolved()  # the plan sees the keys just built
     checkpoints = {c.table_name: c for c in checkpoint.list_all(replica)}
-    owned = set() if restart else checkpoint.owned(checkpoints.values(), [f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
+    owned = {} if restart else checkpoint.owned(checkpoints.values(), [f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
     baselines = baseline.load_all(replica) if point is not None else {}
     replica.commit()
     logic = (replica_logic.setup(replica, [rt.key for _, rt in pairs]) if not dry_run
@@ -243,7 +243,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
-        _queue_own(replica, plans, checkpoints, owned, result, incremental)
+        _queue_own(replica, plans, owned, result, incremental)
         copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans}
         still_dropped = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
         if deferred and enforce_fks:
@@ -278,22 +278,18 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
 
 
-def _queue_own(replica, plans: list[TablePlan], checkpoints: dict[str, Checkpoint], owned: set[str],
-               result: CopyResult, incremental: bool) -> None:
-    """Before anything is copied, write this run's tables with no policy into the checkpoints: those
-    it owns (`checkpoint.owned`: what an unfinished run left) under this run's id, as they stand; the
-    others `queued`. Killed between two tables, the run is then seen as unfinished, and its rerun
-    resumes every one of them."""
+def _queue_own(replica, plans: list[TablePlan], owned: dict[str, str], result: CopyResult, incremental: bool) -> None:
+    """Before anything is copied, write this run's tables with no policy `queued` in the checkpoints,
+    but for those it owns (`checkpoint.owned`: what a stopped copy left), which keep their rows as
+    they are. Killed between two tables, the run is then seen as stopped, and its rerun resumes every
+    one of them."""
     if incremental:  # an --incremental run keeps its own watermarks per table
         return
     queued = []
     for tp in plans:
         if tp.policy is not None:
             continue
-        prev = checkpoints.get(tp.replica_label)
-        if prev is not None and tp.replica_label in owned:
-            queued.append(prev.model_copy(update={"run_id": result.run_id}))
-        else:
+        if tp.replica_label not in owned:
             queued.append(Checkpoint(
                 table_name=tp.replica_label, master_table=tp.label, run_id=result.run_id,
                 mode="direct" if tp.keyed else "keyless", policy=None, status="queued", key_columns=tp.key_r,

@@ -76,8 +76,9 @@ def pending(conn: psycopg.Connection) -> dict[str, list[str]]:
 
 def defer(conn: psycopg.Connection, table_name: str, table: sql.Identifier, checkpoint: Callable[[], None]) -> int:
     """Drop the table's deferrable indexes and record their definitions, committed together in a
-    transaction of their own with ``checkpoint`` (which writes the copy's first checkpoint: a run cut
-    short right after is then resumed, and listed by `replicator status`); returns how many. 0 where
+    transaction of their own with ``checkpoint`` (which writes the table's checkpoint, still `queued`:
+    a run cut short right after is listed by `replicator status`, and its next copy builds them
+    first); returns how many. 0 where
     there are none, or they may not be dropped (or not within `DROP_LOCK_TIMEOUT`), or the role could
     not create the record table, or while the copy holds foreign keys dropped
     (`_replicator.dropped_constraints`, for a cycle or a self-reference, or left by an interrupted run):

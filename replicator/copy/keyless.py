@@ -122,11 +122,12 @@ def copy_keyless(tc: "TableCopy") -> None:
         return
     policy = tp.policy
     cp = tc.ctx.checkpoints.get(tp.replica_label)
-    owned = policy is None and tp.replica_label in tc.ctx.owned
-    if owned and cp is not None:
-        policy = Policy.MIRROR  # every replica row came from our copy into the empty table (checkpoint.owned)
-        res.notes.append(f"finished by an interrupted copy (run {cp.run_id[:8]}): compared with this run's snapshot "
-                         "and made equal to the master")
+    # a stopped run of ours finished it (checkpoint.owned): with no key to tell its rows from anyone's,
+    # it goes on only where it still equals the master (below)
+    owned = policy is None and tp.replica_label in tc.ctx.owned and cp is not None
+    if owned:
+        policy = Policy.MIRROR
+        res.notes.append(f"finished by an interrupted copy (run {cp.run_id[:8]}), and still equal to the master")
     if policy is None:
         raise CopyError(f"replica table {res.replica_table} is not empty and has no key: choose a policy "
                         "(mirror and replace make it equal to the master; master-wins and keep-replica add what it lacks)")
@@ -135,6 +136,8 @@ def copy_keyless(tc: "TableCopy") -> None:
     rn, rs = r.execute(sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(tp.rcols), t=tp.rfrom)).fetchone()
     res.rows_copied = mn
     res.batches = 1
+    if owned and (mn, int(ms)) != (rn, int(rs)):
+        raise tc._not_own("no key tells", written=None)
     if (mn, int(ms)) == (rn, int(rs)):
         res.skipped_batches, res.skipped_rows = 1, mn
         with tc._write():

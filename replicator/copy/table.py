@@ -94,7 +94,7 @@ class RunContext:
     checksum_skip: bool = True
     batch_bytes: int = 64 * 1024 * 1024
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
-    owned: set[str] = field(default_factory=set)  # tables whose rows an unfinished run of ours wrote (checkpoint.owned)
+    owned: dict[str, str] = field(default_factory=dict)  # tables a stopped run of ours wrote: checkpoint.owned
     crew: Any = None  # jobs.Crew under --jobs N: idle workers a heap-order copy may borrow
     baselines: dict[str, Baseline] = field(default_factory=dict)
     master_point: MasterPoint | None = None  # None: baselines are neither used nor recorded
@@ -160,6 +160,7 @@ class TableCopy:
         self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica, displace=_may_displace(ctx, tp))
         self.cp: Checkpoint | None = None
         self.resuming = False  # self.cp is an unfinished run's: this run carries on its copy of the table
+        self.verify_own = False  # a stopped run finished the table: refuse it if anyone wrote into it since
         self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
         self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
         self.replica_xmin: int | None = None  # replica snapshot xmin before this table's first write
@@ -170,14 +171,16 @@ class TableCopy:
     # ------------------------------------------------------------------------------- checkpoints
     def _checkpoint(self, mode: str, *, last_key: Key | None, done: bool, was_empty: bool,
                     run_watermark: str | None = None, watermark: str | None = None,
-                    conn: psycopg.Connection | None = None) -> None:
+                    conn: psycopg.Connection | None = None, queued: bool = False) -> None:
+        """Upsert the table's checkpoint in the caller's transaction; ``queued``: no row written yet
+        (a checkpoint that is `running` says the run wrote rows, which it then owns)."""
         if self.ctx.dry_run:
             return
         prev = self.cp if self.resuming else None
         res = self.res
         cp = Checkpoint(
             table_name=res.replica_table, master_table=res.table, run_id=self.ctx.result.run_id, mode=mode,
-            policy=res.policy, status="done" if done else "running", key_columns=self.tp.key_r, last_key=last_key,
+            policy=res.policy, status="done" if done else ("queued" if queued else "running"), key_columns=self.tp.key_r, last_key=last_key,
             rows_copied=res.rows_copied, inserted=res.inserted, updated=res.updated, deleted=res.deleted,
             batches=res.batches, was_empty=was_empty if prev is None else prev.was_empty,
             snapshot_at=self.ctx.result.snapshot_at, run_watermark=run_watermark,
@@ -257,7 +260,7 @@ class TableCopy:
         """Into an empty table of more than one batch: drop the indexes nothing else needs, to build them
         at the end of the load (`replicator.copy.indexes`)."""
         if worth:
-            first = partial(self._checkpoint, "direct", last_key=None, done=False, was_empty=True)
+            first = partial(self._checkpoint, "direct", last_key=None, done=False, was_empty=True, queued=True)
             self.deferred = indexes.defer(self.r, self.res.replica_table, self.tp.rident, first) > 0
 
     def _build_deferred(self, conn: psycopg.Connection | None = None) -> None:
@@ -290,6 +293,7 @@ class TableCopy:
         tp, res, ctx = self.tp, self.res, self.ctx
         cp = ctx.checkpoints.get(tp.replica_label)
         owned = tp.replica_label in ctx.owned
+        self.verify_own = ctx.owned.get(tp.replica_label) == checkpoint.FINISHED
         self.cp = None if ctx.dry_run else cp
         interrupted = self.resuming = (cp is not None and not ctx.restart and not ctx.dry_run
                                        and (cp.status == "running" or owned))
@@ -323,6 +327,8 @@ class TableCopy:
             return
         if not empty and policy is None:
             raise CopyError(f"replica table {res.replica_table} is not empty: choose a policy with --policy ({POLICIES})")
+        if self.verify_own and (tp.key_masked or not ctx.checksum_skip) and not ctx.dry_run:
+            raise self._not_own("no baseline tells")
         if tp.key_masked or not ctx.checksum_skip:
             if tp.key_masked:
                 res.notes.append("masked key: every batch is transferred and matched on the masked key")
@@ -331,7 +337,16 @@ class TableCopy:
             # (no policy: a dry run into an empty table, which records nothing)
             self.baseline_policy = policy.value if policy else None
             if not self._delta(policy):
+                if self.verify_own and not ctx.dry_run:  # (a dry run reads no baseline: it plans the table)
+                    raise self._not_own("its baseline cannot tell")
                 self._compare_walk(policy, empty)
+
+    def _not_own(self, why: str, written: int | None = None) -> CopyError:
+        """A table a stopped run finished, refused: it cannot be shown, or is not, as that run left it."""
+        what = (f"{written} row(s) were written into it since" if written
+                else f"{why} whether rows were written into it since")
+        return CopyError(f"replica table {self.res.replica_table} was finished by an interrupted copy, but {what}: "
+                         f"choose a policy with --policy ({POLICIES})")
 
     # ------------------------------------------------------------------------------- direct
     def _direct(self) -> None:
@@ -742,6 +757,9 @@ class TableCopy:
         try:
             with self._write():
                 ms, rs = delta.scan()
+                if self.verify_own and rs.candidates:  # someone's rows: never made equal without a policy
+                    self.r.rollback()
+                    raise self._not_own("", written=len(rs.candidates))
                 candidates = len(ms.candidates) + len(rs.candidates)
                 if candidates > min(MOST_CANDIDATES * max(ms.rows, rs.rows, 1), MAX_CANDIDATES):
                     fallback = f"{candidates} rows changed since the last sync, too many to compare by key"
