@@ -76,8 +76,7 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
     from ..copy.lock import holder
 
     with replica_session(require_url(run.config, "replica")) as conn:
-        cps = checkpoint.list_all(conn)
-        rows = [c.model_dump(mode="json") for c in cps]
+        rows = [c.model_dump(mode="json") for c in checkpoint.list_all(conn)]
         for r in rows:
             if r["status"] in ("running", "queued"):  # queued: a run's table it had not begun
                 who = holder(conn, r["table_name"])
@@ -96,13 +95,8 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         conn.commit()
     config_path = click.get_current_context().params.get("config_path")
     interrupted = [r for r in rows if r["state"] == "interrupted"]
-    # the tables an interrupted run (no policy) finished: resumed with the rest, so that they all end on
-    # one snapshot
-    stopped = {r["run_id"] for r in interrupted}
-    finished = [r for c, r in zip(cps, rows)
-                if c.status == "done" and c.run_id in stopped and c.policy is None and c.was_empty]
     sync_interrupted = sync is not None and sync["status"] == "interrupted"
-    resume = [sync["command"]] if sync_interrupted else _copy_resume(interrupted + finished, config_path)
+    resume = [sync["command"]] if sync_interrupted else _copy_resume(interrupted, config_path)
     for r in interrupted:
         r["resume"] = resume[0] if sync_interrupted else next(c for c in resume if shlex.quote(r["master_table"]) in c)
     for r in rows:
@@ -146,6 +140,3 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         click.echo(f"interrupted: {what} stopped before the end (killed, or Ctrl-C); resume with:")
         for c in resume:
             click.echo(f"  {c}")
-        if finished and not sync_interrupted:
-            click.echo(f"  (with the {len(finished)} table(s) the same run finished: the rerun brings them to its "
-                       "snapshot too)")

@@ -116,42 +116,20 @@ def take_turn(conn: psycopg.Connection, table_name: str) -> None:
     conn.execute(_TURN, (table_name,))
 
 
-def unfinished(cp: Checkpoint) -> bool:
-    return cp.status in ("queued", "running")
-
-
-STOPPED, FINISHED = "stopped", "finished"
-
-
-def owned(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> dict[str, str]:
-    """Of ``tables``, those whose rows a copy of ours with no policy wrote into the empty table, and
-    which a run with no policy therefore makes equal to the master (mirror) instead of refusing them
-    as not empty, by how they were left:
-    - `STOPPED`: the copy committed batches into it, then was stopped (`running`). Its rerun mirrors
-      it, whatever was written into it since.
-    - `FINISHED`: the copy finished it while a copy with no policy is left unfinished (`queued` or
-      `running` tables): this run carries that one on, so that the tables end on one snapshot, but
-      only if nobody wrote into it since. The copy checks that before it writes (no row written since
-      its baseline; a table without a key must still equal the master), and refuses it otherwise.
-    A `queued` table was never written by the run that queued it: it confers nothing."""
-    cps, tables = list(checkpoints), set(tables)
-    stopped = any(unfinished(c) and c.policy is None for c in cps)
-    out = {}
-    for c in cps:
-        if c.table_name not in tables or c.policy is not None or not c.was_empty:
-            continue
-        if c.status == "running":
-            out[c.table_name] = STOPPED
-        elif c.status == "done" and stopped:
-            out[c.table_name] = FINISHED
-    return out
+def owned(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> set[str]:
+    """Of ``tables``, those a copy of ours with no policy began in the empty table, committed batches
+    into, and was stopped in (`running`): a rerun with no policy makes them equal to the master
+    (mirror), whatever was written into them since. A `queued` table confers nothing (nobody of ours
+    wrote into it), nor does a finished one."""
+    tables = set(tables)
+    return {c.table_name for c in checkpoints
+            if c.table_name in tables and c.status == "running" and c.policy is None and c.was_empty}
 
 
 def queue(conn: psycopg.Connection, cps: list[Checkpoint]) -> None:
-    """Write the checkpoint rows of the tables a run is about to copy (one round trip): `queued` for
-    those it has not begun, so that a run killed between two tables still shows what it had not
-    reached, and its finished tables stay its own for the rerun (`owned`). Call before the first
-    write; the caller commits."""
+    """Write the checkpoint rows of the tables a run is about to copy, `queued` (one round trip): a run
+    killed between two tables then still shows what it had not reached. Call before the first write;
+    the caller commits."""
     if cps:
         with conn.cursor() as cur:
             cur.executemany(_SAVE, [cp.model_dump(include=set(_WRITTEN) | {"started_at"}) for cp in cps])

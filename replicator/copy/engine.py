@@ -226,7 +226,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if _build_pending_indexes(replica, [rt for _, rt in pairs], rschema, cfg, result, dry_run):
         pairs, problems = resolved()  # the plan sees the keys just built
     checkpoints = {c.table_name: c for c in checkpoint.list_all(replica)}
-    owned = {} if restart else checkpoint.owned(checkpoints.values(), [f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
+    owned = set() if restart else checkpoint.owned(checkpoints.values(), [f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
     baselines = baseline.load_all(replica) if point is not None else {}
     replica.commit()
     logic = (replica_logic.setup(replica, [rt.key for _, rt in pairs]) if not dry_run
@@ -278,11 +278,11 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
 
 
-def _queue_own(replica, plans: list[TablePlan], owned: dict[str, str], result: CopyResult, incremental: bool) -> None:
+def _queue_own(replica, plans: list[TablePlan], owned: set[str], result: CopyResult, incremental: bool) -> None:
     """Before anything is copied, write this run's tables with no policy `queued` in the checkpoints,
-    but for those it owns (`checkpoint.owned`: what a stopped copy left), which keep their rows as
-    they are. Killed between two tables, the run is then seen as stopped, and its rerun resumes every
-    one of them."""
+    but for those a stopped copy left `running` (`checkpoint.owned`), which keep their progress.
+    Killed between two tables, the run still shows the tables it had not reached, and `status` the
+    command that copies them."""
     if incremental:  # an --incremental run keeps its own watermarks per table
         return
     queued = []

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from ..config import Policy
 from ..rowhash import range_checksum, row_hash
-from . import checkpoint, indexes
+from . import indexes
 from .logic import cascading_references
 from .models import Checkpoint
 from .plan import CopyError
@@ -35,14 +35,16 @@ if TYPE_CHECKING:
     from .table import TableCopy
 
 
-def _save(tc: "TableCopy", mode: str, *, was_empty: bool = False) -> None:
+def _save(tc: "TableCopy", mode: str) -> None:
     if tc.ctx.dry_run:
         return
     res = tc.res
+    from . import checkpoint
+
     checkpoint.save(tc.r, Checkpoint(
         table_name=res.replica_table, master_table=res.table, run_id=tc.ctx.result.run_id, mode=mode,
         policy=res.policy, status="done", key_columns=tc.tp.key_r, last_key=None, rows_copied=res.rows_copied,
-        inserted=res.inserted, updated=res.updated, deleted=res.deleted, batches=res.batches, was_empty=was_empty,
+        inserted=res.inserted, updated=res.updated, deleted=res.deleted, batches=res.batches, was_empty=False,
         snapshot_at=tc.ctx.result.snapshot_at))
 
 
@@ -116,18 +118,11 @@ def copy_keyless(tc: "TableCopy") -> None:
                 _note_built(res, built)
             res.rows_copied = res.inserted = rows
             res.batches = res.direct_batches = 1
-            _save(tc, "keyless", was_empty=True)
+            _save(tc, "keyless")
         tc._commit()
         tc.ctx.progress("batch", res.table, rows=rows, done=rows)
         return
     policy = tp.policy
-    cp = tc.ctx.checkpoints.get(tp.replica_label)
-    # a stopped run of ours finished it (checkpoint.owned): with no key to tell its rows from anyone's,
-    # it goes on only where it still equals the master (below)
-    owned = policy is None and tp.replica_label in tc.ctx.owned and cp is not None
-    if owned:
-        policy = Policy.MIRROR
-        res.notes.append(f"finished by an interrupted copy (run {cp.run_id[:8]}), and still equal to the master")
     if policy is None:
         raise CopyError(f"replica table {res.replica_table} is not empty and has no key: choose a policy "
                         "(mirror and replace make it equal to the master; master-wins and keep-replica add what it lacks)")
@@ -136,12 +131,10 @@ def copy_keyless(tc: "TableCopy") -> None:
     rn, rs = r.execute(sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(tp.rcols), t=tp.rfrom)).fetchone()
     res.rows_copied = mn
     res.batches = 1
-    if owned and (mn, int(ms)) != (rn, int(rs)):
-        raise tc._not_own("no key tells", written=None)
     if (mn, int(ms)) == (rn, int(rs)):
         res.skipped_batches, res.skipped_rows = 1, mn
         with tc._write():
-            _save(tc, "keyless", was_empty=owned)  # still that run's, should this run be killed
+            _save(tc, "keyless")
         tc._commit()
         tc.ctx.progress("batch", res.table, rows=mn, done=mn)
         return
@@ -175,6 +168,6 @@ def copy_keyless(tc: "TableCopy") -> None:
         if not tc.ctx.dry_run and n_lacking:
             r.execute(sql.SQL("INSERT INTO {t} ({c}){o} {l}").format(t=tp.rident, c=cols, o=tp.overriding, l=lacking))
         res.inserted = n_lacking
-        _save(tc, "keyless", was_empty=owned)
+        _save(tc, "keyless")
     tc._commit()
     tc.ctx.progress("batch", res.table, rows=mn, done=mn)

@@ -94,7 +94,7 @@ class RunContext:
     checksum_skip: bool = True
     batch_bytes: int = 64 * 1024 * 1024
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
-    owned: dict[str, str] = field(default_factory=dict)  # tables a stopped run of ours wrote: checkpoint.owned
+    owned: set[str] = field(default_factory=set)  # tables a stopped copy of ours left running: checkpoint.owned
     crew: Any = None  # jobs.Crew under --jobs N: idle workers a heap-order copy may borrow
     baselines: dict[str, Baseline] = field(default_factory=dict)
     master_point: MasterPoint | None = None  # None: baselines are neither used nor recorded
@@ -160,7 +160,6 @@ class TableCopy:
         self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica, displace=_may_displace(ctx, tp))
         self.cp: Checkpoint | None = None
         self.resuming = False  # self.cp is an unfinished run's: this run carries on its copy of the table
-        self.verify_own = False  # a stopped run finished the table: refuse it if anyone wrote into it since
         self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
         self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
         self.replica_xmin: int | None = None  # replica snapshot xmin before this table's first write
@@ -293,10 +292,8 @@ class TableCopy:
         tp, res, ctx = self.tp, self.res, self.ctx
         cp = ctx.checkpoints.get(tp.replica_label)
         owned = tp.replica_label in ctx.owned
-        self.verify_own = ctx.owned.get(tp.replica_label) == checkpoint.FINISHED
         self.cp = None if ctx.dry_run else cp
-        interrupted = self.resuming = (cp is not None and not ctx.restart and not ctx.dry_run
-                                       and (cp.status == "running" or owned))
+        interrupted = self.resuming = cp is not None and not ctx.restart and not ctx.dry_run and cp.status == "running"
         empty = not self.replica_has_rows()
         if ctx.master_point is not None:  # before this run writes the table: see replicator.copy.baseline
             self.replica_xmin = int(self.r.execute(baseline.REPLICA_POINT).fetchone()[0])
@@ -312,9 +309,8 @@ class TableCopy:
             if not empty and not ctx.incremental:
                 self.reconcile_until = cp.last_key
                 self.reconcile_all = cp.last_key is None
-                done = "finished by" if cp.status == "done" else "resumed"
                 res.notes.append(
-                    f"{done} an interrupted copy (run {cp.run_id[:8]}): the rows it committed were compared "
+                    "resumed an interrupted copy (run " + cp.run_id[:8] + "): the rows it committed were compared "
                     "with this run's snapshot and fixed where the master had changed since")
         if ctx.incremental:
             if not tp.cursor:
@@ -327,8 +323,6 @@ class TableCopy:
             return
         if not empty and policy is None:
             raise CopyError(f"replica table {res.replica_table} is not empty: choose a policy with --policy ({POLICIES})")
-        if self.verify_own and (tp.key_masked or not ctx.checksum_skip) and not ctx.dry_run:
-            raise self._not_own("no baseline tells")
         if tp.key_masked or not ctx.checksum_skip:
             if tp.key_masked:
                 res.notes.append("masked key: every batch is transferred and matched on the masked key")
@@ -337,16 +331,7 @@ class TableCopy:
             # (no policy: a dry run into an empty table, which records nothing)
             self.baseline_policy = policy.value if policy else None
             if not self._delta(policy):
-                if self.verify_own and not ctx.dry_run:  # (a dry run reads no baseline: it plans the table)
-                    raise self._not_own("its baseline cannot tell")
                 self._compare_walk(policy, empty)
-
-    def _not_own(self, why: str, written: int | None = None) -> CopyError:
-        """A table a stopped run finished, refused: it cannot be shown, or is not, as that run left it."""
-        what = (f"{written} row(s) were written into it since" if written
-                else f"{why} whether rows were written into it since")
-        return CopyError(f"replica table {self.res.replica_table} was finished by an interrupted copy, but {what}: "
-                         f"choose a policy with --policy ({POLICIES})")
 
     # ------------------------------------------------------------------------------- direct
     def _direct(self) -> None:
@@ -757,9 +742,6 @@ class TableCopy:
         try:
             with self._write():
                 ms, rs = delta.scan()
-                if self.verify_own and rs.candidates:  # someone's rows: never made equal without a policy
-                    self.r.rollback()
-                    raise self._not_own("", written=len(rs.candidates))
                 candidates = len(ms.candidates) + len(rs.candidates)
                 if candidates > min(MOST_CANDIDATES * max(ms.rows, rs.rows, 1), MAX_CANDIDATES):
                     fallback = f"{candidates} rows changed since the last sync, too many to compare by key"
