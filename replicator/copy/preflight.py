@@ -167,7 +167,7 @@ def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict
         out.append(f"row-level security on the replica applies to its role on {rlabel}: COPY cannot write the "
                    "table and reads would miss rows; use a role with BYPASSRLS, a superuser, or the table's owner "
                    "(without FORCE ROW LEVEL SECURITY)")
-    # a table an unfinished run of ours wrote is made equal to the master: written as under mirror
+    # a table a stopped copy of ours left running is made equal to the master: written as under mirror
     policy = Policy.MIRROR if tp.policy is None and owned and has_rows else tp.policy
     if not dry_run:
         need = ["can_insert"]

@@ -159,7 +159,7 @@ class TableCopy:
         self.ranges = KeyRanges(tp) if tp.keyed else None
         self.stage = Stage(self.r, tp, pooled=ctx.pooled_replica, displace=_may_displace(ctx, tp))
         self.cp: Checkpoint | None = None
-        self.resuming = False  # self.cp is an unfinished run's: this run carries on its copy of the table
+        self.resuming = False  # self.cp is a stopped copy's (running): this run carries it on
         self.reconcile_until: Key | None = None  # the last key an interrupted earlier run committed
         self.reconcile_all = False  # resuming a heap-order copy: its committed rows are anywhere in key order
         self.replica_xmin: int | None = None  # replica snapshot xmin before this table's first write
@@ -179,7 +179,8 @@ class TableCopy:
         res = self.res
         cp = Checkpoint(
             table_name=res.replica_table, master_table=res.table, run_id=self.ctx.result.run_id, mode=mode,
-            policy=res.policy, status="done" if done else ("queued" if queued else "running"), key_columns=self.tp.key_r, last_key=last_key,
+            policy=res.policy, status="done" if done else ("queued" if queued else "running"),
+            key_columns=self.tp.key_r, last_key=last_key,
             rows_copied=res.rows_copied, inserted=res.inserted, updated=res.updated, deleted=res.deleted,
             batches=res.batches, was_empty=was_empty if prev is None else prev.was_empty,
             snapshot_at=self.ctx.result.snapshot_at, run_watermark=run_watermark,
