@@ -422,8 +422,11 @@ def _restore_constraints(replica: psycopg.Connection, hold: Callable[[str], bool
         if hold(table):
             held.append(f"{table}.{name}")
             continue
-        replica.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-            sql.SQL(table), sql.Identifier(name), sql.SQL(definition)))
+        # re-added meanwhile (`migrate`, or `sync`'s migration, creates what the master has): done
+        if not replica.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conrelid = %s::regclass "
+                               "AND conname = %s)", (table, name)).fetchone()[0]:
+            replica.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.SQL(table), sql.Identifier(name), sql.SQL(definition)))
         replica.execute("DELETE FROM _replicator.dropped_constraints WHERE table_name = %s AND constraint_name = %s",
                         (table, name))
         replica.commit()
