@@ -163,20 +163,26 @@ def test_kill_at_random_points_while_the_master_changes_between_runs(master_url,
         assert found["extra"] <= run * 80
 
 
+def _owned_by(sql_on, replica_url: str, role: str, ddl: str) -> str:
+    """``ddl`` run on the replica as ``role`` (which then owns the tables, and `_replicator`): the URL
+    to copy as that role, with no session_replication_role, so foreign keys are enforced."""
+    from conftest import url_with
+
+    sql_on(replica_url, f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}; "
+                        f"SET ROLE {role}; {ddl}")
+    return url_with(replica_url, user=role, password="pw")
+
+
 def test_sigkill_while_a_self_reference_is_dropped_then_resume(master_url, replica_url, sql_on, role, tmp_path):
     """A table owner (no session_replication_role) copies a self-referencing table with its foreign key
     dropped; killed half-way, the rerun must not re-add the key to the half-copied table first (it
     would fail on rows whose manager is still to come, on every rerun): it copies, then re-adds it."""
     from copyhelp import same
 
-    from conftest import url_with
-
     ddl = "CREATE TABLE staff (id int PRIMARY KEY, mgr int REFERENCES staff (id), pad text)"
     sql_on(master_url, ddl + "; INSERT INTO staff SELECT g, NULL, repeat('p', 200) FROM generate_series(1, 30000) g; "
                              "UPDATE staff SET mgr = 30001 - id")
-    sql_on(replica_url, f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}; "
-                        f"SET ROLE {role}; {ddl}")
-    owner_url = url_with(replica_url, user=role, password="pw")
+    owner_url = _owned_by(sql_on, replica_url, role, ddl)
     os.chdir(tmp_path)
     p = subprocess.Popen([CLI, "copy", "--master", master_url, "--replica", owner_url, "--table", "staff",
                           "--batch-size", "500"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -205,16 +211,12 @@ def test_a_dropped_key_someone_added_back_meanwhile_is_taken_as_restored(master_
     without session_replication_role) leaves the key recorded; if `migrate` (or a sync's migration)
     adds it back before the rerun, the rerun takes it as restored instead of failing on every run
     with "already exists"."""
-    from conftest import url_with
-
     from replicator.copy import copy_tables
 
     ddl = "CREATE TABLE staff (id int PRIMARY KEY, mgr int REFERENCES staff (id)); CREATE TABLE t (id int PRIMARY KEY)"
     sql_on(master_url, ddl + "; INSERT INTO staff SELECT g, NULL FROM generate_series(1, 1000) g; "
                              "UPDATE staff SET mgr = 1001 - id; INSERT INTO t SELECT generate_series(1, 10)")
-    sql_on(replica_url, f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}; "
-                        f"SET ROLE {role}; {ddl}")
-    owner_url = url_with(replica_url, user=role, password="pw")
+    owner_url = _owned_by(sql_on, replica_url, role, ddl)
     with pytest.raises(Interrupted):
         copy_tables(master_url, owner_url, ["staff", "t"], progress=_stop_after(1))  # staff first
     assert sql_on(replica_url, "SELECT constraint_name FROM _replicator.dropped_constraints") == [("staff_mgr_fkey",)]
