@@ -41,6 +41,7 @@ from replicator.copy import copy_tables  # noqa: E402
 from replicator.examples import example_sql  # noqa: E402
 
 CASES = ("unchanged", "compared", "sample", "jobs")
+DDL = "CREATE TABLE t (id bigint PRIMARY KEY, v text, j jsonb, at timestamptz)"  # the unchanged and compared cases
 CHECKSUM = "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) FROM {} t"
 
 
@@ -87,11 +88,10 @@ def main() -> None:
             # -- unchanged table
             if "unchanged" in cases:
                 m, r = fresh(mc, "unchanged"), fresh(rc, "unchanged")
-                ddl = "CREATE TABLE t (id bigint PRIMARY KEY, v text, j jsonb, at timestamptz)"
                 fill = (f"INSERT INTO t SELECT i, 'v' || i, jsonb_build_object('i', i), now() "
                         f"FROM generate_series(1, {args.rows}) i")
                 for u in (m, r):
-                    q(u, ddl)
+                    q(u, DDL)
                 q(m, fill)
                 q(m, "VACUUM ANALYZE t")
                 copy = lambda url: copy_tables(url, r, ["t"], config=Config(), policy="master-wins")  # noqa: E731
@@ -108,7 +108,7 @@ def main() -> None:
                 m, r = fresh(mc, "compare"), fresh(rc, "compare")
                 big = 8 * args.rows
                 for u in (m, r):
-                    q(u, ddl)
+                    q(u, DDL)
                 q(m, f"INSERT INTO t SELECT i, 'v' || i, jsonb_build_object('i', i), now() FROM generate_series(1, {big}) i")
                 q(m, "VACUUM ANALYZE t")
                 copy_tables(m, r, ["t"], config=Config())
