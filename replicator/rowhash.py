@@ -48,13 +48,16 @@ def value_text(column: str, alias: str | None = None) -> sql.Composable:
 
 def row_hash(columns: Sequence[str], alias: str | None = None) -> sql.Composable:
     """The 64-bit hash of a row over ``columns`` (seeded by position in that list)."""
-    parts = [
-        sql.SQL("coalesce(hashtextextended({}, {}), {})").format(value_text(c, alias), sql.Literal(pos), sql.Literal(pos))
-        for pos, c in enumerate(columns, start=1)
-    ]
-    if not parts:
+    return _combined([sql.SQL("hashtextextended({}, {})").format(value_text(c, alias), sql.Literal(pos))
+                      for pos, c in enumerate(columns, start=1)])
+
+
+def _combined(hashes: Sequence[sql.Composable]) -> sql.Composable:
+    """Per-column hashes (the n-th seeded with n) xor-ed into one, a NULL column counting as n."""
+    if not hashes:
         return sql.SQL("0::bigint")
-    return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
+    return sql.SQL("({})").format(sql.SQL(" # ").join(
+        sql.SQL("coalesce({}, {})").format(h, sql.Literal(pos)) for pos, h in enumerate(hashes, start=1)))
 
 
 #: Key types hashed by their own extended hash function instead of through their text form, which
@@ -69,15 +72,12 @@ def key_hash(columns: Sequence[str], types: Sequence[str]) -> sql.Composable:
     """A 64-bit hash of a key, for grouping keys into buckets that both sides sum alike: `row_hash`'s
     shape, with each column of a type in `NATIVE_KEY_HASH` hashed natively. ``types`` are the
     columns' types, the same on both sides."""
-    parts = []
+    hashes = []
     for pos, (c, t) in enumerate(zip(columns, types, strict=True), start=1):
         native = NATIVE_KEY_HASH.get(t)
-        value = sql.SQL(f"pg_catalog.{native}({{}}, {{}})").format(sql.Identifier(c), sql.Literal(pos)) \
-            if native else sql.SQL("hashtextextended({}, {})").format(value_text(c), sql.Literal(pos))
-        parts.append(sql.SQL("coalesce({}, {})").format(value, sql.Literal(pos)))
-    if not parts:
-        return sql.SQL("0::bigint")
-    return sql.SQL("({})").format(sql.SQL(" # ").join(parts))
+        hashes.append(sql.SQL(f"pg_catalog.{native}({{}}, {{}})").format(sql.Identifier(c), sql.Literal(pos)) if native
+                      else sql.SQL("hashtextextended({}, {})").format(value_text(c), sql.Literal(pos)))
+    return _combined(hashes)
 
 
 def range_checksum(columns: Sequence[str], alias: str | None = None) -> sql.Composable:
