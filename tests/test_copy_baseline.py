@@ -368,6 +368,31 @@ def test_candidates_are_compared_and_applied_a_chunk_at_a_time(master_url, repli
     assert same(sql_on, master_url, replica_url, "t")
 
 
+def test_more_candidates_than_the_client_holds_are_not_read_past_the_limit(master_url, replica_url, sql_on,
+                                                                            monkeypatch):
+    """Past MAX_CANDIDATES the scan stops (a LIMIT on each side): the table is compared in full, and the
+    client never held the whole list of changed keys."""
+    from replicator.copy import delta
+
+    monkeypatch.setattr(delta, "MAX_CANDIDATES", 50)
+    monkeypatch.setattr(delta, "MOST_CANDIDATES", 1.0)  # the share of the table is not what stops it
+    scans = []
+    real = delta._scan
+    monkeypatch.setattr(delta, "_scan", lambda rows, width: scans.append(len(rows)) or real(rows, width))
+    synced(sql_on, master_url, replica_url)
+    sql_on(master_url, "UPDATE t SET v = v || ' new' WHERE id <= 200")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert t.mode == "full" and t.updated == 200
+    assert any("more than 50 rows changed since the last sync" in n for n in t.notes), t.notes
+    assert max(scans) == delta.BUCKETS + 51, scans  # the master's 200 candidates were cut at the limit
+    assert same(sql_on, master_url, replica_url, "t")
+    # at the limit exactly, it is still compared by key
+    sql_on(master_url, "UPDATE t SET v = v || ' again' WHERE id <= 50")
+    t = table(copy_tables(master_url, replica_url, ["t"], policy="master-wins"))
+    assert (t.mode, t.candidates, t.updated) == ("delta", 50, 50)
+    assert same(sql_on, master_url, replica_url, "t")
+
+
 def test_deletions_all_over_the_table_roll_back_the_chunks_and_compare_in_full(master_url, replica_url, sql_on,
                                                                               monkeypatch):
     from replicator.copy import delta

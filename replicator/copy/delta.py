@@ -48,6 +48,7 @@ class Scan:
 
     buckets: dict[int, tuple[int, int]]  # key-hash bucket: (rows vouched for, sum of their key hashes)
     candidates: list[tuple[str, ...]] = field(default_factory=list)
+    cut: bool = False  # more than MAX_CANDIDATES candidates: the scan stopped reading them
 
     @property
     def rows(self) -> int:
@@ -104,12 +105,16 @@ class Delta:
         external merge sort on disk; this form takes about half the time)."""
         kh, vouched = sql.Identifier(KH), sql.Identifier(VOUCHED)
         keys = [sql.Identifier(k) for k in self.tp.key_r]
+        # at most BUCKETS groups are vouched for: past the limit, the candidates alone are too many,
+        # and the client never holds more than MAX_CANDIDATES of them
         return sql.SQL("SELECT {kh} & {m}, {v}, {cand}, count(*), coalesce(sum({kh}), 0)::text "
-                       "FROM (SELECT {keys}, {h} AS {kh}, {o} AS {v} FROM ({rows}) s0 OFFSET 0) s GROUP BY {by}").format(
+                       "FROM (SELECT {keys}, {h} AS {kh}, {o} AS {v} FROM ({rows}) s0 OFFSET 0) s GROUP BY {by} "
+                       "LIMIT {most}").format(
             kh=kh, m=sql.Literal(BUCKETS - 1), v=vouched, o=old, h=self.key_hash, rows=rows,
             keys=sql.SQL(", ").join(keys),
             cand=sql.SQL(", ").join(sql.SQL("CASE WHEN {} THEN NULL ELSE {}::text END").format(vouched, k) for k in keys),
-            by=sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 3)))
+            by=sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(keys) + 3)),
+            most=sql.Literal(BUCKETS + MAX_CANDIDATES + 1))
 
     def scan(self) -> tuple[Scan, Scan]:
         """Both sides' first pass, run concurrently; the master's inside the run's snapshot."""
@@ -122,6 +127,16 @@ class Delta:
             r = fut.result()
         width = len(self.tp.key_r)
         return _scan(m, width), _scan(r, width)
+
+    @staticmethod
+    def too_many(ms: Scan, rs: Scan) -> str | None:
+        """Why the candidates are not worth comparing by key (None: they are)."""
+        candidates = len(ms.candidates) + len(rs.candidates)
+        if ms.cut or rs.cut:
+            return f"more than {MAX_CANDIDATES} rows changed since the last sync, too many to compare by key"
+        if candidates > min(MOST_CANDIDATES * max(ms.rows, rs.rows, 1), MAX_CANDIDATES):
+            return f"{candidates} rows changed since the last sync, too many to compare by key"
+        return None
 
     def compare(self, ms: Scan, rs: Scan, apply: Callable[[KeyDiff, list[Key]], None]) -> Outcome:
         """Compare the candidates of both sides, `CHUNK` keys at a time, handing each chunk's difference
@@ -209,7 +224,7 @@ class Delta:
 
 
 def _scan(rows: list, width: int) -> Scan:
-    out = Scan(buckets={})
+    out = Scan(buckets={}, cut=len(rows) > BUCKETS + MAX_CANDIDATES)
     for bucket, vouched, *rest in rows:
         if vouched:
             out.buckets[int(bucket)] = (int(rest[width]), int(rest[width + 1]))

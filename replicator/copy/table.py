@@ -50,7 +50,7 @@ from ..introspect import Schema
 from . import baseline, checkpoint, indexes, keyless
 from .baseline import Baseline, MasterPoint
 from .compare import Comparer, KeyDiff
-from .delta import MAX_CANDIDATES, MOST_CANDIDATES, Delta
+from .delta import Delta
 from .keys import Intervals, Key, KeyRanges
 from .logic import ReplicaLogic, cascading_references
 from .merge import MAX_CONFLICT_DETAILS, Stage
@@ -743,10 +743,8 @@ class TableCopy:
         try:
             with self._write():
                 ms, rs = delta.scan()
-                candidates = len(ms.candidates) + len(rs.candidates)
-                if candidates > min(MOST_CANDIDATES * max(ms.rows, rs.rows, 1), MAX_CANDIDATES):
-                    fallback = f"{candidates} rows changed since the last sync, too many to compare by key"
-                else:
+                fallback = delta.too_many(ms, rs)
+                if not fallback:
                     out = delta.compare(ms, rs, apply)
                     if not out.complete:
                         fallback = "rows were deleted (or are kept only on the replica) all over the table since the last sync"
