@@ -41,11 +41,12 @@ class SequenceUse:
     def ident(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.name)
 
-    def edge_query(self) -> sql.Composable:
-        """The furthest value any fed column holds (max, or min for a descending sequence)."""
+    def edge_query(self, table: str | None = None) -> sql.Composable:
+        """The furthest value any fed column holds (max, or min for a descending sequence); with
+        ``table`` (a key), the columns of that table only."""
         fn = sql.SQL("max" if self.increment > 0 else "min")
         parts = [sql.SQL("SELECT {}({})::bigint AS v FROM {}").format(fn, sql.Identifier(c), sql.Identifier(s, t))
-                 for _k, s, t, c in self.columns]
+                 for k, s, t, c in self.columns if table is None or k == table]
         return sql.SQL("SELECT {}(v) FROM ({}) edges").format(fn, sql.SQL(" UNION ALL ").join(parts))
 
 
@@ -81,15 +82,16 @@ class SequenceState:
         return self.next_value <= self.edge if self.use.increment > 0 else self.next_value >= self.edge
 
 
-def sequence_state(conn: psycopg.Connection, use: SequenceUse) -> SequenceState:
+def sequence_state(conn: psycopg.Connection, use: SequenceUse, table: str | None = None) -> SequenceState:
     last, called = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(use.ident)).fetchone()
-    edge = conn.execute(use.edge_query()).fetchone()[0]
+    edge = conn.execute(use.edge_query(table)).fetchone()[0]
     return SequenceState(use, last + use.increment if called else last, edge)
 
 
-def advance(conn: psycopg.Connection, use: SequenceUse) -> SequenceState | None:
-    """setval the sequence to the furthest fed value when it is behind; returns the state it was in."""
-    state = sequence_state(conn, use)
+def advance(conn: psycopg.Connection, use: SequenceUse, table: str | None = None) -> SequenceState | None:
+    """setval the sequence to the furthest fed value (of ``table``'s columns only, with a table key)
+    when it is behind; returns the state it was in. Only ever forward."""
+    state = sequence_state(conn, use, table)
     if not state.behind:
         return None
     conn.execute("SELECT pg_catalog.setval(%s::regclass, %s, true)", (use.key, state.edge))

@@ -198,6 +198,11 @@ def test_sigkill_while_a_self_reference_is_dropped_then_resume(master_url, repli
     assert sql_on(replica_url, fk) == [(0,)]  # still dropped, and recorded for the rerun
     assert sql_on(replica_url, "SELECT count(*) FROM _replicator.dropped_constraints") == [(1,)]
     assert copied() < 30000
+    shown = subprocess.run([CLI, "status", "--replica", replica_url], capture_output=True, text=True, check=True).stdout
+    assert "foreign key(s) of public.staff left dropped by a stopped copy" in shown and "staff_mgr_fkey" in shown, shown
+    rows = json.loads(subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True,
+                                     check=True).stdout)
+    assert [r["foreign_keys_dropped"] for r in rows] == [["staff_mgr_fkey"]]
     res = subprocess.run([CLI, "copy", "--master", master_url, "--replica", owner_url, "--table", "staff",
                           "--batch-size", "500"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -390,3 +395,69 @@ def test_a_load_stopped_before_its_first_batch_owns_nothing(master_url, replica_
         copy_tables(master_url, replica_url, ["t"], batch_size=500)
     assert sql_on(replica_url, "SELECT id FROM t") == [(100000,)]
     assert sql_on(replica_url, "SELECT count(*) FROM _replicator.deferred_indexes")[0][0] == 0  # built again first
+
+
+SEQ_DDL = """
+CREATE SEQUENCE shared_refs;
+CREATE TABLE tickets (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ref bigint DEFAULT nextval('shared_refs'), what text);
+CREATE TABLE notes (id serial PRIMARY KEY, ref bigint DEFAULT nextval('shared_refs'), body text);
+CREATE TABLE lines (n bigserial, line text);  -- no key
+"""
+SEQ_FILL = """
+INSERT INTO tickets (what) SELECT 'ticket ' || i FROM generate_series(1, 700) i;
+INSERT INTO notes (body) SELECT 'note ' || i FROM generate_series(1, 400) i;
+INSERT INTO lines (line) SELECT 'line ' || i FROM generate_series(1, 300) i;
+"""
+LOCAL_INSERTS = ("INSERT INTO tickets (what) VALUES ('local')", "INSERT INTO notes (body) VALUES ('local')",
+                 "INSERT INTO lines (line) VALUES ('local')")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_stopped_once_its_tables_are_done_leaves_no_sequence_behind_them(master_url, replica_url, sql_on, jobs):
+    """Each table's last transaction advances the sequences that feed it: a run stopped after its
+    tables are done, before its own last steps, leaves the replica's inserts working (no duplicate key
+    on the next id), and a sequence two tables share ends past both."""
+    from replicator.copy import copy_tables
+
+    sql_on(master_url, SEQ_DDL)
+    sql_on(replica_url, SEQ_DDL)
+    sql_on(master_url, SEQ_FILL)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=100, jobs=jobs, progress=_stop_after(3))
+    assert set(_statuses(sql_on, replica_url).values()) == {"done"}
+    assert _all_equal(sql_on, master_url, replica_url, ("tickets", "notes", "lines"))
+    for statement in LOCAL_INSERTS:
+        sql_on(replica_url, statement)  # a sequence left behind the copied rows: duplicate key
+    assert sql_on(replica_url, "SELECT max(id) FROM tickets") == [(701,)]
+    assert sql_on(replica_url, "SELECT max(id) FROM notes") == [(401,)]
+    # the two local rows took the shared sequence's next two values, past the 1,100 copied
+    assert sql_on(replica_url, "SELECT array_agg(ref ORDER BY ref) FROM (SELECT ref FROM tickets UNION ALL "
+                               "SELECT ref FROM notes) r WHERE ref > 1100") == [([1101, 1102],)]
+
+
+def test_the_sequences_of_a_finished_table_are_past_its_rows_while_the_next_is_copied(master_url, replica_url, sql_on):
+    from replicator.copy import copy_tables
+
+    sql_on(master_url, SEQ_DDL)
+    sql_on(replica_url, SEQ_DDL)
+    sql_on(master_url, SEQ_FILL)
+    with pytest.raises(Interrupted) as stopped:
+        copy_tables(master_url, replica_url, ["tickets", "notes"], batch_size=100, progress=_stop_after(1))
+    first = str(stopped.value.args[0]).split(".")[-1].strip('"')
+    assert sql_on(replica_url, f"SELECT nextval(pg_get_serial_sequence('{first}', 'id'))") == [(
+        {"tickets": 701, "notes": 401}[first],)]
+    assert sql_on(replica_url, "SELECT nextval('shared_refs')") == [(
+        sql_on(master_url, f"SELECT max(ref) FROM {first}")[0][0] + 1,)]
+
+
+def test_a_copy_reports_each_sequence_once_with_the_value_it_was_set_to(master_url, replica_url, sql_on):
+    from replicator.copy import copy_tables
+
+    sql_on(master_url, SEQ_DDL)
+    sql_on(replica_url, SEQ_DDL)
+    sql_on(master_url, SEQ_FILL)
+    result = copy_tables(master_url, replica_url, all_tables=True, batch_size=100, jobs=2)
+    fixes = {f.sequence: f.value for f in result.sequences}
+    assert len(result.sequences) == len(fixes) == 4, result.sequences
+    assert fixes["public.shared_refs"] == 1100
+    assert fixes["public.tickets_id_seq"] == 700 and fixes["public.notes_id_seq"] == 400 and fixes["public.lines_n_seq"] == 300

@@ -92,6 +92,9 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         marker = identity.replica_marker(conn)
         sync = _sync_run(conn)
         unbuilt = {t: (names, holder(conn, t)) for t, names in indexes.pending(conn).items()}
+        dropped = {}
+        for t, name in _dropped_keys(conn):
+            dropped.setdefault(t, ([], holder(conn, t)))[0].append(name)
         conn.commit()
     config_path = click.get_current_context().params.get("config_path")
     interrupted = [r for r in rows if r["state"] == "interrupted"]
@@ -101,6 +104,7 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         r["resume"] = resume[0] if sync_interrupted else next(c for c in resume if shlex.quote(r["master_table"]) in c)
     for r in rows:
         r["indexes_to_build"] = unbuilt.get(r["table_name"], ([], None))[0]
+        r["foreign_keys_dropped"] = dropped.get(r["table_name"], ([], None))[0]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -135,8 +139,24 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
         else:
             click.echo(f"indexes waiting to be built on {table} (an interrupted copy into the empty table dropped "
                        f"them; its next copy builds them first): {', '.join(names)}")
+    for table, (names, who) in dropped.items():
+        keys = ", ".join(names)
+        if who:
+            click.echo(f"foreign key(s) of {table} dropped for the copy in progress (replica session pid {who[0]}), "
+                       f"re-added at its end: {keys}")
+        else:
+            click.echo(f"foreign key(s) of {table} left dropped by a stopped copy (a cycle or a self-reference): {keys}; "
+                       "the next copy re-adds and validates them (replicator migrate re-adds them too)")
     if interrupted or sync_interrupted:
         what = "a sync" if sync_interrupted else f"{len(interrupted)} table copy(ies)"
         click.echo(f"interrupted: {what} stopped before the end (killed, or Ctrl-C); resume with:")
         for c in resume:
             click.echo(f"  {c}")
+
+
+def _dropped_keys(conn) -> list[tuple[str, str]]:
+    """(table, constraint) of the foreign keys a copy dropped for a cycle and has not re-added yet."""
+    if not conn.execute("SELECT to_regclass('_replicator.dropped_constraints') IS NOT NULL").fetchone()[0]:
+        return []
+    return conn.execute("SELECT table_name, constraint_name FROM _replicator.dropped_constraints "
+                        "ORDER BY 1, 2").fetchall()

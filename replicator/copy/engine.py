@@ -20,13 +20,13 @@ from ..guard import MasterGuard
 from ..introspect import Ahead, Schema, Table, introspect
 from ..rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, render_settings_query
 from ..selection import Selection
-from ..sequences import advance, sequence_uses
+from ..sequences import sequence_uses
 from . import baseline, checkpoint, indexes, logic as replica_logic
 from .jobs import Openers, Worker, run_tables
 from .lock import TableLocks, holder
 from .masking import mask_key, set_key
 from .managed import referenced_managed_tables
-from .models import Checkpoint, CopyResult, SequenceFix
+from .models import Checkpoint, CopyResult
 from .plan import POLICIES, CopyError, TablePlan, resolve_table
 from .preflight import preflight, resolve
 from .table import Progress, RunContext, TableCopy
@@ -255,6 +255,8 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
                      progress=progress or (lambda *a, **k: None), pooled_replica=pooled_replica, dry_run=dry_run,
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints, owned=owned,
                      batch_bytes=cfg.batch_bytes, baselines=baselines, mask_key=key)
+    if not dry_run:  # each table's last transaction advances them (TableCopy.advance_sequences)
+        ctx.sequences = _sequences_by_table(replica, plans)
     if point is not None:
         ctx.master_point = baseline.MasterPoint(
             xmin=int(point[0]), xmax=int(point[1]),
@@ -268,7 +270,6 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
             TableCopy(ctx, tp).run()
     if dry_run:
         return
-    _advance_sequences(replica, plans, result)
     if (deferred and enforce_fks) or still_dropped:
         _restore_constraints(replica)
         result.deferred_constraints += [f"{c}: left dropped by an interrupted run, re-added and validated after the copy"
@@ -363,16 +364,17 @@ def _fk_order(rschema: Schema, plans: list[TablePlan]) -> tuple[list[TablePlan],
     return ordered, deferred
 
 
-def _advance_sequences(replica: psycopg.Connection, plans: list[TablePlan], result: CopyResult) -> None:
-    """Every sequence feeding a copied column, owned or merely used by a DEFAULT, past the data."""
-    keys = [p.replica.key for p in plans]
-    for use in sequence_uses(replica, keys):
-        state = advance(replica, use)
-        if state is not None:
-            tables = sorted({f"{s}.{t}" for _k, s, t, _c in use.columns})
-            result.sequences.append(SequenceFix(table=", ".join(tables), column=", ".join(
-                sorted({c for *_rest, c in use.columns})), sequence=use.key, value=state.edge))
+def _sequences_by_table(replica: psycopg.Connection, plans: list[TablePlan]):
+    """Per copied table, the sequences feeding its columns (owned, identity, or merely used by a
+    DEFAULT, with every column they feed), sorted by name."""
+    keys = {p.replica.key for p in plans}
+    out: dict[str, list] = {}
+    for use in sorted(sequence_uses(replica, keys), key=lambda u: u.key):
+        for table in dict.fromkeys(c[0] for c in use.columns):
+            if table in keys:
+                out.setdefault(table, []).append(use)
     replica.commit()
+    return out
 
 
 def _build_pending_indexes(replica: psycopg.Connection, tables: list[Table], rschema: Schema, cfg: Config,

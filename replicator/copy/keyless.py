@@ -46,6 +46,7 @@ def _save(tc: "TableCopy", mode: str) -> None:
         policy=res.policy, status="done", key_columns=tc.tp.key_r, last_key=None, rows_copied=res.rows_copied,
         inserted=res.inserted, updated=res.updated, deleted=res.deleted, batches=res.batches, was_empty=False,
         snapshot_at=tc.ctx.result.snapshot_at))
+    tc.advance_sequences(tc.r)
 
 
 def _worth(tc: "TableCopy") -> bool:

@@ -47,6 +47,7 @@ from psycopg import sql
 
 from ..config import Policy
 from ..introspect import Schema
+from ..sequences import SequenceUse, advance
 from . import baseline, checkpoint, indexes, keyless
 from .baseline import Baseline, MasterPoint
 from .compare import Comparer, KeyDiff
@@ -54,7 +55,7 @@ from .delta import Delta
 from .keys import Intervals, Key, KeyRanges
 from .logic import ReplicaLogic, cascading_references
 from .merge import MAX_CONFLICT_DETAILS, Stage
-from .models import Checkpoint, Conflict, CopyResult, TableResult
+from .models import Checkpoint, Conflict, CopyResult, SequenceFix, TableResult
 from .plan import POLICIES, CopyError, TablePlan
 from .stream import TID_RANGE_MIN_VERSION, TRAILER, Started, copy_in, copy_out, framed_rows, into_replica, page_ranges, pipe
 
@@ -99,6 +100,24 @@ class RunContext:
     baselines: dict[str, Baseline] = field(default_factory=dict)
     master_point: MasterPoint | None = None  # None: baselines are neither used nor recorded
     mask_key: str | None = None  # set in every master transaction of the run (masking.set_key)
+    sequences: dict[str, list[SequenceUse]] = field(default_factory=dict)  # replica table key: what feeds it
+    sequence_lock: threading.Lock = field(default_factory=threading.Lock)  # result.sequences, under --jobs
+
+    def sequence_advanced(self, use: SequenceUse, edge: int) -> None:
+        """One line per sequence in the result, with the furthest value it was set to (two workers may
+        report in either order)."""
+        with self.sequence_lock:
+            before = next((f.value for f in self.result.sequences if f.sequence == use.key), None)
+            if before is not None and (edge <= before if use.increment > 0 else edge >= before):
+                return
+            self.result.sequences = [f for f in self.result.sequences if f.sequence != use.key] + [SequenceFix(
+                table=", ".join(sorted({f"{s}.{t}" for _k, s, t, _c in use.columns})),
+                column=", ".join(sorted({c for *_rest, c in use.columns})), sequence=use.key, value=edge)]
+
+
+#: two workers finishing tables fed by one sequence: the check and the setval as one step, or the
+#: second could set the sequence back (held to the commit: the lock needs no unlocking on any path)
+SEQUENCE_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('replicator sequence ' || %s, 0))"
 
 
 def _may_displace(ctx: RunContext, tp: TablePlan) -> bool:
@@ -188,7 +207,21 @@ class TableCopy:
             started_at=prev.started_at if prev is not None else None)
         self.own_xids.append(checkpoint.save(conn or self.r, cp))
         if done:
+            self.advance_sequences(conn or self.r)
             self._record_baseline(conn or self.r)
+
+    def advance_sequences(self, conn: psycopg.Connection) -> None:
+        """In the transaction of the table's last batch: every sequence feeding the table past the data,
+        this transaction's rows included (setval does not wait for the commit). A run stopped once the
+        table is done leaves none of its sequences behind its rows; one stopped before the commit leaves
+        at most a gap. Only this table's columns are read: another table a sequence feeds may be locked
+        by the worker loading it, and its own last transaction advances the sequence past its rows."""
+        key = self.tp.replica.key
+        for use in self.ctx.sequences.get(key, []):  # sorted: workers lock in one order
+            conn.execute(SEQUENCE_LOCK, (use.key,))
+            state = advance(conn, use, key)
+            if state is not None and state.edge is not None:
+                self.ctx.sequence_advanced(use, state.edge)
 
     def _baselines_apply(self) -> bool:
         """Whether this table can have a baseline: its key compares with the master's, every master row
