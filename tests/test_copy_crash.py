@@ -279,8 +279,8 @@ def _status_resume(replica_url) -> set[str]:
 
 def test_a_run_stopped_between_tables_lists_those_it_had_not_reached(master_url, replica_url, sql_on):
     """A run with no policy queues its tables before it copies the first: stopped between two tables,
-    `status` names the ones it never reached, and its command copies them. The tables it finished hold
-    rows now, which a copy with no policy refuses, as it refuses any table holding rows."""
+    `status` names the ones it never reached, and its command copies them. A copy naming only tables
+    it finished refuses them (they hold rows, and it resumes nothing)."""
     from replicator.copy import CopyError, copy_tables
 
     sql_on(master_url, ALL_DDL)
@@ -295,7 +295,7 @@ def test_a_run_stopped_between_tables_lists_those_it_had_not_reached(master_url,
     head, *tables = command.split(" --table ")
     assert head == "replicator copy" and sorted(tables) == sorted(t for t, st in first.items() if st == "queued")
     with pytest.raises(CopyError, match=f"{finished[0]} is not empty: choose a policy"):
-        copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
+        copy_tables(master_url, replica_url, [t.split(".")[1] for t in finished], batch_size=500)
     p = subprocess.run([CLI, *shlex.split(command)[1:], "--master", master_url, "--replica", replica_url, "--batch-size", "500"],
                        capture_output=True, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
@@ -303,7 +303,8 @@ def test_a_run_stopped_between_tables_lists_those_it_had_not_reached(master_url,
     assert _all_equal(sql_on, master_url, replica_url)  # (the master did not change in between)
 
 
-def test_copy_all_killed_then_resumed_by_the_command_status_gives(master_url, replica_url, sql_on, tmp_path):
+@pytest.mark.parametrize("resume", ["status's commands", "the same command"])
+def test_copy_all_killed_then_resumed(master_url, replica_url, sql_on, tmp_path, resume):
     sql_on(master_url, ALL_DDL)
     sql_on(replica_url, ALL_DDL)
     sql_on(master_url, ALL_FILL)
@@ -322,6 +323,11 @@ def test_copy_all_killed_then_resumed_by_the_command_status_gives(master_url, re
     assert kill(p), "the copy finished before it could be killed"
     p.wait()
     time.sleep(0.3)  # the killed run's sessions end, and their table locks with them
+    finished = {t for t, st in _statuses(sql_on, replica_url).items() if st == "done"}
+    if resume == "the same command":
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert {line.split(":")[0] for line in p.stdout.splitlines() if "kept as the stopped run" in line} == finished
     for command in _status_resume(replica_url):
         p = subprocess.run([CLI, *shlex.split(command)[1:], "--master", master_url, "--replica", replica_url],
                            capture_output=True, timeout=120)
@@ -461,3 +467,107 @@ def test_a_copy_reports_each_sequence_once_with_the_value_it_was_set_to(master_u
     assert len(result.sequences) == len(fixes) == 4, result.sequences
     assert fixes["public.shared_refs"] == 1100
     assert fixes["public.tickets_id_seq"] == 700 and fixes["public.notes_id_seq"] == 400 and fixes["public.lines_n_seq"] == 300
+
+
+def _xmins(sql_on, url: str, table: str) -> list:
+    return sql_on(url, f"SELECT xmin::text, * FROM {table} ORDER BY 2")
+
+
+def test_the_rerun_of_a_stopped_copy_keeps_the_tables_it_finished_and_copies_the_rest(master_url, replica_url, sql_on):
+    """Rerun with no policy, the stopped run's command carries on: the tables it finished are kept as
+    they are (not read, not written: a row a developer added since stays), the others copied; once it
+    has ended, its tables hold rows and a copy with no policy refuses them again."""
+    from replicator.copy import CopyError, copy_tables
+
+    sql_on(master_url, ALL_DDL)
+    sql_on(replica_url, ALL_DDL)
+    sql_on(master_url, ALL_FILL)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
+    finished = sorted(t for t, st in _statuses(sql_on, replica_url).items() if st == "done")
+    developer = "projects" if "public.projects" in finished else "audit_log"
+    sql_on(replica_url, {"projects": "INSERT INTO projects VALUES (999, 'a developer''s project')",
+                         "audit_log": "INSERT INTO audit_log VALUES (now(), 'a developer''s line')"}[developer])
+    sql_on(master_url, "UPDATE projects SET name = name || ' renamed'; UPDATE leads SET phone = phone || '0'")
+    before = {t: _xmins(sql_on, replica_url, t) for t in finished}
+    result = copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
+    modes = {t.replica_table: t.mode for t in result.tables}
+    assert sorted(t for t, m in modes.items() if m == "kept") == finished, modes
+    assert {t: _xmins(sql_on, replica_url, t) for t in finished} == before  # not written
+    assert any(n.startswith("resumed the stopped run") for n in result.notes), result.notes
+    kept = next(t for t in result.tables if t.mode == "kept")
+    assert kept.rows_copied == 0 and "copy it under a policy" in kept.notes[0]
+    copied = [t for t in ALL_TABLES if f"public.{t}" not in finished]
+    assert _all_equal(sql_on, master_url, replica_url, copied)
+    assert set(_statuses(sql_on, replica_url).values()) == {"done"}
+    assert set(sql_on(replica_url, "SELECT run_id::text FROM _replicator.checkpoints")) == {(result.run_id,)}
+    with pytest.raises(CopyError, match="is not empty: choose a policy"):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
+    # the finished tables are brought to the master under a policy: the developer's row goes under mirror only
+    copy_tables(master_url, replica_url, all_tables=True, policy="master-wins")
+    assert sql_on(replica_url, f"SELECT count(*) FROM {developer} WHERE {'id = 999' if developer == 'projects' else 'what LIKE %s'}",
+                  None if developer == "projects" else ("a developer%",)) == [(1,)]
+
+
+def test_a_resume_stopped_in_turn_is_resumed_by_the_next_rerun(master_url, replica_url, sql_on):
+    from replicator.copy import copy_tables
+
+    sql_on(master_url, ALL_DDL)
+    sql_on(replica_url, ALL_DDL)
+    sql_on(master_url, ALL_FILL)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(1))
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(1))
+    assert sorted(_statuses(sql_on, replica_url).values()) == ["done", "done", "queued", "queued"]
+    result = copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
+    assert sorted(t.mode for t in result.tables).count("kept") == 2
+    assert _all_equal(sql_on, master_url, replica_url)  # (the master did not change)
+
+
+def test_a_stopped_copys_finished_table_is_kept_only_by_a_rerun_that_resumes_it(master_url, replica_url, sql_on):
+    """A copy naming a finished table and another table of its own, with rows in it a developer wrote:
+    the finished one would be kept, but the other is refused, and with it the whole run."""
+    from replicator.copy import CopyError, copy_tables
+
+    _own_tables(sql_on, master_url, replica_url)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, ["a", "b"], progress=_stop_after(1))
+    statuses = _statuses(sql_on, replica_url)
+    finished, queued = (next(t for t, st in statuses.items() if st == want) for want in ("done", "queued"))
+    sql_on(replica_url, f"INSERT INTO {queued} VALUES (1000, 'a developer''s row')")
+    with pytest.raises(CopyError, match=f"nothing was copied: replica table {queued} is not empty"):
+        copy_tables(master_url, replica_url, ["a", "b"])
+    assert sql_on(replica_url, f"SELECT id FROM {queued}") == [(1000,)]
+    # a copy resuming nothing of the stopped run (k was never one of its tables) keeps nothing
+    with pytest.raises(CopyError, match=f"nothing was copied: replica table {finished} is not empty"):
+        copy_tables(master_url, replica_url, [finished.split(".")[1], "k"])
+    # the developer's row gone, the rerun resumes: a dry run plans it so, and the rerun does it
+    sql_on(replica_url, f"DELETE FROM {queued}")
+    dry = copy_tables(master_url, replica_url, ["a", "b"], dry_run=True)
+    assert {t.replica_table: t.mode for t in dry.tables}[finished] == "kept"
+    assert {t.replica_table: t.mode for t in copy_tables(master_url, replica_url, ["a", "b"]).tables} == {
+        finished: "kept", queued: "direct"}
+    assert _all_equal(sql_on, master_url, replica_url, ("a", "b"))
+
+
+def test_a_kept_tables_dropped_key_to_a_table_copied_now_is_re_added_after_it(master_url, replica_url, sql_on, role):
+    """A role without session_replication_role copies a cycle (a -> b -> a) with one key dropped, and is
+    stopped after the first table. The rerun keeps that table; its dropped key references the table
+    still to copy, so it is re-added (and validated) after that copy, not before."""
+    from replicator.copy import copy_tables
+
+    ddl = ("CREATE TABLE a (id int PRIMARY KEY, b_id int); CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a);"
+           "ALTER TABLE a ADD CONSTRAINT a_b_fkey FOREIGN KEY (b_id) REFERENCES b")
+    sql_on(master_url, ddl + "; INSERT INTO a SELECT g, NULL FROM generate_series(1, 300) g;"
+                             "INSERT INTO b SELECT g, g FROM generate_series(1, 300) g; UPDATE a SET b_id = 301 - id")
+    owner_url = _owned_by(sql_on, replica_url, role, ddl)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, owner_url, ["a", "b"], progress=_stop_after(1))
+    assert sql_on(replica_url, "SELECT count(*) FROM _replicator.dropped_constraints") == [(1,)]
+    result = copy_tables(master_url, owner_url, ["a", "b"])
+    assert sorted(t.mode for t in result.tables) == ["direct", "kept"]
+    assert sql_on(replica_url, "SELECT count(*) FROM _replicator.dropped_constraints") == [(0,)]
+    assert sql_on(replica_url, "SELECT conname FROM pg_constraint WHERE contype = 'f' AND convalidated "
+                               "ORDER BY 1") == [("a_b_fkey",), ("b_a_id_fkey",)]
+    assert _all_equal(sql_on, master_url, replica_url, ("a", "b"))

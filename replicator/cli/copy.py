@@ -170,6 +170,9 @@ def copy_cmd(run: RunContext, tables, exclude, subset, with_referencing, all_tab
             for n in result.notes:
                 click.echo(f"note: {n}")
             for t in result.tables:
+                if t.mode == "kept":  # a stopped run's table, resumed around: its note says it all
+                    click.echo(f"{t.table}: {t.notes[0]}")
+                    continue
                 verb = "would" if dry_run else ""
                 fixed = f" ({t.reconciled} of them fixing rows an interrupted run had committed)" if t.reconciled else ""
                 click.echo(f"{t.table}: {t.rows_copied} rows read; {verb} insert {t.inserted}, update {t.updated}, "

@@ -126,6 +126,26 @@ def owned(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> set[str]:
             if c.table_name in tables and c.status == "running" and c.policy is None and c.was_empty}
 
 
+def kept(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> dict[str, Checkpoint]:
+    """Of ``tables``, those a stopped copy of ours with no policy finished (`done`, into the empty
+    table), when ``tables`` also hold tables that run had not finished (`queued` or `running`): a rerun
+    with no policy resumes that run and keeps them as it left them (nothing read or written), where it
+    would refuse a table holding rows. A run is stopped when its tables are free: the caller holds
+    their copy locks."""
+    tables = set(tables)
+    mine = [c for c in checkpoints if c.table_name in tables and c.policy is None]
+    stopped = {c.run_id for c in mine if c.status in ("queued", "running")}
+    return {c.table_name: c for c in mine if c.status == "done" and c.was_empty and c.run_id in stopped}
+
+
+def adopt(conn: psycopg.Connection, tables: list[str], run_id: str) -> None:
+    """The checkpoints of ``tables`` (kept from a stopped run) now name the run resuming it, so a rerun
+    of that run, stopped in turn, keeps them too. The caller commits."""
+    if tables:
+        conn.execute("UPDATE _replicator.checkpoints SET run_id = %s WHERE table_name = ANY(%s) AND status = 'done'",
+                     (run_id, tables))
+
+
 def queue(conn: psycopg.Connection, cps: list[Checkpoint]) -> None:
     """Write the checkpoint rows of the tables a run is about to copy, `queued` (one round trip): a run
     killed between two tables then still shows what it had not reached. Call before the first write;

@@ -26,7 +26,7 @@ from .jobs import Openers, Worker, run_tables
 from .lock import TableLocks, holder
 from .masking import mask_key, set_key
 from .managed import referenced_managed_tables
-from .models import Checkpoint, CopyResult
+from .models import Checkpoint, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan, resolve_table
 from .preflight import preflight, resolve
 from .table import Progress, RunContext, TableCopy
@@ -226,7 +226,9 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if _build_pending_indexes(replica, [rt for _, rt in pairs], rschema, cfg, result, dry_run):
         pairs, problems = resolved()  # the plan sees the keys just built
     checkpoints = {c.table_name: c for c in checkpoint.list_all(replica)}
-    owned = set() if restart else checkpoint.owned(checkpoints.values(), [f"{rt.schema_name}.{rt.name}" for _, rt in pairs])
+    labels = [f"{rt.schema_name}.{rt.name}" for _, rt in pairs]
+    owned = set() if restart else checkpoint.owned(checkpoints.values(), labels)
+    kept = {} if restart or incremental else checkpoint.kept(checkpoints.values(), labels)
     baselines = baseline.load_all(replica) if point is not None else {}
     replica.commit()
     logic = (replica_logic.setup(replica, [rt.key for _, rt in pairs]) if not dry_run
@@ -235,16 +237,19 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     plans = preflight(master, replica, pairs, cfg, mschema=mschema, rschema=rschema, problems=problems, policy=policy, batch_size=batch_size,
                       incremental=incremental, dry_run=dry_run,
                       logic=logic if not dry_run else None, owned=owned, first=closing,
-                      uncounted=uncounted)
+                      uncounted=uncounted, kept=kept)
     close_introspection()  # when preflight had nothing to ask the master
+    plans, kept_plans = _keep(plans, result)
     plans, deferred = _fk_order(rschema, plans)
     enforce_fks = not logic.replication_role
     still_dropped: list[str] = []
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
+        checkpoint.adopt(replica, [t.replica_table for t in result.tables if t.mode == "kept"], result.run_id)
         _queue_own(replica, plans, owned, result, incremental)
-        copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans}
+        # (a kept table's key to a table copied now is re-added once that table is copied)
+        copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans + kept_plans}
         still_dropped = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
         if deferred and enforce_fks:
             _drop_constraints(replica, deferred)
@@ -277,6 +282,24 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     if logic.replication_role:
         copied = {tp.replica.key for tp in plans}
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
+
+
+def _keep(plans: list[TablePlan], result: CopyResult) -> tuple[list[TablePlan], list[TablePlan]]:
+    """The plans to copy, and those of the tables a stopped run finished (`TablePlan.kept_from`), which
+    get their line in the result, as that run left them."""
+    runs = set()
+    for tp in plans:
+        if (cp := tp.kept_from) is not None:
+            runs.add(cp.run_id)
+            result.tables.append(TableResult(
+                table=tp.label, replica_table=tp.replica_label, mode="kept", key=tp.key_r, notes=[
+                    f"kept as the stopped run {cp.run_id[:8]} left it ({cp.rows_copied} rows from the master"
+                    + (f" as of {cp.snapshot_at:%Y-%m-%d %H:%M:%S %Z}" if cp.snapshot_at else "")
+                    + ", not read again): copy it under a policy to bring it to this run's snapshot"]))
+    if runs:
+        result.notes.append(f"resumed the stopped run {', '.join(sorted(r[:8] for r in runs))}: the tables it "
+                            "finished are kept, the others copied")
+    return [tp for tp in plans if tp.kept_from is None], [tp for tp in plans if tp.kept_from is not None]
 
 
 def _queue_own(replica, plans: list[TablePlan], owned: set[str], result: CopyResult, incremental: bool) -> None:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .table import TableCopy
 
 
-def _save(tc: "TableCopy", mode: str) -> None:
+def _save(tc: "TableCopy", mode: str, *, was_empty: bool = False) -> None:
     if tc.ctx.dry_run:
         return
     res = tc.res
@@ -44,7 +44,7 @@ def _save(tc: "TableCopy", mode: str) -> None:
     checkpoint.save(tc.r, Checkpoint(
         table_name=res.replica_table, master_table=res.table, run_id=tc.ctx.result.run_id, mode=mode,
         policy=res.policy, status="done", key_columns=tc.tp.key_r, last_key=None, rows_copied=res.rows_copied,
-        inserted=res.inserted, updated=res.updated, deleted=res.deleted, batches=res.batches, was_empty=False,
+        inserted=res.inserted, updated=res.updated, deleted=res.deleted, batches=res.batches, was_empty=was_empty,
         snapshot_at=tc.ctx.result.snapshot_at))
     tc.advance_sequences(tc.r)
 
@@ -119,7 +119,7 @@ def copy_keyless(tc: "TableCopy") -> None:
                 _note_built(res, built)
             res.rows_copied = res.inserted = rows
             res.batches = res.direct_batches = 1
-            _save(tc, "keyless")
+            _save(tc, "keyless", was_empty=True)
         tc._commit()
         tc.ctx.progress("batch", res.table, rows=rows, done=rows)
         return

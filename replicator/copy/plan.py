@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -17,6 +18,9 @@ from ..introspect import Schema, Table
 from ..rowhash import transfer_expr
 from .managed import default_masks
 from .masking import mask_expr, mask_key
+
+if TYPE_CHECKING:
+    from .models import Checkpoint
 
 POLICIES = ", ".join(p.value for p in Policy)
 
@@ -58,6 +62,7 @@ class TablePlan:
     master_storage: str = ""  # oid and relfilenodes of the table's leaves (a baseline's fingerprint)
     replica_storage: str = ""
     heaps: list | None = None  # the master table's heaps (stream.Heap), read by the pre-flight; None: not read
+    kept_from: Checkpoint | None = None  # the checkpoint of a stopped run that finished the table: a rerun keeps it (preflight)
 
     @property
     def filtered(self) -> bool:

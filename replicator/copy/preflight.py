@@ -51,11 +51,12 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
               problems: list[str], policy: Policy | None, batch_size: int | None, incremental: bool,
               dry_run: bool, logic: ReplicaLogic | None,
               owned: set[str] = frozenset(), first: list | None = None,
-              uncounted: list[Table] = ()) -> list[TablePlan]:
+              uncounted: list[Table] = (), kept: dict | None = None) -> list[TablePlan]:
     """Plans for every table, or `CopyError` listing every problem found (nothing written either way).
     ``first``: master statements still to send (their results unused); they go at the head of the
     master's batch, and the list is emptied once they are sent. ``uncounted``: master tables the
-    introspection left to count (never analyzed); those of the run are counted in the same batch."""
+    introspection left to count (never analyzed); those of the run are counted in the same batch.
+    ``kept``: `checkpoint.kept`; such a table, holding rows and with no policy, gets its `kept_from`."""
     problems = list(problems)
     plans: list[TablePlan] = []
     if pairs:
@@ -104,6 +105,9 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         readable = {r["table"]: r for r in readable_rows}
         replica.rollback()
         for tp, has_rows in zip(plans, holds):
+            if has_rows and tp.policy is None and tp.replica_label in (kept or {}):
+                tp.kept_from = (kept or {})[tp.replica_label]
+                continue  # nothing is read or written: no question for it
             problems += tp.problems
             problems += _table_problems(tp, rschema, bool(has_rows), access[tp.replica.key], readable[tp.master.key],
                                         incremental=incremental, dry_run=dry_run,
