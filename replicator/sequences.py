@@ -36,6 +36,7 @@ class SequenceUse:
     increment: int
     columns: list[tuple[str, str, str, str]] = field(default_factory=list)  # (table key, schema, table, column)
     identity: bool = False  # it backs an identity column
+    partitioned: set[str] = field(default_factory=set)  # fed tables that are partitioned (read with their partitions)
 
     @property
     def ident(self) -> sql.Identifier:
@@ -43,9 +44,12 @@ class SequenceUse:
 
     def edge_query(self, table: str | None = None) -> sql.Composable:
         """The furthest value any fed column holds (max, or min for a descending sequence); with
-        ``table`` (a key), the columns of that table only."""
+        ``table`` (a key), the columns of that table only. An inheritance child is a fed table of its
+        own (its default is its own), so each table is read ONLY; a partitioned one stands for its
+        partitions."""
         fn = sql.SQL("max" if self.increment > 0 else "min")
-        parts = [sql.SQL("SELECT {}({})::bigint AS v FROM {}").format(fn, sql.Identifier(c), sql.Identifier(s, t))
+        parts = [sql.SQL("SELECT {}({})::bigint AS v FROM {}{}").format(
+                     fn, sql.Identifier(c), sql.SQL("" if k in self.partitioned else "ONLY "), sql.Identifier(s, t))
                  for k, s, t, c in self.columns if table is None or k == table]
         return sql.SQL("SELECT {}(v) FROM ({}) edges").format(fn, sql.SQL(" UNION ALL ").join(parts))
 
@@ -64,6 +68,8 @@ def sequence_uses(conn: psycopg.Connection, tables: Iterable[str] | None = None)
                                                            r["increment"]))
         use.columns.append((r["table"], r["table_schema"], r["table_name"], r["column"]))
         use.identity = use.identity or r["identity"]
+        if r["partitioned"]:
+            use.partitioned.add(r["table"])
     wanted = set(tables) if tables is not None else None
     return [u for u in by_seq.values() if wanted is None or any(c[0] in wanted for c in u.columns)]
 
@@ -82,16 +88,20 @@ class SequenceState:
         return self.next_value <= self.edge if self.use.increment > 0 else self.next_value >= self.edge
 
 
-def sequence_state(conn: psycopg.Connection, use: SequenceUse, table: str | None = None) -> SequenceState:
+def sequence_state(conn: psycopg.Connection, use: SequenceUse, table: str | None = None,
+                   edge: int | None = None) -> SequenceState:
+    """Where the sequence stands against the data (``edge``: the furthest value, already read)."""
     last, called = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(use.ident)).fetchone()
-    edge = conn.execute(use.edge_query(table)).fetchone()[0]
+    if edge is None:
+        edge = conn.execute(use.edge_query(table)).fetchone()[0]
     return SequenceState(use, last + use.increment if called else last, edge)
 
 
-def advance(conn: psycopg.Connection, use: SequenceUse, table: str | None = None) -> SequenceState | None:
-    """setval the sequence to the furthest fed value (of ``table``'s columns only, with a table key)
-    when it is behind; returns the state it was in. Only ever forward."""
-    state = sequence_state(conn, use, table)
+def advance(conn: psycopg.Connection, use: SequenceUse, table: str | None = None,
+            edge: int | None = None) -> SequenceState | None:
+    """setval the sequence to the furthest fed value (of ``table``'s columns only, with a table key;
+    or ``edge``, already read) when it is behind; returns the state it was in. Only ever forward."""
+    state = sequence_state(conn, use, table, edge)
     if not state.behind:
         return None
     conn.execute("SELECT pg_catalog.setval(%s::regclass, %s, true)", (use.key, state.edge))

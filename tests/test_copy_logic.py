@@ -129,7 +129,12 @@ def test_foreign_keys_are_checked_after_the_copy_and_name_the_parent(master_url,
     # the child alone: its rows reference projects the replica does not have yet
     res = copy_tables(master_url, replica_url, ["leads"])
     assert [(o.table, o.constraint, o.rows) for o in res.orphans] == [("public.leads", "leads_project_id_fkey", 50)]
-    assert "copy public.projects first" in res.orphans[0].hint
+    assert res.orphans[0].hint == "copy public.projects first (replicator copy --table public.projects)"
+    # a parent holding rows (some of them): the hint's command needs a policy, which it gives
+    sql_on(replica_url, "INSERT INTO projects VALUES (1, 'p')")
+    res = copy_tables(master_url, replica_url, ["leads"], policy="master-wins")
+    assert res.orphans[0].hint == ("copy public.projects first (replicator copy --table public.projects "
+                                   "--policy master-wins)")
     r = CliRunner().invoke(main, ["copy", "--master", master_url, "--replica", replica_url, "--table", "leads",
                                   "--policy", "master-wins", "--out-dir", str(tmp_path)])
     assert r.exit_code == 1 and "copy public.projects first" in r.output

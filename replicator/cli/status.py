@@ -155,8 +155,9 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
 
 
 def _dropped_keys(conn) -> list[tuple[str, str]]:
-    """(table, constraint) of the foreign keys a copy dropped for a cycle and has not re-added yet."""
+    """(table label, constraint) of the foreign keys a copy dropped for a cycle and has not re-added yet."""
     if not conn.execute("SELECT to_regclass('_replicator.dropped_constraints') IS NOT NULL").fetchone()[0]:
         return []
-    return conn.execute("SELECT table_name, constraint_name FROM _replicator.dropped_constraints "
-                        "ORDER BY 1, 2").fetchall()
+    from ..copy import queries
+
+    return conn.execute(queries.load("dropped_keys")).fetchall()

@@ -138,12 +138,13 @@ def kept(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> dict[str, 
     return {c.table_name: c for c in mine if c.status == "done" and c.was_empty and c.run_id in stopped}
 
 
-def adopt(conn: psycopg.Connection, tables: list[str], run_id: str) -> None:
-    """The checkpoints of ``tables`` (kept from a stopped run) now name the run resuming it, so a rerun
-    of that run, stopped in turn, keeps them too. The caller commits."""
-    if tables:
-        conn.execute("UPDATE _replicator.checkpoints SET run_id = %s WHERE table_name = ANY(%s) AND status = 'done'",
-                     (run_id, tables))
+def adopt(conn: psycopg.Connection, tables: list[str], runs: set[str], run_id: str) -> None:
+    """The checkpoints the stopped ``runs`` left on ``tables`` now name the run resuming them, so a rerun
+    of this one, stopped in turn (even before it commits in a table it resumes), keeps what they
+    finished too. The caller commits."""
+    if runs:
+        conn.execute("UPDATE _replicator.checkpoints SET run_id = %s WHERE table_name = ANY(%s) "
+                     "AND run_id = ANY(%s::uuid[])", (run_id, tables, sorted(runs)))
 
 
 def queue(conn: psycopg.Connection, cps: list[Checkpoint]) -> None:

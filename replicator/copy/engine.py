@@ -18,7 +18,7 @@ from ..connect import batch, describe, error_side, is_transaction_pooler, open_m
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..introspect import Ahead, Schema, Table, introspect
-from ..rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, render_settings_query
+from ..rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, range_checksum, render_settings_query
 from ..selection import Selection
 from ..sequences import sequence_uses
 from . import baseline, checkpoint, indexes, logic as replica_logic
@@ -29,7 +29,7 @@ from .managed import referenced_managed_tables
 from .models import Checkpoint, CopyResult, TableResult
 from .plan import POLICIES, CopyError, TablePlan, resolve_table
 from .preflight import preflight, resolve
-from .table import Progress, RunContext, TableCopy
+from .table import Progress, RunContext, TableCopy, advance_sequences
 
 DEFERRED_DDL = """
 CREATE TABLE IF NOT EXISTS _replicator.dropped_constraints (
@@ -239,14 +239,14 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
                       logic=logic if not dry_run else None, owned=owned, first=closing,
                       uncounted=uncounted, kept=kept)
     close_introspection()  # when preflight had nothing to ask the master
-    plans, kept_plans = _keep(plans, result)
+    plans, kept_plans = _keep(master, replica, plans, result, dry_run)
     plans, deferred = _fk_order(rschema, plans)
     enforce_fks = not logic.replication_role
     still_dropped: list[str] = []
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
-        checkpoint.adopt(replica, [t.replica_table for t in result.tables if t.mode == "kept"], result.run_id)
+        checkpoint.adopt(replica, labels, {tp.kept_from.run_id for tp in kept_plans if tp.kept_from}, result.run_id)
         _queue_own(replica, plans, owned, result, incremental)
         # (a kept table's key to a table copied now is re-added once that table is copied)
         copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans + kept_plans}
@@ -261,7 +261,10 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints, owned=owned,
                      batch_bytes=cfg.batch_bytes, baselines=baselines, mask_key=key)
     if not dry_run:  # each table's last transaction advances them (TableCopy.advance_sequences)
-        ctx.sequences = _sequences_by_table(replica, plans)
+        ctx.sequences = _sequences_by_table(replica, plans + kept_plans)
+        for tp in kept_plans:  # (a stopped run of an older release advanced them only at its end)
+            advance_sequences(ctx, replica, tp.replica.key)
+        replica.commit()
     if point is not None:
         ctx.master_point = baseline.MasterPoint(
             xmin=int(point[0]), xmax=int(point[1]),
@@ -284,22 +287,43 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
         result.orphans = replica_logic.foreign_key_orphans(replica, sorted(copied), copied)
 
 
-def _keep(plans: list[TablePlan], result: CopyResult) -> tuple[list[TablePlan], list[TablePlan]]:
-    """The plans to copy, and those of the tables a stopped run finished (`TablePlan.kept_from`), which
-    get their line in the result, as that run left them."""
-    runs = set()
-    for tp in plans:
-        if (cp := tp.kept_from) is not None:
-            runs.add(cp.run_id)
-            result.tables.append(TableResult(
-                table=tp.label, replica_table=tp.replica_label, mode="kept", key=tp.key_r, notes=[
-                    f"kept as the stopped run {cp.run_id[:8]} left it ({cp.rows_copied} rows from the master"
-                    + (f" as of {cp.snapshot_at:%Y-%m-%d %H:%M:%S %Z}" if cp.snapshot_at else "")
-                    + ", not read again): copy it under a policy to bring it to this run's snapshot"]))
-    if runs:
-        result.notes.append(f"resumed the stopped run {', '.join(sorted(r[:8] for r in runs))}: the tables it "
-                            "finished are kept, the others copied")
-    return [tp for tp in plans if tp.kept_from is None], [tp for tp in plans if tp.kept_from is not None]
+def _keep(master, replica, plans: list[TablePlan], result: CopyResult,
+          dry_run: bool) -> tuple[list[TablePlan], list[TablePlan]]:
+    """The plans to copy, and those of the tables a stopped run finished (`TablePlan.kept_from`) that
+    still equal the master: count and sum of row hashes on both sides, the master's read on this run's
+    snapshot as copy reads it (masks, filter). Kept, they are as this run would leave them, and their
+    rows agree with the other tables' (one snapshot). One that differs (the master changed it since,
+    or the replica, or the config's masks or filter) is refused, as any table holding rows is with
+    no policy: nothing is copied."""
+    kept = [tp for tp in plans if tp.kept_from is not None]
+    if not kept:
+        return plans, []
+    mq = [(sql.SQL("SELECT {a} FROM ({s}) s").format(a=range_checksum(tp.rcols), s=tp.select_as_replica(sql.SQL("true"))),
+           None) for tp in kept]
+    rq = [(sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(tp.rcols), t=tp.rfrom), None) for tp in kept]
+    msums, rsums = batch(master, mq), batch(replica, rq)
+    replica.rollback()
+    refused = []
+    for tp, ((mn, ms),), ((rn, rs),) in zip(kept, msums, rsums):
+        cp = tp.kept_from
+        assert cp is not None
+        if (mn, int(ms)) != (rn, int(rs)):
+            refused.append(f"replica table {tp.replica_label} is not empty, and no longer equals the master since the "
+                           f"stopped run {cp.run_id[:8]} copied it (changed on either side, or by the config's masks or "
+                           f"filter): choose a policy with --policy, [copy] policy or [tables.{tp.master.name}] policy "
+                           f"({POLICIES})")
+            continue
+        result.tables.append(TableResult(
+            table=tp.label, replica_table=tp.replica_label, mode="kept", key=tp.key_r, rows_copied=mn, unchanged=mn,
+            skipped_rows=mn, status="dry-run" if dry_run else "done", notes=[
+                f"kept as the stopped run {cp.run_id[:8]} left it: its {mn} rows still equal the master's (count and "
+                "row checksums, on this run's snapshot)"]))
+    if refused:
+        listed = "; ".join(f"{i}) {p}" for i, p in enumerate(refused, 1)) if len(refused) > 1 else refused[0]
+        raise CopyError(f"nothing was copied: {listed}")
+    result.notes.append(f"resumed the stopped run {', '.join(sorted({tp.kept_from.run_id[:8] for tp in kept if tp.kept_from}))}: "
+                        "the tables it finished, still equal to the master, are kept; the others copied")
+    return [tp for tp in plans if tp.kept_from is None], kept
 
 
 def _queue_own(replica, plans: list[TablePlan], owned: set[str], result: CopyResult, incremental: bool) -> None:

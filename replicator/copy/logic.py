@@ -136,7 +136,10 @@ def foreign_key_orphans(conn: psycopg.Connection, tables: list[str], copied: set
         rows = conn.execute(sql.SQL("SELECT {} ").format(shown) + base + sql.SQL(" LIMIT %s"), [examples]).fetchall()
         parent_label = f"{fk['parent_schema']}.{fk['parent_name']}"
         if fk["parent"] not in copied:
-            hint = f"copy {parent_label} first (replicator copy --table {parent_label})"
+            # a parent holding rows is refused by a copy with no policy: the hint gives one that adds rows
+            filled = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(parent)).fetchone()[0]
+            hint = (f"copy {parent_label} first (replicator copy --table {parent_label}"
+                    f"{' --policy master-wins' if filled else ''})")
         else:
             hint = f"rows of {parent_label} that {fk['child_schema']}.{fk['child_name']} references are missing on the replica"
         out.append(Orphans(table=f"{fk['child_schema']}.{fk['child_name']}", constraint=fk["name"],

@@ -116,8 +116,22 @@ class RunContext:
 
 
 #: two workers finishing tables fed by one sequence: the check and the setval as one step, or the
-#: second could set the sequence back (held to the commit: the lock needs no unlocking on any path)
+#: second could set the sequence back (held to the commit: the lock needs no unlocking on any path;
+#: taken after the table is read, so no worker waits for it while another waits for its table)
 SEQUENCE_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('replicator sequence ' || %s, 0))"
+
+
+def advance_sequences(ctx: RunContext, conn: psycopg.Connection, table: str) -> None:
+    """Every sequence feeding ``table`` (a replica key) past that table's values, each read before its
+    sequence's lock is taken (`SEQUENCE_LOCK`)."""
+    for use in ctx.sequences.get(table, []):  # sorted: workers lock in one order
+        edge = conn.execute(use.edge_query(table)).fetchone()[0]
+        if edge is None:
+            continue
+        conn.execute(SEQUENCE_LOCK, (use.key,))
+        state = advance(conn, use, edge=edge)
+        if state is not None and state.edge is not None:
+            ctx.sequence_advanced(use, state.edge)
 
 
 def _may_displace(ctx: RunContext, tp: TablePlan) -> bool:
@@ -216,12 +230,7 @@ class TableCopy:
         table is done leaves none of its sequences behind its rows; one stopped before the commit leaves
         at most a gap. Only this table's columns are read: another table a sequence feeds may be locked
         by the worker loading it, and its own last transaction advances the sequence past its rows."""
-        key = self.tp.replica.key
-        for use in self.ctx.sequences.get(key, []):  # sorted: workers lock in one order
-            conn.execute(SEQUENCE_LOCK, (use.key,))
-            state = advance(conn, use, key)
-            if state is not None and state.edge is not None:
-                self.ctx.sequence_advanced(use, state.edge)
+        advance_sequences(self.ctx, conn, self.tp.replica.key)
 
     def _baselines_apply(self) -> bool:
         """Whether this table can have a baseline: its key compares with the master's, every master row

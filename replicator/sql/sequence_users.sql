@@ -25,7 +25,8 @@ SELECT quote_ident(sn.nspname) || '.' || quote_ident(s.relname) AS sequence,
        a.attname AS "column",
        format_type(a.atttypid, NULL) AS column_type,
        q.seqincrement AS increment,
-       a.attidentity <> '' AS identity
+       a.attidentity <> '' AS identity,
+       t.relkind = 'p' AS partitioned
 FROM users u
 JOIN pg_catalog.pg_class s ON s.oid = u.seq
 JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
