@@ -5,13 +5,16 @@ Servers are found in this order (DESIGN.md, "Tests"):
 2. a Docker engine, through testcontainers, when one answers;
 3. PostgreSQL binaries on the machine (initdb/pg_ctl in a temporary directory);
 4. the binaries of the embedded `pgserver` wheel.
-`REPLICATOR_TEST_BACKEND=env|docker|system|embedded` forces one.
+`REPLICATOR_TEST_BACKEND=env|docker|system|embedded` forces one; `mixed` runs the master on the
+machine's binaries and the replica on the embedded ones, two major versions apart where they differ
+(a Supabase master on one release, a developer's database on another).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -72,8 +75,27 @@ def _from_binaries(bindir) -> tuple[Server, Server] | None:
     return tuple(Server(c.url(), c.version, f"local PostgreSQL {c.version}", c.stop) for c in clusters)  # type: ignore
 
 
+def _mixed() -> tuple[Server, Server] | None:
+    system, embedded = ephemeral.system_bindir(), ephemeral.embedded_bindir()
+    if system is None or embedded is None:
+        return None
+    master = ephemeral.start_cluster(system)
+    try:
+        replica = ephemeral.start_cluster(embedded)
+    except BaseException:
+        master.stop()
+        raise
+    return (Server(master.url(), master.version, f"local PostgreSQL {master.version}", master.stop),
+            Server(replica.url(), replica.version, f"embedded PostgreSQL {replica.version}", replica.stop))
+
+
 def _start_servers() -> tuple[Server, Server]:
     backend = os.environ.get("REPLICATOR_TEST_BACKEND", "auto")
+    if backend == "mixed":
+        found = _mixed()
+        if found is None:
+            raise RuntimeError("REPLICATOR_TEST_BACKEND=mixed needs PostgreSQL binaries on the machine and pgserver")
+        return found
     attempts = {
         "env": _from_env,
         "docker": _from_docker,
@@ -153,10 +175,20 @@ def role(pg_servers):
         c.execute(f"DROP ROLE IF EXISTS {name}")
 
 
+#: what a server built without contrib or libxml (the embedded pgserver's) says: the test needs it
+_SERVER_LACKS = re.compile(r'extension "[^"]+" is not available|unsupported XML feature')
+
+
 def run_sql(url: str, text: str, params=None) -> list[tuple]:
-    """Run SQL directly (not through replicator) in autocommit; returns rows of the last statement, if any."""
+    """Run SQL directly (not through replicator) in autocommit; returns rows of the last statement, if any.
+    A test arranging what the server was built without (an extension, XML) is skipped, saying so."""
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(text, params) if params is not None else conn.execute(text)
+        try:
+            cur = conn.execute(text, params) if params is not None else conn.execute(text)
+        except psycopg.errors.FeatureNotSupported as e:
+            if _SERVER_LACKS.search(str(e)):
+                pytest.skip(f"this server lacks it: {str(e).splitlines()[0]}")
+            raise
         return cur.fetchall() if cur.description else []
 
 
