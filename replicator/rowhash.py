@@ -42,8 +42,11 @@ def _ident(column: str, alias: str | None) -> sql.Composable:
 
 
 def value_text(column: str, alias: str | None = None) -> sql.Composable:
-    """The text form of one column's value: what "equal" compares."""
-    return sql.SQL("{}::text").format(_ident(column, alias))
+    """The text form of one column's value: what "equal" compares, byte for byte. The cast keeps the
+    column's collation, and under a nondeterministic one (case-insensitive ICU) both hashing and
+    `IS DISTINCT FROM` would take 'alice' and 'ALICE' for the same; "C" is deterministic (and
+    changes no hash under a deterministic collation)."""
+    return sql.SQL('({}::text COLLATE "C")').format(_ident(column, alias))
 
 
 def row_hash(columns: Sequence[str], alias: str | None = None) -> sql.Composable:

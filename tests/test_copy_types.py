@@ -22,6 +22,7 @@ EQUAL_NOT_IDENTICAL = [
     ("jsonb", '{"a": 1.0}', '{"a": 1}'),
     ("jsonb", "1.0", "1"),
     ("citext", "Hello", "hello"),
+    ("text COLLATE ci", "Hello", "hello"),  # a case-insensitive ICU collation (nondeterministic)
     ("numeric[]", "{1.50,2}", "{1.5,2.0}"),
 ]
 
@@ -33,6 +34,9 @@ def test_equal_but_not_identical_values_are_updated(master_url, replica_url, sql
     if typ == "citext":
         for url in (master_url, replica_url):
             sql_on(url, "CREATE EXTENSION citext")
+    if "COLLATE ci" in typ:
+        for url in (master_url, replica_url):
+            sql_on(url, "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
     both(sql_on, master_url, replica_url, f"CREATE TABLE t (id int PRIMARY KEY, v {typ}, w text)")
     sql_on(master_url, f"INSERT INTO t SELECT i, %s::{typ}, 'x' || i FROM generate_series(1, 300) i", (master_value,))
     sql_on(replica_url, f"INSERT INTO t SELECT i, %s::{typ}, 'x' || i FROM generate_series(1, 300) i", (master_value,))
