@@ -682,3 +682,95 @@ def test_status_names_a_dropped_key_of_a_quoted_table_by_its_label(master_url, r
     rows = json.loads(subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True,
                                      check=True).stdout)
     assert {r["table_name"]: r["foreign_keys_dropped"] for r in rows}["public.Staff"] == ["Staff_mgr_fkey"]
+
+
+def test_a_finished_table_whose_plan_has_a_problem_is_not_kept(master_url, replica_url, sql_on):
+    """The master changed a kept table's column type since the stopped run: its rows no longer compare
+    (the plan leaves the column out), and the rerun says what any copy of it says."""
+    from replicator.copy import CopyError, copy_tables
+
+    _own_tables(sql_on, master_url, replica_url)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, ["a", "b"], progress=_stop_after(1))
+    finished = next(t for t, st in _statuses(sql_on, replica_url).items() if st == "done")
+    sql_on(master_url, f"ALTER TABLE {finished} ALTER COLUMN v TYPE bigint USING id * 1000")
+    with pytest.raises(CopyError, match=f"type mismatch for {finished}.v"):
+        copy_tables(master_url, replica_url, ["a", "b"])
+
+
+def test_a_replica_role_that_may_not_set_a_sequence_is_refused_before_anything_is_written(
+        master_url, replica_url, sql_on, role):
+    from conftest import url_with
+
+    from replicator.copy import CopyError, copy_tables
+
+    sql_on(master_url, SEQ_DDL)
+    sql_on(replica_url, SEQ_DDL + f"; GRANT SELECT, INSERT, UPDATE, DELETE ON tickets, notes TO {role};"
+                                  f"GRANT CREATE ON SCHEMA public TO {role}; CREATE SCHEMA _replicator AUTHORIZATION {role}")
+    sql_on(master_url, SEQ_FILL)
+    with pytest.raises(CopyError, match=f"nothing was copied: the replica role {role} lacks SELECT, UPDATE on sequence "
+                                        "public.notes_id_seq, which feeds public.notes.id; .*GRANT SELECT, UPDATE ON "
+                                        "SEQUENCE public.notes_id_seq, public.shared_refs, public.tickets_id_seq"):
+        copy_tables(master_url, url_with(replica_url, user=role, password="pw"), ["tickets", "notes"])
+    assert sql_on(replica_url, "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM notes)") == [(0, 0)]
+
+
+def test_a_rerun_that_only_carries_on_a_running_table_takes_over_the_stopped_run(master_url, replica_url, sql_on):
+    """A stops in y; B (x and y) finishes x and stops before its first commit in y; C, B's rerun, keeps x."""
+    from replicator.copy import copy_tables
+
+    ddl = "CREATE TABLE x (id int PRIMARY KEY, v text); CREATE TABLE y (id int PRIMARY KEY, v text)"
+    sql_on(master_url, ddl + "; INSERT INTO x SELECT g, 'x' FROM generate_series(1, 50) g;"
+                             "INSERT INTO y SELECT g, 'y' FROM generate_series(1, 3000) g")
+    sql_on(replica_url, ddl)
+
+    def stop_at(event_wanted, table_wanted):
+        def progress(event, table, **info):
+            if (event, table) == (event_wanted, table_wanted):
+                raise Interrupted(table)
+        return progress
+
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, ["y"], batch_size=500, progress=stop_at("batch", "public.y"))
+    with pytest.raises(Interrupted):  # x is the smaller: first
+        copy_tables(master_url, replica_url, ["x", "y"], batch_size=500, progress=stop_at("start", "public.y"))
+    assert _statuses(sql_on, replica_url) == {"public.x": "done", "public.y": "running"}
+    result = copy_tables(master_url, replica_url, ["x", "y"], batch_size=500)
+    assert {t.replica_table: t.mode for t in result.tables}["public.x"] == "kept"
+    assert _all_equal(sql_on, master_url, replica_url, ("x", "y"))
+
+
+def test_a_stopped_run_with_a_table_under_a_configured_policy_is_resumed(master_url, replica_url, sql_on):
+    """[tables.b] policy = master-wins: the run queues b with its policy too, so stopped before b (or in
+    it), its rerun still resumes it and keeps a."""
+    from replicator.config import Config, TableConfig
+    from replicator.copy import copy_tables
+
+    _own_tables(sql_on, master_url, replica_url)
+    cfg = Config(tables={"b": TableConfig(policy="master-wins")})
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, ["a", "b"], config=cfg, progress=_stop_after(1))
+    statuses = dict(sql_on(replica_url, "SELECT table_name, status || '/' || coalesce(policy, '-') "
+                                        "FROM _replicator.checkpoints"))
+    finished = next(t for t, st in statuses.items() if st.startswith("done"))
+    assert sorted(statuses.values()) == sorted(["done/-" if finished == "public.a" else "done/master-wins",
+                                                "queued/master-wins" if finished == "public.a" else "queued/-"])
+    result = copy_tables(master_url, replica_url, ["a", "b"], config=cfg)
+    if finished == "public.a":
+        assert {t.replica_table: t.mode for t in result.tables}["public.a"] == "kept"
+    assert _all_equal(sql_on, master_url, replica_url, ("a", "b"))
+
+
+def test_a_refused_rerun_reports_no_table_as_kept(master_url, replica_url, sql_on):
+    from replicator.copy import CopyError, copy_tables
+
+    sql_on(master_url, ALL_DDL)
+    sql_on(replica_url, ALL_DDL)
+    sql_on(master_url, ALL_FILL)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
+    finished = sorted(t for t, st in _statuses(sql_on, replica_url).items() if st == "done")
+    sql_on(replica_url, f"DELETE FROM {finished[0]} WHERE ctid = (SELECT min(ctid) FROM {finished[0]})")
+    with pytest.raises(CopyError, match=f"replica table {finished[0]} is not empty, and no longer equals") as e:
+        copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
+    assert e.value.result.tables == []  # type: ignore[attr-defined]

@@ -126,16 +126,21 @@ def owned(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> set[str]:
             if c.table_name in tables and c.status == "running" and c.policy is None and c.was_empty}
 
 
-def kept(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> dict[str, Checkpoint]:
-    """Of ``tables``, those a stopped copy of ours with no policy finished (`done`, into the empty
-    table), when ``tables`` also hold tables that run had not finished (`queued` or `running`): a rerun
-    with no policy resumes that run and keeps them as it left them (nothing read or written), where it
-    would refuse a table holding rows. A run is stopped when its tables are free: the caller holds
-    their copy locks."""
+def stopped_runs(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> set[str]:
+    """The runs that left some of ``tables`` unfinished (`queued` or `running`, whatever their policy):
+    stopped, since the caller holds those tables' copy locks."""
     tables = set(tables)
-    mine = [c for c in checkpoints if c.table_name in tables and c.policy is None]
-    stopped = {c.run_id for c in mine if c.status in ("queued", "running")}
-    return {c.table_name: c for c in mine if c.status == "done" and c.was_empty and c.run_id in stopped}
+    return {c.run_id for c in checkpoints if c.table_name in tables and c.status in ("queued", "running")}
+
+
+def kept(checkpoints: Iterable[Checkpoint], tables: Iterable[str]) -> dict[str, Checkpoint]:
+    """Of ``tables``, those a stopped run (`stopped_runs`) finished with no policy into the empty table:
+    a rerun with no policy resumes that run and keeps them while they still equal the master
+    (engine._keep), where it would refuse a table holding rows."""
+    tables = set(tables)
+    stopped = stopped_runs(checkpoints, tables)
+    return {c.table_name: c for c in checkpoints if c.table_name in tables and c.policy is None
+            and c.status == "done" and c.was_empty and c.run_id in stopped}
 
 
 def adopt(conn: psycopg.Connection, tables: list[str], runs: set[str], run_id: str) -> None:

@@ -241,13 +241,15 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     close_introspection()  # when preflight had nothing to ask the master
     plans, kept_plans = _keep(master, replica, plans, result, dry_run)
     plans, deferred = _fk_order(rschema, plans)
+    sequences = _sequences_by_table(replica, plans + kept_plans)
+    _check_sequence_privileges(replica, sequences)
     enforce_fks = not logic.replication_role
     still_dropped: list[str] = []
     if not dry_run:
         identity.mark_replica(replica, pair)
         checkpoint.ensure(replica)
-        checkpoint.adopt(replica, labels, {tp.kept_from.run_id for tp in kept_plans if tp.kept_from}, result.run_id)
-        _queue_own(replica, plans, owned, result, incremental)
+        checkpoint.adopt(replica, labels, checkpoint.stopped_runs(checkpoints.values(), labels), result.run_id)
+        _queue_own(replica, plans, checkpoints, result, incremental)
         # (a kept table's key to a table copied now is re-added once that table is copied)
         copied_roots = {order.partition_root(rschema, tp.replica.key) for tp in plans + kept_plans}
         still_dropped = _restore_constraints(replica, lambda table: order.partition_root(rschema, table) in copied_roots)
@@ -261,7 +263,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
                      restart=restart, incremental=incremental, checksum_skip=checksum_skip, checkpoints=checkpoints, owned=owned,
                      batch_bytes=cfg.batch_bytes, baselines=baselines, mask_key=key)
     if not dry_run:  # each table's last transaction advances them (TableCopy.advance_sequences)
-        ctx.sequences = _sequences_by_table(replica, plans + kept_plans)
+        ctx.sequences = sequences
         for tp in kept_plans:  # (a stopped run of an older release advanced them only at its end)
             advance_sequences(ctx, replica, tp.replica.key)
         replica.commit()
@@ -303,7 +305,7 @@ def _keep(master, replica, plans: list[TablePlan], result: CopyResult,
     rq = [(sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(tp.rcols), t=tp.rfrom), None) for tp in kept]
     msums, rsums = batch(master, mq), batch(replica, rq)
     replica.rollback()
-    refused = []
+    refused, lines = [], []
     for tp, ((mn, ms),), ((rn, rs),) in zip(kept, msums, rsums):
         cp = tp.kept_from
         assert cp is not None
@@ -313,7 +315,7 @@ def _keep(master, replica, plans: list[TablePlan], result: CopyResult,
                            f"filter): choose a policy with --policy, [copy] policy or [tables.{tp.master.name}] policy "
                            f"({POLICIES})")
             continue
-        result.tables.append(TableResult(
+        lines.append(TableResult(
             table=tp.label, replica_table=tp.replica_label, mode="kept", key=tp.key_r, rows_copied=mn, unchanged=mn,
             skipped_rows=mn, status="dry-run" if dry_run else "done", notes=[
                 f"kept as the stopped run {cp.run_id[:8]} left it: its {mn} rows still equal the master's (count and "
@@ -321,27 +323,31 @@ def _keep(master, replica, plans: list[TablePlan], result: CopyResult,
     if refused:
         listed = "; ".join(f"{i}) {p}" for i, p in enumerate(refused, 1)) if len(refused) > 1 else refused[0]
         raise CopyError(f"nothing was copied: {listed}")
+    result.tables += lines
     result.notes.append(f"resumed the stopped run {', '.join(sorted({tp.kept_from.run_id[:8] for tp in kept if tp.kept_from}))}: "
                         "the tables it finished, still equal to the master, are kept; the others copied")
     return [tp for tp in plans if tp.kept_from is None], kept
 
 
-def _queue_own(replica, plans: list[TablePlan], owned: set[str], result: CopyResult, incremental: bool) -> None:
-    """Before anything is copied, write this run's tables with no policy `queued` in the checkpoints,
-    but for those a stopped copy left `running` (`checkpoint.owned`), which keep their progress.
-    Killed between two tables, the run still shows the tables it had not reached, and `status` the
-    command that copies them."""
+def _queue_own(replica, plans: list[TablePlan], checkpoints: dict[str, Checkpoint], result: CopyResult,
+               incremental: bool) -> None:
+    """Before anything is copied, write this run's tables `queued` in the checkpoints (with their
+    policy), but for those a stopped copy left `running` (`checkpoint.owned`), which keep their
+    progress. Killed between two tables, the run still shows the tables it had not reached, `status`
+    the command that copies them, and its rerun keeps what it finished (`checkpoint.kept`)."""
     if incremental:  # an --incremental run keeps its own watermarks per table
         return
     queued = []
     for tp in plans:
-        if tp.policy is not None:
-            continue
-        if tp.replica_label not in owned:
-            queued.append(Checkpoint(
-                table_name=tp.replica_label, master_table=tp.label, run_id=result.run_id,
-                mode="direct" if tp.keyed else "keyless", policy=None, status="queued", key_columns=tp.key_r,
-                was_empty=True, snapshot_at=result.snapshot_at))
+        cp = checkpoints.get(tp.replica_label)
+        if cp is not None and cp.status == "running":
+            continue  # a stopped copy's progress, which this run carries on
+        queued.append(Checkpoint(
+            table_name=tp.replica_label, master_table=tp.label, run_id=result.run_id,
+            mode=("direct" if tp.policy is None else "full") if tp.keyed else "keyless",
+            policy=tp.policy.value if tp.policy else None, status="queued", key_columns=tp.key_r,
+            was_empty=tp.policy is None, snapshot_at=result.snapshot_at,
+            watermark=cp.watermark if cp else None))  # (an --incremental run's, kept for the next)
     checkpoint.queue(replica, queued)
     replica.commit()
 
@@ -422,6 +428,27 @@ def _sequences_by_table(replica: psycopg.Connection, plans: list[TablePlan]):
                 out.setdefault(table, []).append(use)
     replica.commit()
     return out
+
+
+def _check_sequence_privileges(replica: psycopg.Connection, sequences: dict[str, list]) -> None:
+    """Refuse up front, before anything is written, when the replica role may not read or set a
+    sequence the copy brings past the rows it copies (each table's last transaction does)."""
+    uses = {u.key: u for us in sequences.values() for u in us}
+    if not uses:
+        return
+    rows = replica.execute(
+        "SELECT s, has_sequence_privilege(s, 'SELECT'), has_sequence_privilege(s, 'UPDATE'), current_user "
+        "FROM unnest(%s::text[]) s", (sorted(uses),)).fetchall()
+    replica.rollback()
+    lacking = [(s, role, [p for p, ok in (("SELECT", sel), ("UPDATE", upd)) if not ok]) for s, sel, upd, role in rows
+               if not (sel and upd)]
+    if lacking:
+        what = "; ".join(f"{', '.join(p)} on sequence {s}, which feeds "
+                         f"{', '.join(sorted({f'{sc}.{t}.{c}' for _k, sc, t, c in uses[s].columns}))}"
+                         for s, _role, p in lacking)
+        raise CopyError(f"nothing was copied: the replica role {lacking[0][1]} lacks {what} (the copy brings each "
+                        f"sequence past the rows it copies): GRANT SELECT, UPDATE ON SEQUENCE "
+                        f"{', '.join(s for s, _r, _p in lacking)} TO {lacking[0][1]}")
 
 
 def _build_pending_indexes(replica: psycopg.Connection, tables: list[Table], rschema: Schema, cfg: Config,

@@ -106,12 +106,11 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         replica.rollback()
         for tp, has_rows in zip(plans, holds):
             if has_rows and tp.policy is None and tp.replica_label in (kept or {}):
-                tp.kept_from = (kept or {})[tp.replica_label]
-                continue  # nothing is read or written: no question for it
+                tp.kept_from = (kept or {})[tp.replica_label]  # (its plan must hold all the same: it is compared)
             problems += tp.problems
             problems += _table_problems(tp, rschema, bool(has_rows), access[tp.replica.key], readable[tp.master.key],
                                         incremental=incremental, dry_run=dry_run,
-                                        owned=tp.replica_label in owned)
+                                        owned=tp.replica_label in owned, kept=tp.kept_from is not None)
             problems += _composite_problems(tp, *layouts)
         if logic is not None:
             problems += logic.problems()
@@ -145,7 +144,9 @@ def _composite_problems(tp: TablePlan, master: dict, replica: dict) -> list[str]
 
 
 def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict, readable: dict, *, incremental: bool, dry_run: bool,
-                    owned: bool) -> list[str]:
+                    owned: bool, kept: bool = False) -> list[str]:
+    """What stops the table's copy. ``kept``: a stopped run's finished table, compared and not written
+    (engine._keep): it holds rows with no policy, and needs no privilege to write."""
     out = []
     label, rlabel = tp.label, tp.replica_label
     if not readable["can_select"]:
@@ -155,7 +156,7 @@ def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict
                    "(or a permissive SELECT policy), or the replica would silently miss rows")
     if incremental and not tp.cursor:
         out.append(f"--incremental needs a cursor column for {label}: set [tables.{tp.master.name}] cursor = \"...\"")
-    if has_rows and tp.policy is None and not owned:
+    if has_rows and tp.policy is None and not owned and not kept:
         out.append(f"replica table {rlabel} is not empty: choose a policy with --policy, [copy] policy or "
                    f"[tables.{tp.master.name}] policy ({POLICIES})")
     if has_rows and tp.keyed and tp.policy != Policy.REPLACE and not tp.key_masked and not unique_on(rschema, tp.replica, tp.key_r):
@@ -173,7 +174,7 @@ def _table_problems(tp: TablePlan, rschema: Schema, has_rows: bool, access: dict
                    "(without FORCE ROW LEVEL SECURITY)")
     # a table a stopped copy of ours left running is made equal to the master: written as under mirror
     policy = Policy.MIRROR if tp.policy is None and owned and has_rows else tp.policy
-    if not dry_run:
+    if not dry_run and not kept:
         need = ["can_insert"]
         if policy in (Policy.MASTER_WINS, Policy.MIRROR):
             need.append("can_update")
