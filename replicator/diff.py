@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, get_args
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from . import viewdef
 from .introspect.models import Column, Extension, Schema, Table, present_ref
 
 ChangeKind = Literal[
@@ -187,7 +188,8 @@ class ObjectKind:
     ``compare`` names the attributes that matter (``None``: every attribute but ``ignore``);
     ``changed`` is the change kind for a difference in them (default ``<name>_changed``);
     ``comment``: comments are compared (as ``<name>_comment``); ``grants``: the GRANT object type,
-    when privileges are compared; ``label`` names an object in details."""
+    when privileges are compared; ``label`` names an object in details; ``same``: for an attribute, how
+    two texts that differ may still mean the same (another release's deparsing)."""
 
     name: str
     compare: tuple[str, ...] | None = None
@@ -196,6 +198,7 @@ class ObjectKind:
     comment: bool = True
     grants: str | None = None
     label: Callable[[Any], str] | None = None
+    same: Mapping[str, Callable[[Any, Any], bool]] = field(default_factory=dict)
 
     def describe(self, obj: Any) -> str:
         return self.label(obj) if self.label else self.name
@@ -203,7 +206,8 @@ class ObjectKind:
     def differing(self, m: Any, r: Any) -> dict[str, list]:
         md, rd = _dump(m), _dump(r)
         attrs = self.compare if self.compare is not None else [a for a in md if a not in self.ignore]
-        return {a: [md.get(a), rd.get(a)] for a in attrs if _norm(md.get(a)) != _norm(rd.get(a))}
+        return {a: [md.get(a), rd.get(a)] for a in attrs if _norm(md.get(a)) != _norm(rd.get(a))
+                and not (a in self.same and self.same[a](_norm(md.get(a)), _norm(rd.get(a))))}
 
 
 EXTENSION = ObjectKind("extension", compare=("version",), changed="extension_version", comment=False)
@@ -218,7 +222,8 @@ FUNCTION = ObjectKind("function", grants="function", label=lambda f: f.kind)
 TABLE = ObjectKind("table", compare=("kind", "unlogged", "partition_of", "partition_bound", "partition_key",
                                      "inherits", "options"), grants="table", label=lambda t: t.kind)
 VIEW = ObjectKind("view", compare=("materialized", "definition", "options"), grants="table",
-                  label=lambda v: "materialized view" if v.materialized else "view")
+                  label=lambda v: "materialized view" if v.materialized else "view",
+                  same={"definition": viewdef.same})
 CONSTRAINT = ObjectKind("constraint", compare=("definition", "validated"))
 INDEX = ObjectKind("index", compare=("definition",))
 TRIGGER = ObjectKind("trigger", compare=("definition", "enabled"))
