@@ -176,7 +176,7 @@ def role(pg_servers):
 
 
 #: what a server built without contrib or libxml (the embedded pgserver's) says: the test needs it
-_SERVER_LACKS = re.compile(r'extension "[^"]+" is not available|unsupported XML feature')
+_SERVER_LACKS = re.compile(r'extension "[^"]+" is not available|unsupported XML feature|ICU is not supported')
 
 
 def run_sql(url: str, text: str, params=None) -> list[tuple]:
