@@ -54,7 +54,13 @@ def test_equal_but_not_identical_values_are_updated(master_url, replica_url, sql
     assert (again.updated, again.skipped_rows) == (0, 300)
 
 
+def _xml_on_both(sql_on, *urls) -> None:
+    for url in urls:  # a server built without libxml stores the type but parses no value: skipped
+        sql_on(url, "SELECT '<a/>'::xml")
+
+
 def test_xml_keeps_its_declaration(master_url, replica_url, sql_on):
+    _xml_on_both(sql_on, master_url, replica_url)
     both(sql_on, master_url, replica_url, "CREATE TABLE x (id int PRIMARY KEY, doc xml, docs xml)")
     sql_on(master_url, """INSERT INTO x VALUES
         (1, '<?xml version="1.0" encoding="UTF-8"?><a>1</a>', NULL),
@@ -206,6 +212,7 @@ FROM generate_series(1, 300) i
 
 @pytest.mark.parametrize("policy", [None, "master-wins"])
 def test_type_zoo_round_trips_exactly(master_url, replica_url, sql_on, policy):
+    _xml_on_both(sql_on, master_url, replica_url)
     both(sql_on, master_url, replica_url, TYPE_ZOO)
     sql_on(master_url, ZOO_ROW)
     sql_on(master_url, "INSERT INTO zoo (id) VALUES (1000)")  # every column NULL

@@ -19,7 +19,7 @@ from replicator.config import Config
 from replicator.guard import MasterGuard
 from replicator.migrate import MigrateOptions, run_migrate
 
-from test_roundtrip import fingerprint
+from test_roundtrip import fingerprints
 
 
 @dataclass
@@ -177,5 +177,5 @@ def test_generated_schema_migrates_into_an_empty_database(seed, master_url, repl
     s.close()
     assert [str(c) for c in plan.changes] == [] and plan.steps == []
     assert all(e.allowed for e in guard.audit)
-    m, r = fingerprint(sql_on, master_url), fingerprint(sql_on, replica_url)
+    m, r = fingerprints(sql_on, master_url, replica_url)
     assert sorted(m - r) == [] and sorted(r - m) == []

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from replicator.cli import main
 
-from test_roundtrip import fingerprint
+from test_roundtrip import fingerprints
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -33,7 +33,7 @@ def _round_trip(master_url: str, replica_url: str, out: Path, *flags: str) -> st
 def test_into_an_empty_database(master_url, replica_url, sql_on, tmp_path):
     sql_on(master_url, (FIXTURES / "pagila_like.sql").read_text())
     _round_trip(master_url, replica_url, tmp_path)
-    m, r = fingerprint(sql_on, master_url), fingerprint(sql_on, replica_url)
+    m, r = fingerprints(sql_on, master_url, replica_url)
     assert sorted(m - r) == [] and sorted(r - m) == []
     # the replica works like the master: the trigger fills the tsvector, the aggregate aggregates
     sql_on(replica_url, """
@@ -68,7 +68,7 @@ def test_into_an_older_copy(master_url, replica_url, sql_on, tmp_path):
     # the recreated payment's old rows were backed up before it was dropped
     backups = sorted((tmp_path / "reports" / "backups").iterdir())
     assert "2.99" in (backups[-1] / "data" / "public.payment.copy").read_text()
-    m, r = fingerprint(sql_on, master_url), fingerprint(sql_on, replica_url)
+    m, r = fingerprints(sql_on, master_url, replica_url)
     assert sorted(m - r) == [] and sorted(r - m) == []
 
 

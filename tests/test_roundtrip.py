@@ -585,6 +585,15 @@ UNION ALL
 SELECT 'view', c.oid::regclass::text || ' ' || pg_get_viewdef(c.oid)
 FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
 UNION ALL
+-- what each view reads, column by column (the same whichever release deparses the view)
+SELECT DISTINCT 'viewdep', v.oid::regclass::text || ' reads ' || d.refobjid::regclass::text || '.'
+       || coalesce(a.attname::text, '*')
+FROM pg_rewrite rw JOIN pg_class v ON v.oid = rw.ev_class JOIN ns ON ns.oid = v.relnamespace
+JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE v.relkind IN ('v', 'm')
+UNION ALL
 SELECT 'con', conrelid::regclass::text || ' ' || CASE WHEN conparentid = 0 THEN conname ELSE '(clone)' END
        || ' ' || pg_get_constraintdef(con.oid) || ' ' || confrelid::regclass::text
        || ' ' || coalesce(obj_description(con.oid, 'pg_constraint'), '')
@@ -635,6 +644,17 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = co.oid AND d.deptype
 """
 
 
+def fingerprints(sql_on, master_url: str, replica_url: str) -> tuple[set[str], set[str]]:
+    """Both servers' `fingerprint`. Two major releases apart, a view's text is left out (PostgreSQL 16
+    prints `SELECT id FROM t` for what 15 printed `SELECT t.id FROM t`): the view is then known by
+    its columns and what it reads, column by column (`viewdep`)."""
+    m, r = fingerprint(sql_on, master_url), fingerprint(sql_on, replica_url)
+    version = "SELECT current_setting('server_version_num')::int / 10000"
+    if sql_on(master_url, version) != sql_on(replica_url, version):
+        m, r = ({f for f in x if not f.startswith("view ")} for x in (m, r))
+    return m, r
+
+
 def fingerprint(sql_on, url: str) -> set[str]:
     """The catalog's own account of every user object. Two allowances, both documented PostgreSQL
     behaviour and nothing replicator chooses: a CHECK over ``varchar IN (...)`` deparses as
@@ -668,6 +688,9 @@ def _config(master_url: str, replica_url: str, renames: dict) -> Config:
 
 @pytest.mark.parametrize("name,replica_sql,master_sql,renames", CATALOGUE, ids=[c[0] for c in CATALOGUE])
 def test_roundtrip(name, replica_sql, master_sql, renames, master_url, replica_url, sql_on, tmp_path):
+    for ext in re.findall(r"CREATE EXTENSION (?:IF NOT EXISTS )?(\w+)", master_sql):
+        if not sql_on(replica_url, "SELECT 1 FROM pg_available_extensions WHERE name = %s", (ext,)):
+            pytest.skip(f"the replica's server does not ship the extension {ext} the master has")
     _load(sql_on, replica_url, replica_sql)
     _load(sql_on, master_url, master_sql)
     cfg = _config(master_url, replica_url, renames)
@@ -681,7 +704,7 @@ def test_roundtrip(name, replica_sql, master_sql, renames, master_url, replica_u
     assert plan.steps == []
     assert guard.audit and all(e.allowed for e in guard.audit)
     # and by the catalog's own account
-    m, r = fingerprint(sql_on, master_url), fingerprint(sql_on, replica_url)
+    m, r = fingerprints(sql_on, master_url, replica_url)
     assert sorted(m - r) == [] and sorted(r - m) == []
 
 
