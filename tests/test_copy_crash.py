@@ -247,6 +247,13 @@ INSERT INTO msgs SELECT md5(i::text)::uuid, i % 3000 + 1, repeat('m', 200) || i 
 ALL_TABLES = ("projects", "leads", "audit_log", "msgs")
 
 
+def _all_tables(sql_on, master_url, replica_url) -> None:
+    """The four tables on both sides, filled on the master."""
+    sql_on(master_url, ALL_DDL)
+    sql_on(replica_url, ALL_DDL)
+    sql_on(master_url, ALL_FILL)
+
+
 class Interrupted(Exception):
     """Raised from the progress callback: the run stops there, as a kill between two tables would."""
 
@@ -260,6 +267,15 @@ def _stop_after(ended: int):
             seen.append(table)
             if len(seen) == ended:
                 raise Interrupted(table)
+    return progress
+
+
+def _stop_at(event_wanted: str, table_wanted: str):
+    """A progress callback that stops the run at one event of one table ("start": before its first
+    commit; "batch": after its first batch committed)."""
+    def progress(event, table, **info):
+        if (event, table) == (event_wanted, table_wanted):
+            raise Interrupted(table)
     return progress
 
 
@@ -283,9 +299,7 @@ def test_a_run_stopped_between_tables_lists_those_it_had_not_reached(master_url,
     it finished refuses them (they hold rows, and it resumes nothing)."""
     from replicator.copy import CopyError, copy_tables
 
-    sql_on(master_url, ALL_DDL)
-    sql_on(replica_url, ALL_DDL)
-    sql_on(master_url, ALL_FILL)
+    _all_tables(sql_on, master_url, replica_url)
     with pytest.raises(Interrupted):
         copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
     first = _statuses(sql_on, replica_url)
@@ -305,9 +319,7 @@ def test_a_run_stopped_between_tables_lists_those_it_had_not_reached(master_url,
 
 @pytest.mark.parametrize("resume", ["status's commands", "the same command"])
 def test_copy_all_killed_then_resumed(master_url, replica_url, sql_on, tmp_path, resume):
-    sql_on(master_url, ALL_DDL)
-    sql_on(replica_url, ALL_DDL)
-    sql_on(master_url, ALL_FILL)
+    _all_tables(sql_on, master_url, replica_url)
     os.chdir(tmp_path)
     cmd = [CLI, "copy", "--master", master_url, "--replica", replica_url, "--all", "--batch-size", "200"]
 
@@ -479,9 +491,7 @@ def test_the_rerun_of_a_stopped_copy_keeps_the_tables_it_finished_and_copies_the
     copy with no policy refuses them again."""
     from replicator.copy import CopyError, copy_tables
 
-    sql_on(master_url, ALL_DDL)
-    sql_on(replica_url, ALL_DDL)
-    sql_on(master_url, ALL_FILL)
+    _all_tables(sql_on, master_url, replica_url)
     with pytest.raises(Interrupted):
         copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
     finished = sorted(t for t, st in _statuses(sql_on, replica_url).items() if st == "done")
@@ -510,9 +520,7 @@ def test_a_finished_table_that_no_longer_equals_the_master_is_refused_and_nothin
     from replicator.config import Config, TableConfig
     from replicator.copy import CopyError, copy_tables
 
-    sql_on(master_url, ALL_DDL)
-    sql_on(replica_url, ALL_DDL)
-    sql_on(master_url, ALL_FILL)
+    _all_tables(sql_on, master_url, replica_url)
     cfg = Config()
     with pytest.raises(Interrupted):
         copy_tables(master_url, replica_url, ["projects", "leads"], batch_size=500, progress=_stop_after(1), config=cfg)
@@ -540,9 +548,7 @@ def test_a_finished_table_that_no_longer_equals_the_master_is_refused_and_nothin
 def test_a_resume_stopped_in_turn_is_resumed_by_the_next_rerun(master_url, replica_url, sql_on):
     from replicator.copy import copy_tables
 
-    sql_on(master_url, ALL_DDL)
-    sql_on(replica_url, ALL_DDL)
-    sql_on(master_url, ALL_FILL)
+    _all_tables(sql_on, master_url, replica_url)
     with pytest.raises(Interrupted):
         copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(1))
     with pytest.raises(Interrupted):
@@ -632,17 +638,11 @@ def test_a_rerun_stopped_before_it_committed_in_the_table_it_resumed_is_resumed_
                              "INSERT INTO b SELECT g, g % 50 + 1, 'b' || g FROM generate_series(1, 5000) g")
     sql_on(replica_url, ddl)
 
-    def stop_at(event_wanted, table_wanted):
-        def progress(event, table, **info):
-            if (event, table) == (event_wanted, table_wanted):
-                raise Interrupted(table)
-        return progress
-
     with pytest.raises(Interrupted):
-        copy_tables(master_url, replica_url, ["a", "b"], batch_size=500, progress=stop_at("batch", "public.b"))
+        copy_tables(master_url, replica_url, ["a", "b"], batch_size=500, progress=_stop_at("batch", "public.b"))
     assert _statuses(sql_on, replica_url) == {"public.a": "done", "public.b": "running"}
     with pytest.raises(Interrupted):
-        copy_tables(master_url, replica_url, ["a", "b"], batch_size=500, progress=stop_at("start", "public.b"))
+        copy_tables(master_url, replica_url, ["a", "b"], batch_size=500, progress=_stop_at("start", "public.b"))
     result = copy_tables(master_url, replica_url, ["a", "b"], batch_size=500)
     assert {t.replica_table: t.mode for t in result.tables}["public.a"] == "kept"
     assert _all_equal(sql_on, master_url, replica_url, ("a", "b"))
@@ -724,16 +724,10 @@ def test_a_rerun_that_only_carries_on_a_running_table_takes_over_the_stopped_run
                              "INSERT INTO y SELECT g, 'y' FROM generate_series(1, 3000) g")
     sql_on(replica_url, ddl)
 
-    def stop_at(event_wanted, table_wanted):
-        def progress(event, table, **info):
-            if (event, table) == (event_wanted, table_wanted):
-                raise Interrupted(table)
-        return progress
-
     with pytest.raises(Interrupted):
-        copy_tables(master_url, replica_url, ["y"], batch_size=500, progress=stop_at("batch", "public.y"))
+        copy_tables(master_url, replica_url, ["y"], batch_size=500, progress=_stop_at("batch", "public.y"))
     with pytest.raises(Interrupted):  # x is the smaller: first
-        copy_tables(master_url, replica_url, ["x", "y"], batch_size=500, progress=stop_at("start", "public.y"))
+        copy_tables(master_url, replica_url, ["x", "y"], batch_size=500, progress=_stop_at("start", "public.y"))
     assert _statuses(sql_on, replica_url) == {"public.x": "done", "public.y": "running"}
     result = copy_tables(master_url, replica_url, ["x", "y"], batch_size=500)
     assert {t.replica_table: t.mode for t in result.tables}["public.x"] == "kept"
@@ -764,9 +758,7 @@ def test_a_stopped_run_with_a_table_under_a_configured_policy_is_resumed(master_
 def test_a_refused_rerun_reports_no_table_as_kept(master_url, replica_url, sql_on):
     from replicator.copy import CopyError, copy_tables
 
-    sql_on(master_url, ALL_DDL)
-    sql_on(replica_url, ALL_DDL)
-    sql_on(master_url, ALL_FILL)
+    _all_tables(sql_on, master_url, replica_url)
     with pytest.raises(Interrupted):
         copy_tables(master_url, replica_url, all_tables=True, batch_size=500, progress=_stop_after(2))
     finished = sorted(t for t, st in _statuses(sql_on, replica_url).items() if st == "done")

@@ -332,8 +332,7 @@ def _keep(master, replica, plans: list[TablePlan], result: CopyResult,
 def _queue_own(replica, plans: list[TablePlan], checkpoints: dict[str, Checkpoint], result: CopyResult,
                incremental: bool) -> None:
     """Before anything is copied, write this run's tables `queued` in the checkpoints (with their
-    policy), but for those a stopped copy left `running` (`checkpoint.owned`), which keep their
-    progress. Killed between two tables, the run still shows the tables it had not reached, `status`
+    policy), but for those a stopped copy left `running`, which keep their progress. Killed between two tables, the run still shows the tables it had not reached, `status`
     the command that copies them, and its rerun keeps what it finished (`checkpoint.kept`)."""
     if incremental:  # an --incremental run keeps its own watermarks per table
         return
