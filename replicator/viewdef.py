@@ -27,19 +27,21 @@ def canonical(definition: str) -> str:
     try:
         tree = sqlglot.parse_one(definition.strip().rstrip(";"), read="postgres")
         scope = build_scope(tree)
-        if scope is None or len(scope.sources) != 1:
+        if scope is None or len(scope.sources) != 1 or not isinstance(tree, exp.Select) or tree.args.get("joins"):
             return definition
-        (name,) = scope.sources
-        node, _source = scope.selected_sources[name]
-        alias = node.args.get("alias")
-        qualifier = alias.this if alias is not None else node.this  # as written: quoted or not
+        source = tree.args["from_" if "from_" in tree.args else "from"].this  # the one relation read
+        alias = source.args.get("alias")
+        qualifier = alias.this if alias is not None else source.this  # as written: quoted or not
         if not isinstance(qualifier, exp.Identifier):
             return definition
-        for column in scope.columns:
-            if not column.table and isinstance(column.this, exp.Identifier):
+        # every column of the top level (ORDER BY included, which scopes leave out when a column
+        # shares an output's name), none of a nested query's
+        for column in list(tree.find_all(exp.Column)):
+            if not column.table and isinstance(column.this, exp.Identifier) \
+                    and column.find_ancestor(exp.Select, exp.Subquery) is tree:
                 column.set("table", qualifier.copy())
         return tree.sql(dialect="postgres")
-    except (SqlglotError, ValueError, KeyError):
+    except (SqlglotError, ValueError, KeyError, AttributeError, TypeError):  # a comparison aid: compare the text
         return definition
 
 
