@@ -97,6 +97,22 @@ def sequence_state(conn: psycopg.Connection, use: SequenceUse, table: str | None
     return SequenceState(use, last + use.increment if called else last, edge)
 
 
+#: two sessions advancing one sequence (two copy workers, a copy and a sync): the check and the setval
+#: as one step, or the second could set the sequence back. Held to the commit, so no path needs to
+#: unlock it.
+LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('replicator sequence ' || %s, 0))"
+
+
+def advance_locked(conn: psycopg.Connection, use: SequenceUse, table: str | None = None) -> SequenceState | None:
+    """`advance` under the sequence's `LOCK`, taken once the fed rows are read: no session then waits
+    for the lock while holding a table another's read waits for."""
+    edge = conn.execute(use.edge_query(table)).fetchone()[0]
+    if edge is None:
+        return None
+    conn.execute(LOCK, (use.key,))
+    return advance(conn, use, edge=edge)
+
+
 def advance(conn: psycopg.Connection, use: SequenceUse, table: str | None = None,
             edge: int | None = None) -> SequenceState | None:
     """setval the sequence to the furthest fed value (of ``table``'s columns only, with a table key;

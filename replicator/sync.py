@@ -54,7 +54,7 @@ from .plan import Plan, Step, build_plan, run_prechecks
 from .report import md_table, utc_stamp, write_text
 from .rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, range_checksum, render_settings_query
 from .selection import Selection
-from .sequences import advance, sequence_state, sequence_uses
+from .sequences import advance_locked, sequence_state, sequence_uses
 from .subset import Closure, Subset
 from .verify import VerifyReport
 from .verify.render import render_markdown as verify_markdown
@@ -534,7 +534,7 @@ class _Run:
         for use in behind:
             self.before_first_write()
             with r.transaction():
-                state = advance(r, use)
+                state = advance_locked(r, use)
             if state is not None:
                 self.res.sequences.append(f"{use.key} set to {state.edge} (it was behind the data)")
 

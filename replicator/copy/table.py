@@ -47,7 +47,7 @@ from psycopg import sql
 
 from ..config import Policy
 from ..introspect import Schema
-from ..sequences import SequenceUse, advance
+from ..sequences import SequenceUse, advance_locked
 from . import baseline, checkpoint, indexes, keyless
 from .baseline import Baseline, MasterPoint
 from .compare import Comparer, KeyDiff
@@ -115,21 +115,10 @@ class RunContext:
                 column=", ".join(sorted({c for *_rest, c in use.columns})), sequence=use.key, value=edge)]
 
 
-#: two workers finishing tables fed by one sequence: the check and the setval as one step, or the
-#: second could set the sequence back (held to the commit: the lock needs no unlocking on any path;
-#: taken after the table is read, so no worker waits for it while another waits for its table)
-SEQUENCE_LOCK = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('replicator sequence ' || %s, 0))"
-
-
 def advance_sequences(ctx: RunContext, conn: psycopg.Connection, table: str) -> None:
-    """Every sequence feeding ``table`` (a replica key) past that table's values, each read before its
-    sequence's lock is taken (`SEQUENCE_LOCK`)."""
+    """Every sequence feeding ``table`` (a replica key) past that table's values (`advance_locked`)."""
     for use in ctx.sequences.get(table, []):  # sorted: workers lock in one order
-        edge = conn.execute(use.edge_query(table)).fetchone()[0]
-        if edge is None:
-            continue
-        conn.execute(SEQUENCE_LOCK, (use.key,))
-        state = advance(conn, use, edge=edge)
+        state = advance_locked(conn, use, table)
         if state is not None and state.edge is not None:
             ctx.sequence_advanced(use, state.edge)
 
