@@ -68,25 +68,22 @@ def _from_docker() -> tuple[Server, Server] | None:
     return servers[0], servers[1]
 
 
-def _from_binaries(bindir) -> tuple[Server, Server] | None:
+def _from_binaries(bindir, replica_bindir=None) -> tuple[Server, Server] | None:
+    """A master on ``bindir``'s PostgreSQL, a replica on ``replica_bindir``'s (default: the same)."""
     if bindir is None:
         return None
-    clusters = [ephemeral.start_cluster(bindir) for _ in range(2)]
+    clusters = [ephemeral.start_cluster(bindir)]
+    try:
+        clusters.append(ephemeral.start_cluster(replica_bindir or bindir))
+    except BaseException:
+        clusters[0].stop()
+        raise
     return tuple(Server(c.url(), c.version, f"local PostgreSQL {c.version}", c.stop) for c in clusters)  # type: ignore
 
 
 def _mixed() -> tuple[Server, Server] | None:
     system, embedded = ephemeral.system_bindir(), ephemeral.embedded_bindir()
-    if system is None or embedded is None:
-        return None
-    master = ephemeral.start_cluster(system)
-    try:
-        replica = ephemeral.start_cluster(embedded)
-    except BaseException:
-        master.stop()
-        raise
-    return (Server(master.url(), master.version, f"local PostgreSQL {master.version}", master.stop),
-            Server(replica.url(), replica.version, f"embedded PostgreSQL {replica.version}", replica.stop))
+    return _from_binaries(system, embedded) if system is not None and embedded is not None else None
 
 
 def _start_servers() -> tuple[Server, Server]:

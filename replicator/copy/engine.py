@@ -18,7 +18,7 @@ from ..connect import batch, describe, error_side, is_transaction_pooler, open_m
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..introspect import Ahead, Schema, Table, introspect
-from ..rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, range_checksum, render_settings_query
+from ..rowhash import RENDER_SETTINGS, follow_sql, open_pinned_snapshot, render_settings_query
 from ..selection import Selection
 from ..sequences import sequence_uses
 from . import baseline, checkpoint, indexes, logic as replica_logic
@@ -300,10 +300,8 @@ def _keep(master, replica, plans: list[TablePlan], result: CopyResult,
     kept = [tp for tp in plans if tp.kept_from is not None]
     if not kept:
         return plans, []
-    mq = [(sql.SQL("SELECT {a} FROM ({s}) s").format(a=range_checksum(tp.rcols), s=tp.select_as_replica(sql.SQL("true"))),
-           None) for tp in kept]
-    rq = [(sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(tp.rcols), t=tp.rfrom), None) for tp in kept]
-    msums, rsums = batch(master, mq), batch(replica, rq)
+    sums = [tp.checksums() for tp in kept]
+    msums, rsums = batch(master, [(m, None) for m, _ in sums]), batch(replica, [(r, None) for _, r in sums])
     replica.rollback()
     refused, lines = [], []
     for tp, ((mn, ms),), ((rn, rs),) in zip(kept, msums, rsums):

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from ..config import Policy
-from ..rowhash import range_checksum, row_hash
+from ..rowhash import row_hash
 from . import indexes
 from .logic import cascading_references
 from .models import Checkpoint
@@ -127,9 +127,9 @@ def copy_keyless(tc: "TableCopy") -> None:
     if policy is None:
         raise CopyError(f"replica table {res.replica_table} is not empty and has no key: choose a policy "
                         "(mirror and replace make it equal to the master; master-wins and keep-replica add what it lacks)")
-    mq = sql.SQL("SELECT {a} FROM ({s}) s").format(a=range_checksum(tp.rcols), s=tp.select_as_replica(sql.SQL("true")))
+    mq, rq = tp.checksums()
     mn, ms = m.execute(mq, []).fetchone()
-    rn, rs = r.execute(sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(tp.rcols), t=tp.rfrom)).fetchone()
+    rn, rs = r.execute(rq).fetchone()
     res.rows_copied = mn
     res.batches = 1
     if (mn, int(ms)) == (rn, int(rs)):

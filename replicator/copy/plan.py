@@ -15,7 +15,7 @@ from psycopg import sql
 from ..config import Config, Policy, TableConfig
 from ..errors import ReplicatorError
 from ..introspect import Schema, Table
-from ..rowhash import transfer_expr
+from ..rowhash import range_checksum, transfer_expr
 from .managed import default_masks
 from .masking import mask_expr, mask_key
 
@@ -114,6 +114,12 @@ class TablePlan:
         """The master SELECT of this table's copied columns (masked, xml as text) under ``where``."""
         return sql.SQL("SELECT {e} FROM {t} WHERE {w}").format(
             e=sql.SQL(", ").join(self.select_exprs), t=self.mfrom, w=self.mwhere(where))
+
+    def checksums(self) -> tuple[sql.Composable, sql.Composable]:
+        """Count and sum of row hashes of the whole table: the master's as copy reads it (masks,
+        filter), and the replica's."""
+        return (sql.SQL("SELECT {a} FROM ({s}) s").format(a=range_checksum(self.rcols), s=self.select_as_replica(sql.SQL("true"))),
+                sql.SQL("SELECT {a} FROM {t}").format(a=range_checksum(self.rcols), t=self.rfrom))
 
     def select_as_replica(self, where: sql.Composable) -> sql.Composable:
         """Like :meth:`select`, with every output named as the replica column it goes into."""

@@ -58,6 +58,7 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
     introspection left to count (never analyzed); those of the run are counted in the same batch.
     ``kept``: `checkpoint.kept`; such a table, holding rows and with no policy, gets its `kept_from`."""
     problems = list(problems)
+    kept = kept or {}
     plans: list[TablePlan] = []
     if pairs:
         mkeys = [mt.key for mt, _ in pairs]
@@ -105,8 +106,8 @@ def preflight(master: psycopg.Connection, replica: psycopg.Connection, pairs: li
         readable = {r["table"]: r for r in readable_rows}
         replica.rollback()
         for tp, has_rows in zip(plans, holds):
-            if has_rows and tp.policy is None and tp.replica_label in (kept or {}):
-                tp.kept_from = (kept or {})[tp.replica_label]  # (its plan must hold all the same: it is compared)
+            if has_rows and tp.policy is None and tp.replica_label in kept:
+                tp.kept_from = kept[tp.replica_label]  # (its plan must hold all the same: it is compared)
             problems += tp.problems
             problems += _table_problems(tp, rschema, bool(has_rows), access[tp.replica.key], readable[tp.master.key],
                                         incremental=incremental, dry_run=dry_run,
