@@ -344,9 +344,17 @@ ISO_DATES = "-c DateStyle=ISO"
 NO_ROW_SECURITY = "-c row_security=off"
 
 
+#: Limits a database or role sets for its applications (Supabase sets statement_timeout per role) are
+#: lifted for our sessions, as pg_dump lifts them: one COPY or whole-table checksum may run for minutes,
+#: and the run's master transaction sits idle while the replica loads a batch or builds indexes. They
+#: come before the URL's options, so a limit set there still applies.
+NO_TIMEOUTS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
+
+
 def _options(params: dict, *ours: str) -> str:
-    """A session's libpq `options`: the URL's (else PGOPTIONS, which a URL's would replace), then ours."""
-    return " ".join([params.get("options") or os.environ.get("PGOPTIONS", ""), *ours]).strip()
+    """A session's libpq `options`: the lifted timeouts, the URL's (else PGOPTIONS, which a URL's would
+    replace), then ours."""
+    return " ".join([NO_TIMEOUTS, params.get("options") or os.environ.get("PGOPTIONS", ""), *ours]).strip()
 
 
 def batch(conn: psycopg.Connection, statements: list[tuple[Any, ...]], *, row_factory: Any = None) -> list[list]:
