@@ -305,6 +305,7 @@ def open_master(url: str, guard: MasterGuard | None = None, *, autocommit: bool 
     conn.guard = guard or MasterGuard()
     conn.pooled = pooled
     conn.read_only = True  # every transaction psycopg opens is BEGIN ... READ ONLY
+    _lift_timeouts(conn, pooled)
     return conn
 
 
@@ -324,6 +325,7 @@ def open_replica(url: str, *, autocommit: bool = False) -> ReplicaConnection:
         kwargs["options"] = _options(params, ISO_DATES, NO_ROW_SECURITY)
     conn = _connect(ReplicaConnection, url, "replica", **kwargs)
     conn.pooled = pooled
+    _lift_timeouts(conn, pooled)
     if pooled:
         # No startup options through a transaction pooler. PgBouncer keeps a client's DateStyle and sets
         # it on whichever server connection the client gets; it keeps no row_security (a SET of it would
@@ -349,6 +351,8 @@ NO_ROW_SECURITY = "-c row_security=off"
 #: and the run's master transaction sits idle while the replica loads a batch or builds indexes. They
 #: come before the URL's options, so a limit set there still applies.
 NO_TIMEOUTS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
+LIFT_TIMEOUTS = ("SELECT pg_catalog.set_config('statement_timeout', '0', false), "
+                 "pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)")
 
 
 def _options(params: dict, *ours: str) -> str:
@@ -437,12 +441,23 @@ def _connect(cls, url: str, side: Side, **kwargs):
             # without them; a master's transactions are still READ ONLY (read_only), dates still parse
             # inside every pinned transaction
             conn = cls.connect(url, **{k: v for k, v in kwargs.items() if k != "options"})
+            conn.options_refused = True
     except psycopg.OperationalError as e:
         raise ConnectError(f"cannot connect to {side} {redact(url)}: {describe(e, url)}") from None
     except (psycopg.Error, ValueError) as e:
         raise ConnectError(f"malformed {side} URL {redact(url)}: {describe(e, url)}") from None
     conn.address = redact(url)
     return conn
+
+
+def _lift_timeouts(conn: psycopg.Connection, pooled: bool) -> None:
+    """A session whose startup options a pooler refused lifts the timeouts with a statement (a session
+    pooler keeps it for the client); through a transaction pooler it would reach other clients."""
+    if pooled or not getattr(conn, "options_refused", False):
+        return
+    conn.execute(LIFT_TIMEOUTS)
+    if not conn.autocommit:
+        conn.commit()
 
 
 def describe(e: BaseException, url: str | None = None) -> str:

@@ -7,7 +7,8 @@ Allowed, by allow-list:
   that looks like a call (`SQL_CONSTRUCTS`: coalesce, greatest, ARRAY(...)...), or a pg_catalog
   function whose every overload is immutable or stable (read once per connection from the master's
   own catalog); never one of `DENIED_FUNCTIONS` (they run SQL given as text, or assign a
-  transaction id), and `set_config` only for a presentation setting or the mask key, transaction-locally;
+  transaction id), and `set_config` only for a presentation setting or the mask key, transaction-locally,
+  or to lift a timeout (`TIMEOUT_SETTINGS` to '0');
 * `SHOW`, `COPY (query) TO STDOUT` and `COPY table [(columns)] TO STDOUT`;
 * transaction control (BEGIN / START TRANSACTION / COMMIT / ROLLBACK / SAVEPOINT / RELEASE / ROLLBACK
   TO, `SET TRANSACTION`, never READ WRITE, never PREPARED), matched on token types so a string or a
@@ -98,6 +99,11 @@ PRESENTATION_SETTINGS = frozenset({"search_path", "timezone", "datestyle", "inte
 #: Settings of our own namespace set_config() may also give a transaction: the masking key, which the
 #: masked columns' expressions read (see copy/masking.py). No server code reads these names.
 OWN_SETTINGS = frozenset({"replicator.mask_key"})
+
+#: Timeouts set_config() may lift (to '0' only), for the session too: a session whose startup options a
+#: pooler refused gets them this way (connect.NO_TIMEOUTS). Lifting a limit on how long we read writes
+#: nothing.
+TIMEOUT_SETTINGS = frozenset({"statement_timeout", "idle_in_transaction_session_timeout"})
 
 #: Names sqlglot parses with a dedicated parser (its FUNCTION_PARSERS), producing nodes that do not
 #: record where they came from: the guard checks these calls on the tokens instead, and only these
@@ -537,7 +543,8 @@ def _check_call(node: exp.Func, sql_text: str, functions: list[str], parsed_call
     if schema not in ("", "pg_catalog"):
         return f"calls {name}(): only pg_catalog functions are allowed"
     if fn == "set_config":
-        return None if _is_local_allowed_setting(node) else "calls set_config() outside a local presentation setting or the mask key"
+        return None if _is_allowed_setting(node) else ("calls set_config() outside a local presentation setting, "
+                                                         "the mask key or a lifted timeout")
     if fn in DENIED_FUNCTIONS:
         return f"calls {fn}(), which runs SQL given as text or assigns a transaction id"
     if not function_allowed_statically(name) and name not in functions:
@@ -589,8 +596,9 @@ def _truncate(name: str) -> str:
     return data[: NAMEDATALEN - 1].decode("utf-8", "ignore")
 
 
-def _is_local_allowed_setting(node: exp.Func) -> bool:
-    """`set_config('search_path', 'x', true)`: a literal setting name we allow, scoped to the transaction.
+def _is_allowed_setting(node: exp.Func) -> bool:
+    """`set_config('search_path', 'x', true)`: a literal setting name we allow, scoped to the transaction;
+    or `set_config('statement_timeout', '0', false)`: a timeout lifted.
 
     search_path may not put another schema before pg_catalog: unqualified function names would then
     resolve to that schema's functions first."""
@@ -598,6 +606,10 @@ def _is_local_allowed_setting(node: exp.Func) -> bool:
     if len(args) != 3:
         return False
     name, value, is_local = args
+    if (isinstance(name, exp.Literal) and name.is_string and name.this.lower() in TIMEOUT_SETTINGS
+            and isinstance(value, exp.Literal) and value.is_string and value.this == "0"
+            and isinstance(is_local, exp.Boolean)):
+        return True
     if not (isinstance(name, exp.Literal) and name.is_string and name.this.lower() in PRESENTATION_SETTINGS | OWN_SETTINGS
             and isinstance(is_local, exp.Boolean) and is_local.this is True):
         return False

@@ -91,3 +91,25 @@ def test_through_a_pooler_the_error_says_what_cut_the_copy_short(master_url, rep
     assert len(r.lines) == 1, r.stderr
     assert "statement timeout" in r.stderr and "connect directly" in r.stderr
     assert "rerun to resume" not in r.stderr
+
+
+def test_a_pooler_that_refuses_startup_options_gets_them_lifted_by_statement(master_url, replica_url, sql_on,
+                                                                              session_pooler):
+    """pgbouncer in session mode refuses the `options` the timeouts ride in; the session lifts them with
+    set_config instead (it stays with the client for the session)."""
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, ROWS)
+    sql_on(replica_url, ROWS)
+    _limit(sql_on, replica_url, statement_timeout="200ms")
+    _slow_enough(replica_url, "200ms")
+    sql_on(replica_url, "TRUNCATE msgs")
+    via = session_pooler.url_for(replica_url)
+    from replicator.connect import open_replica
+
+    with open_replica(via) as conn:
+        assert conn.options_refused
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+    res = copy_tables(master_url, via, ["msgs"], batch_size=1_000_000)
+    assert res.tables[0].inserted == 300000
+    _limit(sql_on, replica_url, statement_timeout="0")
+    assert checksum(sql_on, master_url, "msgs") == checksum(sql_on, replica_url, "msgs")

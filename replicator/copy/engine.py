@@ -525,8 +525,8 @@ def _resume_hint(e: psycopg.Error) -> str:
     """What to do next: rerun, or first fix what a rerun would meet again (a constraint, a privilege)."""
     state = e.sqlstate or ""
     if state == "25P03" or (state == "57014" and "statement timeout" in str(e)):
-        return ("; a server timeout the session could not lift (set in the URL's options, or through a pooler, "
-                "which takes no startup options) cut it short: raise it there, or connect directly")
+        return ("; a server timeout the session could not lift (set in the URL's options, or through a transaction "
+                "pooler) cut it short: raise it there, or connect directly")
     if not state or state.startswith(_TRANSIENT):
         return "; rerun to resume"
     return "; fix that first: a rerun resumes from the last committed batch but would meet it again"
