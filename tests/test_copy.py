@@ -376,7 +376,7 @@ def test_cli_copy_status_and_errors(master_url, replica_url, sql_on, tmp_path):
     report = json.loads((tmp_path / out["report"].split(str(tmp_path) + "/")[1]).read_text())
     assert report["audit"] and all(a["allowed"] for a in report["audit"])
     r = CliRunner().invoke(main, ["status", "--replica", replica_url, "--json"])
-    assert json.loads(r.stdout)[0]["rows_copied"] == 100
+    assert json.loads(r.stdout)["checkpoints"][0]["rows_copied"] == 100
     for args, msg in [
         (["--table", "missing"], "not found"),
         (["--table", "a", "--table", "nokey"], "nothing was copied"),

@@ -342,7 +342,7 @@ def test_status_shows_which_tables_have_a_baseline(master_url, replica_url, sql_
     def baselines() -> dict:
         r = CliRunner().invoke(main, [*status, "--json"])
         assert r.exit_code == 0, r.output
-        return {row["table_name"]: row["baseline"] for row in json.loads(r.stdout)}
+        return {row["table_name"]: row["baseline"] for row in json.loads(r.stdout)["checkpoints"]}
 
     first = baselines()
     assert first["public.nokey"] is None  # without a key there is nothing to vouch for by key

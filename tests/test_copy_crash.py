@@ -200,9 +200,10 @@ def test_sigkill_while_a_self_reference_is_dropped_then_resume(master_url, repli
     assert copied() < 30000
     shown = subprocess.run([CLI, "status", "--replica", replica_url], capture_output=True, text=True, check=True).stdout
     assert "foreign key(s) of public.staff left dropped by a stopped copy" in shown and "staff_mgr_fkey" in shown, shown
-    rows = json.loads(subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True,
-                                     check=True).stdout)
-    assert [r["foreign_keys_dropped"] for r in rows] == [["staff_mgr_fkey"]]
+    shown = json.loads(subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True,
+                                      check=True).stdout)
+    assert shown["foreign_keys_dropped"] == [{"table": "public.staff", "constraints": ["staff_mgr_fkey"],
+                                              "held_by_pid": None}]
     res = subprocess.run([CLI, "copy", "--master", master_url, "--replica", owner_url, "--table", "staff",
                           "--batch-size", "500"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -290,7 +291,10 @@ def _statuses(sql_on, replica_url) -> dict[str, str]:
 
 def _status_resume(replica_url) -> set[str]:
     out = subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True, check=True).stdout
-    return {r["resume"] for r in json.loads(out) if r["state"] == "interrupted"}
+    shown = json.loads(out)
+    resumes = {r["resume"] for r in shown["checkpoints"] if r["state"] == "interrupted"}
+    assert resumes == set(shown["resume"])
+    return resumes
 
 
 def test_a_run_stopped_between_tables_lists_those_it_had_not_reached(master_url, replica_url, sql_on):
@@ -679,9 +683,9 @@ def test_status_names_a_dropped_key_of_a_quoted_table_by_its_label(master_url, r
         copy_tables(master_url, owner_url, ["Staff", "t"], progress=_stop_after(1))  # Staff first (t is smaller)
     shown = subprocess.run([CLI, "status", "--replica", replica_url], capture_output=True, text=True, check=True).stdout
     assert "foreign key(s) of public.Staff left dropped by a stopped copy" in shown, shown
-    rows = json.loads(subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True,
-                                     check=True).stdout)
-    assert {r["table_name"]: r["foreign_keys_dropped"] for r in rows}["public.Staff"] == ["Staff_mgr_fkey"]
+    shown = json.loads(subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True,
+                                      check=True).stdout)
+    assert {d["table"]: d["constraints"] for d in shown["foreign_keys_dropped"]}["public.Staff"] == ["Staff_mgr_fkey"]
 
 
 def test_a_finished_table_whose_plan_has_a_problem_is_not_kept(master_url, replica_url, sql_on):
@@ -766,3 +770,22 @@ def test_a_refused_rerun_reports_no_table_as_kept(master_url, replica_url, sql_o
     with pytest.raises(CopyError, match=f"replica table {finished[0]} is not empty, and no longer equals") as e:
         copy_tables(master_url, replica_url, all_tables=True, batch_size=500)
     assert e.value.result.tables == []  # type: ignore[attr-defined]
+
+
+def test_status_json_lists_a_key_dropped_before_its_tables_first_commit(master_url, replica_url, sql_on, role):
+    """Stopped before the self-referencing table's first commit: its key is dropped, and `status --json`
+    lists it at the top level (whether or not a checkpoint row names it), held by no live session."""
+    from replicator.copy import copy_tables
+
+    ddl = 'CREATE TABLE "Staff" (id int PRIMARY KEY, mgr int REFERENCES "Staff" (id))'
+    sql_on(master_url, ddl + '; INSERT INTO "Staff" SELECT g, NULL FROM generate_series(1, 100) g; '
+                             'UPDATE "Staff" SET mgr = 101 - id')
+    owner_url = _owned_by(sql_on, replica_url, role, ddl)
+    with pytest.raises(Interrupted):
+        copy_tables(master_url, owner_url, ["Staff"], progress=_stop_at("start", "public.Staff"))
+    assert sql_on(replica_url, 'SELECT count(*) FROM "Staff"') == [(0,)]  # stopped before any row
+    shown = json.loads(subprocess.run([CLI, "status", "--replica", replica_url, "--json"], capture_output=True,
+                                      check=True).stdout)
+    assert shown["foreign_keys_dropped"] == [{"table": "public.Staff", "constraints": ["Staff_mgr_fkey"],
+                                              "held_by_pid": None}]
+    assert [c["state"] for c in shown["checkpoints"]] in ([], ["interrupted"])

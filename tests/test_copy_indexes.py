@@ -295,9 +295,11 @@ def test_a_build_that_fails_for_another_reason_says_so_and_what_it_left(master_u
     assert "public.calls lacks the indexes dropped for the load until the next copy builds them" in r.stderr
     # the first batch's transaction already held the checkpoint: status lists the table and its indexes
     status = run_cli("status", "--replica", replica_url, "--json")
-    rows = {c["table_name"]: c for c in json.loads(status.stdout)}
+    shown = json.loads(status.stdout)
+    rows = {c["table_name"]: c for c in shown["checkpoints"]}
     assert rows["public.calls"]["state"] == "interrupted"
-    assert rows["public.calls"]["indexes_to_build"] == ["calls_pkey", "calls_strict"]
+    assert shown["indexes_to_build"] == [{"table": "public.calls", "indexes": ["calls_pkey", "calls_strict"],
+                                          "held_by_pid": None}]
 
 
 def test_a_load_in_progress_is_not_called_interrupted(master_url, replica_url, sql_on, tmp_path):

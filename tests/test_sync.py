@@ -284,14 +284,16 @@ def test_status_shows_an_interrupted_copy_and_the_command_that_resumes_it(master
         time.sleep(0.01)
     assert running, "the copy finished before it could be interrupted"
     res = _run("status", "--replica", replica_url, "--json")
-    assert json.loads(res.stdout)[0]["state"].startswith("running (replica session pid"), res.output  # its lock is held
+    assert json.loads(res.stdout)["checkpoints"][0]["state"].startswith("running (replica session pid"), res.output  # its lock is held
     p.send_signal(signal.SIGKILL)
     p.wait()
     time.sleep(0.3)
     res = _run("status", "--replica", replica_url, "--json")
-    (row,) = json.loads(res.stdout)
+    shown = json.loads(res.stdout)
+    (row,) = shown["checkpoints"]
     assert row["state"] == "interrupted" and row["status"] == "running"
     assert row["resume"] == "replicator copy --table public.msgs --policy master-wins"
+    assert shown["resume"] == [row["resume"]] and shown["sync"] is None
     res = _run("status", "--replica", replica_url)
     assert "interrupted" in res.output and "replicator copy --table public.msgs --policy master-wins" in res.output
     # the command it gives resumes the copy
@@ -300,7 +302,7 @@ def test_status_shows_an_interrupted_copy_and_the_command_that_resumes_it(master
     assert res.exit_code == 0, res.output
     assert checksum(sql_on, master_url, "msgs") == checksum(sql_on, replica_url, "(SELECT * FROM msgs WHERE id > 0)")
     res = _run("status", "--replica", replica_url, "--json")
-    assert json.loads(res.stdout)[0]["state"] == "done"
+    assert json.loads(res.stdout)["checkpoints"][0]["state"] == "done"
 
 
 def test_status_shows_an_interrupted_sync(samples, replica_url, sql_on, tmp_path):
@@ -320,6 +322,9 @@ def test_status_shows_an_interrupted_sync(samples, replica_url, sql_on, tmp_path
     res = _run("status", "--replica", replica_url)
     assert "last sync: interrupted" in res.output, res.output
     assert "resume with:" in res.output and "replicator sync --config" in res.output
+    shown = json.loads(_run("status", "--replica", replica_url, "--json").stdout)
+    assert shown["sync"]["status"] == "interrupted" and shown["resume"] == [shown["sync"]["command"]]
+    assert "replicator sync --config" in shown["sync"]["command"]
     # resuming: the same sync finishes the job
     res = _run("sync", *samples)
     assert res.exit_code == 0, res.output

@@ -64,7 +64,9 @@ def _baseline_cell(b: dict | None) -> str:
 
 @main.command("status")
 @common_options
-@click.option("--json", "as_json", is_flag=True, help="print the checkpoints as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="print it all as one JSON object: replica_of, sync, checkpoints, indexes_to_build, "
+                   "foreign_keys_dropped, resume.")
 def status_cmd(run: RunContext, as_json: bool) -> None:
     """Show copy checkpoints (per table: state, run, last key, rows, policy, re-sync baseline) and the last
     sync; an interrupted run is shown with the command that resumes it."""
@@ -102,11 +104,17 @@ def status_cmd(run: RunContext, as_json: bool) -> None:
     resume = [sync["command"]] if sync_interrupted else _copy_resume(interrupted, config_path)
     for r in interrupted:
         r["resume"] = resume[0] if sync_interrupted else next(c for c in resume if shlex.quote(r["master_table"]) in c)
-    for r in rows:
-        r["indexes_to_build"] = unbuilt.get(r["table_name"], ([], None))[0]
-        r["foreign_keys_dropped"] = dropped.get(r["table_name"], ([], None))[0]
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        # a table's dropped indexes or keys may have no checkpoint row (a run stopped before the table's
+        # first commit): listed on their own, with the replica session holding them if a run is live
+        held = [{"table": t, names_key: names, "held_by_pid": who[0] if who else None}
+                for names_key, found in (("indexes", unbuilt), ("constraints", dropped))
+                for t, (names, who) in found.items()]
+        click.echo(json.dumps({
+            "replica_of": marker.describe() if marker else None, "sync": sync, "checkpoints": rows,
+            "indexes_to_build": [h for h in held if "indexes" in h],
+            "foreign_keys_dropped": [h for h in held if "constraints" in h],
+            "resume": resume}, indent=2, default=str))
         return
     click.echo(f"replica of {marker.describe()}" if marker else "not marked as a replica yet (copy and migrate mark it)")
     if sync is not None:
