@@ -305,7 +305,6 @@ def open_master(url: str, guard: MasterGuard | None = None, *, autocommit: bool 
     conn.guard = guard or MasterGuard()
     conn.pooled = pooled
     conn.read_only = True  # every transaction psycopg opens is BEGIN ... READ ONLY
-    _lift_timeouts(conn, pooled)
     return conn
 
 
@@ -325,7 +324,6 @@ def open_replica(url: str, *, autocommit: bool = False) -> ReplicaConnection:
         kwargs["options"] = _options(params, ISO_DATES, NO_ROW_SECURITY)
     conn = _connect(ReplicaConnection, url, "replica", **kwargs)
     conn.pooled = pooled
-    _lift_timeouts(conn, pooled)
     if pooled:
         # No startup options through a transaction pooler. PgBouncer keeps a client's DateStyle and sets
         # it on whichever server connection the client gets; it keeps no row_security (a SET of it would
@@ -348,17 +346,49 @@ NO_ROW_SECURITY = "-c row_security=off"
 
 #: Limits a database or role sets for its applications (Supabase sets statement_timeout per role) are
 #: lifted for our sessions, as pg_dump lifts them: one COPY or whole-table checksum may run for minutes,
-#: and the run's master transaction sits idle while the replica loads a batch or builds indexes. They
-#: come before the URL's options, so a limit set there still applies.
-NO_TIMEOUTS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
-LIFT_TIMEOUTS = ("SELECT pg_catalog.set_config('statement_timeout', '0', false), "
-                 "pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)")
+#: the run's master transaction sits idle while the replica loads a batch or builds indexes, and the
+#: session holding a copy's table locks sits idle for the whole run. They come before the URL's
+#: options, so a limit set there still applies.
+NO_TIMEOUTS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c idle_session_timeout=0"
+
+#: Settings of NO_TIMEOUTS a server may not know (idle_session_timeout: PostgreSQL 14): it refuses the
+#: whole connection naming one, which is then made again without it.
+NEWER_TIMEOUTS = ("idle_session_timeout",)
+
+#: In a master transaction that must not be cut short (a run's snapshot): the two limits lifted for
+#: that transaction, where the startup options did not reach the server (a pooler refused or dropped
+#: them; a setting from the options has source 'client', so a limit the URL's options set stays).
+#: Transaction-local, so nothing reaches a pooler's other clients.
+LIFT_TIMEOUTS_LOCALLY = " ".join("""
+SELECT CASE WHEN s.source <> 'client' AND s.setting <> '0'
+            THEN pg_catalog.set_config('statement_timeout', '0', true) END,
+       CASE WHEN i.source <> 'client' AND i.setting <> '0'
+            THEN pg_catalog.set_config('idle_in_transaction_session_timeout', '0', true) END
+FROM pg_catalog.pg_settings s, pg_catalog.pg_settings i
+WHERE s.name = 'statement_timeout' AND i.name = 'idle_in_transaction_session_timeout'""".split())
+
+_TIMED_OUT = re.compile(r"statement timeout|idle-in-transaction timeout|idle-session timeout|transaction timeout")
+
+
+_TIMEOUT_HINT = ("a server timeout replicator could not lift cut it short (the URL's options set it, or a pooler "
+                 "dropped the startup options that lift it): raise it there, or connect directly")
+
+
+def timeout_hint(e: BaseException | str) -> str | None:
+    """What to do about a server timeout that cut a statement or session short (a rerun meets it again);
+    None for another error, or a message that already says it."""
+    text = str(e)
+    return _TIMEOUT_HINT if _TIMED_OUT.search(text) and _TIMEOUT_HINT not in text else None
 
 
 def _options(params: dict, *ours: str) -> str:
     """A session's libpq `options`: the lifted timeouts, the URL's (else PGOPTIONS, which a URL's would
     replace), then ours."""
     return " ".join([NO_TIMEOUTS, params.get("options") or os.environ.get("PGOPTIONS", ""), *ours]).strip()
+
+
+def _without_setting(options: str, name: str) -> str:
+    return options.replace(f"-c {name}=0", "").replace("  ", " ").strip()
 
 
 def batch(conn: psycopg.Connection, statements: list[tuple[Any, ...]], *, row_factory: Any = None) -> list[list]:
@@ -435,29 +465,23 @@ def _connect(cls, url: str, side: Side, **kwargs):
         try:
             conn = cls.connect(url, **kwargs)
         except psycopg.OperationalError as e:
+            unknown = next((n for n in NEWER_TIMEOUTS if f'unrecognized configuration parameter "{n}"' in str(e)), None)
+            if "options" in kwargs and unknown is not None:  # an older server
+                kwargs = {**kwargs, "options": _without_setting(kwargs["options"], unknown)}
+                return _connect(cls, url, side, **kwargs)
             if "options" not in kwargs or "unsupported startup parameter" not in str(e):
                 raise
             # a pooler that refuses startup options (PgBouncer without ignore_startup_parameters):
             # without them; a master's transactions are still READ ONLY (read_only), dates still parse
-            # inside every pinned transaction
+            # inside every pinned transaction, and its snapshot lifts the timeouts it can
+            # (LIFT_TIMEOUTS_LOCALLY)
             conn = cls.connect(url, **{k: v for k, v in kwargs.items() if k != "options"})
-            conn.options_refused = True
     except psycopg.OperationalError as e:
         raise ConnectError(f"cannot connect to {side} {redact(url)}: {describe(e, url)}") from None
     except (psycopg.Error, ValueError) as e:
         raise ConnectError(f"malformed {side} URL {redact(url)}: {describe(e, url)}") from None
     conn.address = redact(url)
     return conn
-
-
-def _lift_timeouts(conn: psycopg.Connection, pooled: bool) -> None:
-    """A session whose startup options a pooler refused lifts the timeouts with a statement (a session
-    pooler keeps it for the client); through a transaction pooler it would reach other clients."""
-    if pooled or not getattr(conn, "options_refused", False):
-        return
-    conn.execute(LIFT_TIMEOUTS)
-    if not conn.autocommit:
-        conn.commit()
 
 
 def describe(e: BaseException, url: str | None = None) -> str:

@@ -7,8 +7,8 @@ Allowed, by allow-list:
   that looks like a call (`SQL_CONSTRUCTS`: coalesce, greatest, ARRAY(...)...), or a pg_catalog
   function whose every overload is immutable or stable (read once per connection from the master's
   own catalog); never one of `DENIED_FUNCTIONS` (they run SQL given as text, or assign a
-  transaction id), and `set_config` only for a presentation setting or the mask key, transaction-locally,
-  or to lift a timeout (`TIMEOUT_SETTINGS` to '0');
+  transaction id), and `set_config` only for a presentation setting, the mask key or a lifted timeout
+  (`TIMEOUT_SETTINGS` to '0'), transaction-locally;
 * `SHOW`, `COPY (query) TO STDOUT` and `COPY table [(columns)] TO STDOUT`;
 * transaction control (BEGIN / START TRANSACTION / COMMIT / ROLLBACK / SAVEPOINT / RELEASE / ROLLBACK
   TO, `SET TRANSACTION`, never READ WRITE, never PREPARED), matched on token types so a string or a
@@ -100,9 +100,9 @@ PRESENTATION_SETTINGS = frozenset({"search_path", "timezone", "datestyle", "inte
 #: masked columns' expressions read (see copy/masking.py). No server code reads these names.
 OWN_SETTINGS = frozenset({"replicator.mask_key"})
 
-#: Timeouts set_config() may lift (to '0' only), for the session too: a session whose startup options a
-#: pooler refused gets them this way (connect.NO_TIMEOUTS). Lifting a limit on how long we read writes
-#: nothing.
+#: Timeouts set_config() may lift (to '0' only, transaction-locally): a run's snapshot whose startup
+#: options a pooler dropped gets them this way (connect.LIFT_TIMEOUTS_LOCALLY). Lifting a limit on how
+#: long we read writes nothing.
 TIMEOUT_SETTINGS = frozenset({"statement_timeout", "idle_in_transaction_session_timeout"})
 
 #: Names sqlglot parses with a dedicated parser (its FUNCTION_PARSERS), producing nodes that do not
@@ -597,8 +597,8 @@ def _truncate(name: str) -> str:
 
 
 def _is_allowed_setting(node: exp.Func) -> bool:
-    """`set_config('search_path', 'x', true)`: a literal setting name we allow, scoped to the transaction;
-    or `set_config('statement_timeout', '0', false)`: a timeout lifted.
+    """`set_config('search_path', 'x', true)`: a literal setting name we allow (a timeout only set to '0'),
+    scoped to the transaction.
 
     search_path may not put another schema before pg_catalog: unqualified function names would then
     resolve to that schema's functions first."""
@@ -608,7 +608,7 @@ def _is_allowed_setting(node: exp.Func) -> bool:
     name, value, is_local = args
     if (isinstance(name, exp.Literal) and name.is_string and name.this.lower() in TIMEOUT_SETTINGS
             and isinstance(value, exp.Literal) and value.is_string and value.this == "0"
-            and isinstance(is_local, exp.Boolean)):
+            and isinstance(is_local, exp.Boolean) and is_local.this is True):
         return True
     if not (isinstance(name, exp.Literal) and name.is_string and name.this.lower() in PRESENTATION_SETTINGS | OWN_SETTINGS
             and isinstance(is_local, exp.Boolean) and is_local.this is True):

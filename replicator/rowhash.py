@@ -124,10 +124,14 @@ def pin_master_sql(server_version: int) -> sql.Composable:
 
 def open_pinned_snapshot(server_version: int, imported: str | None = None) -> list[tuple[Any, None]]:
     """The statements opening a master transaction that reads one snapshot with the pinned rendering
-    (`imported`: an exported snapshot's id to take, as the first statement must); sent together on a
-    connection in autocommit, they cost a distant master one round trip."""
+    (`imported`: an exported snapshot's id to take, as the first statement must), lifting the timeouts
+    the session's startup options could not; sent together on a connection in autocommit, they cost a
+    distant master one round trip."""
+    from .connect import LIFT_TIMEOUTS_LOCALLY
+
     take = [(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(imported)), None)] if imported else []
-    return [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None), *take, (pin_master_sql(server_version), None)]
+    return [("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None), *take, (pin_master_sql(server_version), None),
+            (LIFT_TIMEOUTS_LOCALLY, None)]
 
 
 def follow_sql(settings: dict[str, Any], *, local: bool) -> sql.Composable:

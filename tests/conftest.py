@@ -81,15 +81,19 @@ def _from_binaries(bindir, replica_bindir=None) -> tuple[Server, Server] | None:
     return tuple(Server(c.url(), c.version, f"local PostgreSQL {c.version}", c.stop) for c in clusters)  # type: ignore
 
 
-def _mixed() -> tuple[Server, Server] | None:
+def _mixed(newer_master: bool = False) -> tuple[Server, Server] | None:
+    """Two releases: the machine's PostgreSQL as master and the embedded one as replica (a dev database
+    newer than production), or the other way round (production upgraded first)."""
     system, embedded = ephemeral.system_bindir(), ephemeral.embedded_bindir()
-    return _from_binaries(system, embedded) if system is not None and embedded is not None else None
+    if system is None or embedded is None:
+        return None
+    return _from_binaries(embedded, system) if newer_master else _from_binaries(system, embedded)
 
 
 def _start_servers() -> tuple[Server, Server]:
     backend = os.environ.get("REPLICATOR_TEST_BACKEND", "auto")
-    if backend == "mixed":
-        found = _mixed()
+    if backend in ("mixed", "mixed-newer-master"):
+        found = _mixed(newer_master=backend == "mixed-newer-master")
         if found is None:  # (the README's cross-release pass: nothing to compare on such a machine)
             pytest.skip("REPLICATOR_TEST_BACKEND=mixed needs PostgreSQL binaries on the machine and pgserver",
                         allow_module_level=True)

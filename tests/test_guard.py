@@ -26,7 +26,7 @@ READS = [
     "WITH x AS (SELECT 1 AS a) SELECT a FROM x UNION ALL SELECT 2",
     "SELECT set_config('search_path', 'pg_catalog', true), set_config('TimeZone', 'UTC', true)",
     "SELECT pg_catalog.set_config('replicator.mask_key', $1, true)",
-    "SELECT pg_catalog.set_config('statement_timeout', '0', false), "
+    "SELECT pg_catalog.set_config('statement_timeout', '0', true), "
     "pg_catalog.set_config('idle_in_transaction_session_timeout', '0', true)",
 ]
 
@@ -54,10 +54,11 @@ WRITES = [
     "SELECT set_config(%s, 'x', true)",
     "SELECT set_config('replicator.mask_key', $1, false)",
     "SELECT set_config('replicator.other', 'x', true)",
-    "SELECT set_config('statement_timeout', '5min', false)",  # a timeout is only ever lifted
-    "SELECT set_config('statement_timeout', %s, false)",
-    "SELECT set_config('lock_timeout', '0', false)",
+    "SELECT set_config('statement_timeout', '5min', true)",  # a timeout is only ever lifted
+    "SELECT set_config('statement_timeout', %s, true)",
+    "SELECT set_config('lock_timeout', '0', true)",
     "SELECT set_config('statement_timeout', '0', %s)",
+    "SELECT set_config('statement_timeout', '0', false)",  # for its transaction only: a pooler's session is shared
     "SELECT pg_terminate_backend(1)",
     "SELECT 1; DELETE FROM t",
     "BEGIN READ WRITE",

@@ -4,6 +4,8 @@ sessions run without them, as pg_dump's do, unless the URL's own `options` sets 
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from conftest import run_cli, url_with
@@ -22,6 +24,13 @@ def _limit(sql_on, url: str, **settings: str) -> None:
     for name, value in settings.items():
         sql_on(url, f"DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {name} = %L', current_database(), "
                     f"'{value}'); END $$")
+
+
+def _idle_at_each_table(event, table, **info):
+    """A run's progress callback keeping every session of the run idle for a while before each table
+    (as a slow replica, or a large index build, would)."""
+    if event == "start":
+        time.sleep(0.3)
 
 
 def _slow_enough(url: str, timeout: str) -> None:
@@ -52,64 +61,101 @@ def test_a_statement_timeout_on_either_side_does_not_cancel_the_copy(master_url,
 
 
 def test_an_idle_in_transaction_timeout_on_the_master_does_not_end_the_snapshot(master_url, replica_url, sql_on):
-    """The run's master transaction waits while the replica works (here: a trigger on the replica slows
-    every row of the first table); the master's idle timeout would end the snapshot under it."""
+    """The run's master transaction waits while the replica works (here: the progress callback sleeps
+    between the tables); the master's idle timeout would end the snapshot under it."""
     for ddl in ("CREATE TABLE a (id int PRIMARY KEY, v text)", "CREATE TABLE b (id int PRIMARY KEY, v text)"):
         both(sql_on, master_url, replica_url, ddl)
     sql_on(master_url, "INSERT INTO a SELECT i, 'a' || i FROM generate_series(1, 20000) i; "
                        "INSERT INTO b SELECT i, 'b' || i FROM generate_series(1, 20000) i")
     _limit(sql_on, master_url, idle_in_transaction_session_timeout="100ms")
-    # an index the replica is slow to fill keeps the master's transaction idle between batches
-    sql_on(replica_url, "CREATE FUNCTION slow(text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS "
-                        "$$ BEGIN PERFORM pg_sleep(0.0001); RETURN md5($1); END $$; "
-                        "CREATE INDEX a_slow ON a (slow(v))")
-    res = copy_tables(master_url, replica_url, ["a", "b"], batch_size=5000)
+    res = copy_tables(master_url, replica_url, ["a", "b"], batch_size=5000, progress=_idle_at_each_table)
     assert sorted(t.inserted for t in res.tables) == [20000, 20000]
     for t in ("a", "b"):
         assert checksum(sql_on, master_url, t) == checksum(sql_on, replica_url, t)
 
 
-def test_the_urls_own_options_still_set_a_timeout(master_url, replica_url, sql_on):
-    """A user who wants a limit on replicator's master statements says so in the URL's options."""
+def test_through_a_transaction_pooler_the_runs_snapshot_lifts_them(master_url, replica_url, sql_on, pooler):
+    """A transaction pooler takes no startup options: the run's master transaction lifts the database's
+    limits for itself (set_config(..., true), nothing left on the pooler's server connection)."""
+    both(sql_on, master_url, replica_url, DDL)
+    sql_on(master_url, ROWS)
+    _limit(sql_on, master_url, statement_timeout="200ms", idle_in_transaction_session_timeout="100ms")
+    _slow_enough(master_url, "200ms")
+    via = pooler.url_for(master_url)
+    res = copy_tables(via, replica_url, ["msgs"], batch_size=100_000, progress=_idle_at_each_table)
+    assert res.tables[0].inserted == 300000
+    report = run_verify(Config(master_url=via, replica_url=replica_url), tables=["msgs"], deep=True, snapshot=None)
+    assert report.ok, [c.model_dump() for c in report.checks if c.status != "pass"]
+    # the pooler's server connections kept the database's limit for everyone else
+    with psycopg.connect(via, autocommit=True, prepare_threshold=None) as other:
+        assert other.execute("SHOW statement_timeout").fetchone() == ("200ms",)
+    _limit(sql_on, master_url, statement_timeout="0")
+    assert checksum(sql_on, master_url, "msgs") == checksum(sql_on, replica_url, "msgs")
+
+
+@pytest.mark.parametrize("command", ["copy", "sync"])
+def test_a_limit_the_url_sets_stops_the_run_with_a_hint(master_url, replica_url, sql_on, tmp_path, command):
+    """Not "rerun to resume": a rerun would meet the same limit."""
     both(sql_on, master_url, replica_url, DDL)
     sql_on(master_url, ROWS)
     capped = url_with(master_url, options="-c statement_timeout=1ms")
-    r = run_cli("copy", "--master", capped, "--replica", replica_url, "--table", "msgs")
-    assert r.code != 0
-    assert "statement timeout" in r.stderr
-    assert len(r.lines) == 1, r.stderr
-
-
-def test_through_a_pooler_the_error_says_what_cut_the_copy_short(master_url, replica_url, sql_on, pooler):
-    """A transaction pooler takes no startup options, so the database's limit stays: one line that says
-    so, not "rerun to resume" (a rerun would meet it again)."""
-    both(sql_on, master_url, replica_url, DDL)
-    sql_on(master_url, ROWS)
-    _limit(sql_on, master_url, statement_timeout="1ms")
-    r = run_cli("copy", "--master", pooler.url_for(master_url), "--replica", replica_url, "--table", "msgs")
+    r = run_cli(command, "--master", capped, "--replica", replica_url, "--table", "msgs", cwd=tmp_path)
     assert r.code != 0
     assert len(r.lines) == 1, r.stderr
-    assert "statement timeout" in r.stderr and "connect directly" in r.stderr
-    assert "rerun to resume" not in r.stderr
+    assert "statement timeout" in r.stderr and "raise it there, or connect directly" in r.stderr, r.stderr
+    assert "rerun" not in r.stderr
 
 
-def test_a_pooler_that_refuses_startup_options_gets_them_lifted_by_statement(master_url, replica_url, sql_on,
-                                                                              session_pooler):
-    """pgbouncer in session mode refuses the `options` the timeouts ride in; the session lifts them with
-    set_config instead (it stays with the client for the session)."""
+def test_a_replica_through_a_pooler_that_refuses_options_keeps_its_limit_and_says_so(master_url, replica_url,
+                                                                                    sql_on, session_pooler):
+    """Nothing is set for the session through a pooler (in transaction mode it would reach its other
+    clients): the replica database's limit stays, and the copy stops in one line that names it."""
     both(sql_on, master_url, replica_url, DDL)
     sql_on(master_url, ROWS)
     sql_on(replica_url, ROWS)
     _limit(sql_on, replica_url, statement_timeout="200ms")
     _slow_enough(replica_url, "200ms")
     sql_on(replica_url, "TRUNCATE msgs")
-    via = session_pooler.url_for(replica_url)
-    from replicator.connect import open_replica
+    r = run_cli("copy", "--master", master_url, "--replica", session_pooler.url_for(replica_url), "--table", "msgs",
+                "--batch-size", "1000000")
+    errors = [ln for ln in r.lines if ln.startswith("error")]
+    assert r.code != 0 and len(errors) == 1, r.stderr  # (after the progress lines)
+    assert "replica: canceling statement due to statement timeout" in errors[0]
+    assert "raise it there, or connect directly" in r.stderr
 
-    with open_replica(via) as conn:
-        assert conn.options_refused
-        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
-    res = copy_tables(master_url, via, ["msgs"], batch_size=1_000_000)
-    assert res.tables[0].inserted == 300000
-    _limit(sql_on, replica_url, statement_timeout="0")
-    assert checksum(sql_on, master_url, "msgs") == checksum(sql_on, replica_url, "msgs")
+
+def test_sessions_idle_for_the_whole_run_survive_an_idle_session_timeout(master_url, replica_url, sql_on):
+    """The session holding a copy's table locks on the replica is idle for the whole run: an
+    idle_session_timeout (PostgreSQL 14) would end it, and the locks with it."""
+    for t in ("a", "b"):
+        both(sql_on, master_url, replica_url, f"CREATE TABLE {t} (id int PRIMARY KEY, v text)")
+        sql_on(master_url, f"INSERT INTO {t} SELECT i, 'v' || i FROM generate_series(1, 1000) i")
+    for url in (master_url, replica_url):
+        _limit(sql_on, url, idle_session_timeout="100ms")
+    held = []
+
+    def progress(event, table, **info):
+        if event == "start" and table == "public.b":
+            time.sleep(0.5)  # every session of the run idle meanwhile
+            held.append(sql_on(replica_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                            "AND pid <> pg_backend_pid()")[0][0])
+
+    res = copy_tables(master_url, replica_url, ["a", "b"], progress=progress)
+    assert sorted(t.inserted for t in res.tables) == [1000, 1000]
+    assert held and held[0] >= 2, held  # both tables' copy locks, still held
+
+
+def test_a_server_that_does_not_know_a_lifted_setting_is_connected_to_without_it(master_url, replica_url, sql_on,
+                                                                                 monkeypatch):
+    """idle_session_timeout is PostgreSQL 14's: an older server refuses a connection naming it, and it is
+    made again without it (here with a name no server knows)."""
+    from replicator import connect
+
+    monkeypatch.setattr(connect, "NO_TIMEOUTS", connect.NO_TIMEOUTS + " -c no_such_timeout=0")
+    monkeypatch.setattr(connect, "NEWER_TIMEOUTS", (*connect.NEWER_TIMEOUTS, "no_such_timeout"))
+    with pytest.raises(psycopg.OperationalError, match='unrecognized configuration parameter "no_such_timeout"'):
+        psycopg.connect(master_url, options=connect.NO_TIMEOUTS).close()
+    with connect.open_master(master_url) as m, connect.open_replica(replica_url) as r:
+        for conn in (m, r):
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+            assert conn.execute("SHOW idle_session_timeout").fetchone() == ("0",)

@@ -58,19 +58,22 @@ def error_line(e: BaseException, command: str | None = None) -> str:
     """The one line for an error raised by a command."""
     import psycopg
 
-    from ..connect import describe, error_side, lost_connections
+    from ..connect import describe, error_side, lost_connections, timeout_hint
 
     lost = lost_connections()
-    if isinstance(e, ConnectError):
-        return f"error: {e}"  # already says which connection, and where
+    if isinstance(e, ConnectError):  # already says which connection, and where
+        hint = timeout_hint(e)  # (a limit the URL's options set, met by the first statements)
+        return f"error: {e}" + (f"; {hint}" if hint else "")
     if lost and _is_connection_error(e):
-        hint = RERUN_HINTS.get(command or "")
+        hint = timeout_hint(lost[0].reason) or RERUN_HINTS.get(command or "")
         return f"error: {lost[0].message()}" + (f"; {hint}" if hint else "")
     if isinstance(e, ReplicatorError):
-        return f"error: {e}"
+        hint = timeout_hint(e)
+        return f"error: {e}" + (f"; {hint}" if hint else "")
     if isinstance(e, psycopg.Error):
         side = error_side(e)
-        return f"error: {side + ': ' if side else ''}{describe(e)}"
+        hint = timeout_hint(e)
+        return f"error: {side + ': ' if side else ''}{describe(e)}" + (f"; {hint}" if hint else "")
     if isinstance(e, OSError):
         # Reports, plans and backups are written under --out-dir: a path that cannot be created or
         # written is a usage error, named with its path.

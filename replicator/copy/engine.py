@@ -14,7 +14,8 @@ from psycopg import sql
 
 from .. import identity, order
 from ..config import Config, Policy
-from ..connect import batch, describe, error_side, is_transaction_pooler, open_master, open_replica, parse_conninfo
+from ..connect import (batch, describe, error_side, is_transaction_pooler, open_master, open_replica, parse_conninfo,
+                       timeout_hint)
 from ..errors import ReplicatorError
 from ..guard import MasterGuard
 from ..introspect import Ahead, Schema, Table, introspect
@@ -176,7 +177,7 @@ def _run(master, replica, master_url, replica_url, cfg: Config, result: CopyResu
     # estimates are all copy needs (progress, how to cut a table): no count(*) of analyzed tables, and of
     # the never analyzed ones (`uncounted`) only those the run copies, counted by the pre-flight
     uncounted: list[Table] = []
-    mschema, (_begin, _pin, (now,), (rendered,), *more), master_identity = _open_snapshot(
+    mschema, (_begin, _pin, _lift, (now,), (rendered,), *more), master_identity = _open_snapshot(
         master, first, schemas=cfg.schemas, defer_close=closing, defer_counts=uncounted)
     # Which server is which, before anything touches the replica: never the master's own database, nor a
     # standby of it, nor a database that is itself a replica used as the master (the marker is written
@@ -524,9 +525,8 @@ _TRANSIENT = ("08", "40", "53", "55P03", "57", "58")
 def _resume_hint(e: psycopg.Error) -> str:
     """What to do next: rerun, or first fix what a rerun would meet again (a constraint, a privilege)."""
     state = e.sqlstate or ""
-    if state == "25P03" or (state == "57014" and "statement timeout" in str(e)):
-        return ("; a server timeout the session could not lift (set in the URL's options, or through a transaction "
-                "pooler) cut it short: raise it there, or connect directly")
+    if hint := timeout_hint(e):
+        return f"; {hint}"
     if not state or state.startswith(_TRANSIENT):
         return "; rerun to resume"
     return "; fix that first: a rerun resumes from the last committed batch but would meet it again"

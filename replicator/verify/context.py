@@ -23,7 +23,7 @@ from ..config import Config, Policy
 from ..introspect import Column, Schema, Table
 # The settings that change how values are rendered as text: the replica's session is aligned to the
 # master's so both sides produce the same text (timestamptz, floats, bytea...).
-from ..connect import batch
+from ..connect import LIFT_TIMEOUTS_LOCALLY, batch
 from ..rowhash import RENDER_SETTINGS, follow_sql, render_settings_query
 
 T = TypeVar("T")
@@ -202,10 +202,12 @@ def fetchone(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple 
 
 def align_render_settings(sides: Sides) -> dict[str, Any]:
     """Make the replica session render values like the master's; returns both sides' settings, and
-    the master transaction's `transaction_read_only` (read with them: one round trip)."""
-    (master_row,), ((read_only,),) = batch(sides.master, [(render_settings_query(), None),
-                                                          ("SELECT pg_catalog.current_setting('transaction_read_only')", None)])
-    (replica_row,) = fetchall(sides.replica, render_settings_query())
+    the master transaction's `transaction_read_only` (read with them: one round trip). Both transactions
+    lift the timeouts their startup options could not (`LIFT_TIMEOUTS_LOCALLY`)."""
+    _, (master_row,), ((read_only,),) = batch(sides.master, [
+        (LIFT_TIMEOUTS_LOCALLY, None), (render_settings_query(), None),
+        ("SELECT pg_catalog.current_setting('transaction_read_only')", None)])
+    _, (replica_row,) = batch(sides.replica, [(LIFT_TIMEOUTS_LOCALLY, None), (render_settings_query(), None)])
     master_vals = dict(zip(RENDER_SETTINGS, master_row))
     sides.replica.execute(follow_sql(master_vals, local=True))
     return {"master": master_vals, "replica_before": dict(zip(RENDER_SETTINGS, replica_row)), "read_only": read_only}
