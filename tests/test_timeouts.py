@@ -159,3 +159,16 @@ def test_a_server_that_does_not_know_a_lifted_setting_is_connected_to_without_it
         for conn in (m, r):
             assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
             assert conn.execute("SHOW idle_session_timeout").fetchone() == ("0",)
+
+
+def test_a_verify_check_cut_short_by_a_limit_the_url_sets_fails_saying_why(master_url, replica_url, sql_on):
+    """The check could not run: it fails (never passes), and its summary names the limit and what to do."""
+    both(sql_on, master_url, replica_url, DDL)
+    for url in (master_url, replica_url):
+        sql_on(url, ROWS)
+    capped = url_with(master_url, options="-c statement_timeout=150ms")
+    report = run_verify(Config(master_url=capped, replica_url=replica_url), tables=["msgs"], deep=True,
+                        snapshot=None)
+    cut = [c for c in report.checks if c.status == "fail" and "statement timeout" in c.summary]
+    assert cut and not report.ok, [(c.name, c.status, c.summary) for c in report.checks]
+    assert all("raise it there, or connect directly" in c.summary for c in cut)

@@ -15,7 +15,7 @@ from psycopg import IsolationLevel
 
 from .. import identity
 from ..config import Config, Policy, require_url
-from ..connect import describe, lost_connections, open_master, open_replica, redact
+from ..connect import describe, lost_connections, open_master, open_replica, redact, timeout_hint
 from ..diff import quote
 from ..errors import ConfigError, ConnectError, GuardViolation
 from ..guard import MasterGuard
@@ -182,7 +182,10 @@ def run_verify(
                 if m.closed or r.closed:
                     # A lost connection is not a finding about the replica: exit 2, not failed checks.
                     raise _connection_lost(e, name, table) from e
-                report.add(name, "fail", f"error: {describe(e)}", table, error=type(e).__name__)
+                # failed, not passed: the check could not run (a limit it met says so, with what to do)
+                hint = timeout_hint(e)
+                report.add(name, "fail", f"error: {describe(e)}" + (f"; {hint}" if hint else ""), table,
+                           error=type(e).__name__)
 
         # a partition's rows are read through its partitioned tables, whose own structure (policies,
         # triggers, columns) is then checked too: _leaves left them out of `keys`
