@@ -31,7 +31,8 @@ from pydantic import BaseModel, Field
 
 from . import identity, order
 from .config import Config, require_url
-from .connect import describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact, statements_alone
+from .connect import (describe, is_transaction_pooler, open_master, open_replica, parse_conninfo, redact, statements_alone,
+                      timeout_hint)
 from .diff import EXTENSIONS_SCHEMA, Change, diff_schemas, extensions_in_scope, quote, resolve_renames, summarize
 from .errors import ReplicatorError
 from .guard import MasterGuard
@@ -457,7 +458,8 @@ def key_overlap(s: Sessions, t: Table, mcols: list[str], rcols: list[str], where
                     out.both += 1
                     a, b = next(ms, None), next(rs, None)
     except psycopg.Error as e:
-        out.error = describe(e)
+        hint = timeout_hint(e)  # (one statement outside a transaction: no limit lifted for it)
+        out.error = describe(e) + (f"; {hint}" if hint else "")
         for c in (s.master, s.replica):
             if c.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 c.rollback()

@@ -465,8 +465,9 @@ def _connect(cls, url: str, side: Side, **kwargs):
         try:
             conn = cls.connect(url, **kwargs)
         except psycopg.OperationalError as e:
-            unknown = next((n for n in NEWER_TIMEOUTS if f'unrecognized configuration parameter "{n}"' in str(e)), None)
-            if "options" in kwargs and unknown is not None:  # an older server
+            unknown = next((n for n in NEWER_TIMEOUTS if f'unrecognized configuration parameter "{n}"' in str(e)
+                            and f"-c {n}=0" in kwargs.get("options", "")), None)
+            if unknown is not None:  # an older server, refusing our setting (once: a URL's own is its to mend)
                 kwargs = {**kwargs, "options": _without_setting(kwargs["options"], unknown)}
                 return _connect(cls, url, side, **kwargs)
             if "options" not in kwargs or "unsupported startup parameter" not in str(e):

@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from . import identity
 from .analyze import AnalyzeOptions, Sessions, config_renames, scoped, selection_note
 from .config import Config, Policy
-from .connect import batch, describe, redact, statements_alone
+from .connect import LIFT_TIMEOUTS_LOCALLY, batch, describe, redact, statements_alone
 from .copy import CopyResult, copy_tables
 from .copy import checkpoint, indexes
 from .copy.masking import set_key
@@ -786,9 +786,11 @@ def read_side(conn: psycopg.Connection, side: str, cfg: Config, cached: tuple[st
         conn.rollback()
     if cached is not None and cached[1] == scope:
         # the digest alone, a transaction of its own: where it is the cached one (the usual case), the
-        # schema comes from the cache without a BEGIN and a COMMIT to wait for
+        # schema comes from the cache; its BEGIN and COMMIT travel with it (the transaction lifts the
+        # timeouts a pooler kept: a large catalog takes a while to digest)
         with statements_alone(conn):
-            digest = conn.execute(identity.load_sql("catalog_digest")).fetchone()[0]
+            _, _, ((digest,),), _ = batch(conn, [("BEGIN READ ONLY", None), (LIFT_TIMEOUTS_LOCALLY, None),
+                                                  (identity.load_sql("catalog_digest"), None), ("COMMIT", None)])
         if digest == cached[0]:
             try:
                 return Schema.model_validate_json(cached[2]), digest, True
@@ -798,7 +800,7 @@ def read_side(conn: psycopg.Connection, side: str, cfg: Config, cached: tuple[st
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         with conn.transaction():  # the digest of exactly what is introspected
-            digest = conn.execute(identity.load_sql("catalog_digest")).fetchone()[0]
+            _, ((digest,),) = batch(conn, [(LIFT_TIMEOUTS_LOCALLY, None), (identity.load_sql("catalog_digest"), None)])
             try:
                 return introspect(conn, schemas=cfg.schemas), digest, False
             except psycopg.errors.InsufficientPrivilege as e:

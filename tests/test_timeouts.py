@@ -13,6 +13,7 @@ from copyhelp import both, checksum
 
 from replicator.config import Config
 from replicator.copy import copy_tables
+from replicator.errors import ConnectError
 from replicator.verify import run_verify
 
 DDL = "CREATE TABLE msgs (id bigint PRIMARY KEY, body text)"
@@ -159,6 +160,11 @@ def test_a_server_that_does_not_know_a_lifted_setting_is_connected_to_without_it
         for conn in (m, r):
             assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
             assert conn.execute("SHOW idle_session_timeout").fetchone() == ("0",)
+    # the URL's own options naming it: the server's refusal, once, in one line (it is the URL's to mend)
+    own = url_with(master_url, options="-c no_such_timeout=5min")
+    with pytest.raises(ConnectError, match='unrecognized configuration parameter "no_such_timeout"') as e:
+        connect.open_master(own)
+    assert "\n" not in str(e.value)
 
 
 def test_a_verify_check_cut_short_by_a_limit_the_url_sets_fails_saying_why(master_url, replica_url, sql_on):
@@ -172,3 +178,27 @@ def test_a_verify_check_cut_short_by_a_limit_the_url_sets_fails_saying_why(maste
     cut = [c for c in report.checks if c.status == "fail" and "statement timeout" in c.summary]
     assert cut and not report.ok, [(c.name, c.status, c.summary) for c in report.checks]
     assert all("raise it there, or connect directly" in c.summary for c in cut)
+
+
+@pytest.mark.parametrize("command", ["analyze", "sync"])
+def test_introspecting_a_large_catalog_through_a_transaction_pooler(master_url, replica_url, sql_on, pooler, tmp_path,
+                                                                    command, monkeypatch):
+    """analyze, sync (and migrate, init) read the master's catalog in a transaction of their own: it lifts
+    the database's limit for itself too, where the pooler took no startup options."""
+    sql_on(master_url, "DO $$ BEGIN FOR i IN 1..300 LOOP EXECUTE format("
+                       "'CREATE TABLE t%s (id int PRIMARY KEY, v text CHECK (v <> ''''), w int DEFAULT 1)', i); "
+                       "END LOOP; END $$")
+    _limit(sql_on, master_url, statement_timeout="20ms")
+    via = pooler.url_for(master_url)
+    from replicator.introspect import core
+
+    with monkeypatch.context() as without_lifting:  # the arrangement means something
+        without_lifting.setattr(core, "LIFT_TIMEOUTS_LOCALLY", "SELECT 1")
+        with psycopg.connect(via, prepare_threshold=None) as plain, pytest.raises(psycopg.errors.QueryCanceled):
+            core.introspect(plain, schemas=["public"])
+    r = run_cli(command, "--master", via, "--replica", replica_url, cwd=tmp_path)
+    assert "statement timeout" not in r.stderr, r.stderr
+    assert r.code == 0, r.stderr
+    if command == "sync":  # again: the catalog unchanged, only its digest read (in a transaction of its own)
+        r = run_cli(command, "--master", via, "--replica", replica_url, cwd=tmp_path)
+        assert r.code == 0, r.stderr

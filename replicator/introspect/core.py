@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 
-from ..connect import batch, statements_alone
+from ..connect import LIFT_TIMEOUTS_LOCALLY, batch, statements_alone
 from . import queries
 from .models import (
     Collation,
@@ -140,7 +140,10 @@ def introspect(
         bracket = _Bracket(conn, defer_close, opened=ahead is not None)
         lead = [(q, p, tuple_row) for q, p in ahead.statements] if ahead else []
         try:
-            head = lead + bracket.opening() + [(queries.load("settings"), None), (queries.load("server"), None)]
+            # (the catalog of a large schema can take longer than a role's statement_timeout: lifted for
+            # the transaction where the startup options could not, as in a run's snapshot)
+            head = lead + bracket.opening() + [(LIFT_TIMEOUTS_LOCALLY, None), (queries.load("settings"), None),
+                                               (queries.load("server"), None)]
             if all_schemas:
                 *first, server_rows, schema_rows = batch(conn, head + [(queries.load("all_schemas"),
                                                                        {"excluded": sorted(EXCLUDED_SCHEMAS)})],
