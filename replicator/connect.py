@@ -18,6 +18,7 @@ import os
 import re
 import threading
 from contextlib import contextmanager
+from importlib import resources
 from typing import Any, Iterator, Literal
 
 import psycopg
@@ -355,17 +356,9 @@ NO_TIMEOUTS = "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -
 #: whole connection naming one, which is then made again without it.
 NEWER_TIMEOUTS = ("idle_session_timeout",)
 
-#: In a master transaction that must not be cut short (a run's snapshot): the two limits lifted for
-#: that transaction, where the startup options did not reach the server (a pooler refused or dropped
-#: them; a setting from the options has source 'client', so a limit the URL's options set stays).
-#: Transaction-local, so nothing reaches a pooler's other clients.
-LIFT_TIMEOUTS_LOCALLY = " ".join("""
-SELECT CASE WHEN s.source <> 'client' AND s.setting <> '0'
-            THEN pg_catalog.set_config('statement_timeout', '0', true) END,
-       CASE WHEN i.source <> 'client' AND i.setting <> '0'
-            THEN pg_catalog.set_config('idle_in_transaction_session_timeout', '0', true) END
-FROM pg_catalog.pg_settings s, pg_catalog.pg_settings i
-WHERE s.name = 'statement_timeout' AND i.name = 'idle_in_transaction_session_timeout'""".split())
+#: Sent first in each transaction that may run long (a run's snapshot, a catalog read): the two limits
+#: lifted for that transaction where the startup options could not be (sql/lift_timeouts.sql).
+LIFT_TIMEOUTS_LOCALLY = resources.files("replicator").joinpath("sql", "lift_timeouts.sql").read_text(encoding="utf-8")
 
 _TIMED_OUT = re.compile(r"statement timeout|idle-in-transaction timeout|idle-session timeout|transaction timeout")
 

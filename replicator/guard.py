@@ -100,8 +100,8 @@ PRESENTATION_SETTINGS = frozenset({"search_path", "timezone", "datestyle", "inte
 #: masked columns' expressions read (see copy/masking.py). No server code reads these names.
 OWN_SETTINGS = frozenset({"replicator.mask_key"})
 
-#: Timeouts set_config() may lift (to '0' only, transaction-locally): a run's snapshot whose startup
-#: options a pooler dropped gets them this way (connect.LIFT_TIMEOUTS_LOCALLY). Lifting a limit on how
+#: Timeouts set_config() may lift (to '0' only, transaction-locally): a transaction whose session's
+#: startup options a pooler dropped gets them this way (sql/lift_timeouts.sql). Lifting a limit on how
 #: long we read writes nothing.
 TIMEOUT_SETTINGS = frozenset({"statement_timeout", "idle_in_transaction_session_timeout"})
 
@@ -543,7 +543,7 @@ def _check_call(node: exp.Func, sql_text: str, functions: list[str], parsed_call
     if schema not in ("", "pg_catalog"):
         return f"calls {name}(): only pg_catalog functions are allowed"
     if fn == "set_config":
-        return None if _is_allowed_setting(node) else ("calls set_config() outside a local presentation setting, "
+        return None if _is_local_allowed_setting(node) else ("calls set_config() outside a local presentation setting, "
                                                          "the mask key or a lifted timeout")
     if fn in DENIED_FUNCTIONS:
         return f"calls {fn}(), which runs SQL given as text or assigns a transaction id"
@@ -596,7 +596,7 @@ def _truncate(name: str) -> str:
     return data[: NAMEDATALEN - 1].decode("utf-8", "ignore")
 
 
-def _is_allowed_setting(node: exp.Func) -> bool:
+def _is_local_allowed_setting(node: exp.Func) -> bool:
     """`set_config('search_path', 'x', true)`: a literal setting name we allow (a timeout only set to '0'),
     scoped to the transaction.
 
